@@ -1,0 +1,1 @@
+//! Admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`.

@@ -1,0 +1,1 @@
+//! Account files (`accounts/<id>.toml`) and their validation.

@@ -1,0 +1,1 @@
+//! Typed events; each `emit()` writes its log line and moves its metrics.

@@ -1,0 +1,1 @@
+//! Governor limiters with named quotas.

@@ -1,0 +1,3 @@
+//! The WebQQ / SmartQQ client for one account, with no actors in it.
+
+pub mod hash;

@@ -1,0 +1,1 @@
+//! `trait Store` and its sled implementation.
