@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use qqfleet::logging::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "qqfleet", version, about = "A fleet of QQ bot accounts over WebQQ, and its simulator")]
+#[command(
+    name = "qqfleet",
+    version,
+    about = "A fleet of QQ bot accounts over WebQQ, and its simulator"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, value_enum, global = true, default_value = "text")]
@@ -17,6 +21,12 @@ struct Cli {
 enum Cmd {
     /// Run the WebQQ simulator.
     Sim(qqfleet::sim::SimArgs),
+    /// Run the fleet of accounts in a folder.
+    Run(qqfleet::fleet::RunArgs),
+    /// Validate every account file and exit non-zero on errors.
+    Check(qqfleet::config::CheckArgs),
+    /// Log one account in by hand: QR in the terminal, contacts, incoming messages.
+    Login(qqfleet::protocol::login_cli::LoginArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,8 +34,23 @@ fn main() -> anyhow::Result<()> {
     logging::init(cli.log_format);
     match cli.cmd {
         Cmd::Sim(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(qqfleet::sim::run_cli(args))?;
+        }
+        Cmd::Run(args) => qqfleet::fleet::run(args)?,
+        Cmd::Check(args) => {
+            let bad = qqfleet::config::check_cli(args)?;
+            if bad > 0 {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Login(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(qqfleet::protocol::login_cli::run(args))?;
         }
     }
     Ok(())
