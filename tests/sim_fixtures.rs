@@ -140,6 +140,12 @@ impl Checker {
     }
 }
 
+/// The real number of the account's n-th group, from the control API.
+async fn code_number(c: &Client, n: usize) -> u64 {
+    let (_, contacts) = control(c, "GET", &format!("accounts/{}/contacts", c.qq), None).await;
+    contacts["groups"][n]["number"].as_u64().unwrap()
+}
+
 fn cfg() -> SimConfig {
     SimConfig {
         hold: Duration::from_millis(300),
@@ -317,6 +323,28 @@ async fn every_answer_has_the_structure_of_its_fixture() {
         )
         .await;
     ck.json("get_single_long_nick2_ok_2017.json", &ln);
+    let fu = c
+        .get_json(
+            &format!(
+                "s.web2.qq.com/api/get_friend_uin2?tuin={fuin}&type=1&vfwebqq={}&t=1",
+                c.vfwebqq
+            ),
+            S_REF,
+        )
+        .await;
+    ck.json("get_friend_uin2_user_ok.json", &fu);
+    let gid = g["result"]["gnamelist"][0]["gid"].as_u64().unwrap();
+    let gu = c
+        .get_json(
+            &format!(
+                "s.web2.qq.com/api/get_friend_uin2?tuin={gid}&type=4&vfwebqq={}&t=1",
+                c.vfwebqq
+            ),
+            S_REF,
+        )
+        .await;
+    assert_eq!(gu["result"]["account"], json!(code_number(&c, 0).await));
+    ck.json("get_friend_uin2_group_ok.json", &gu);
     let rl = c
         .post_r(
             "d1.web2.qq.com/channel/get_recent_list2",

@@ -1092,6 +1092,24 @@ async fn ptwebqq_rotation_knob() {
 }
 
 #[tokio::test]
+async fn chatter_writes_to_online_accounts() {
+    let sim = start(SimConfig {
+        chatter: Some(Duration::from_millis(200)),
+        hold: Duration::from_secs(2),
+        ..cfg()
+    })
+    .await;
+    let c = login(&sim.base_url(), 1231231).await;
+    let ev = c.poll_event().await;
+    assert!(
+        ["message", "group_message"].contains(&ev["poll_type"].as_str().unwrap()),
+        "{ev}"
+    );
+    assert_eq!(ev["value"]["to_uin"], 1231231);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn cli_prints_listening_first() {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
