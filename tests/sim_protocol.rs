@@ -584,6 +584,8 @@ async fn second_login_kick_expiry_and_clock() {
     assert_eq!(c.friends().await["retcode"], 0);
     control(&c, "POST", "clock/advance", Some(json!({"seconds": 3601}))).await;
     assert_eq!(c.poll().await["retcode"], 103);
+    let (_, a) = control(&c, "GET", "accounts/5678901", None).await;
+    assert_eq!(a["online"], false);
     assert_eq!(c.friends().await, json!({"retcode": 100000}));
     let r = c
         .send("send_buddy_msg2", ("to", json!(1)), &[json!("x")])
