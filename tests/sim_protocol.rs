@@ -1094,6 +1094,72 @@ async fn ptwebqq_rotation_knob() {
 }
 
 #[tokio::test]
+async fn pages_status_and_logouts() {
+    let sim = start(cfg()).await;
+    let base = sim.base_url();
+    let mut c = login(&base, 3213213).await;
+    for page in [
+        "w.qq.com/",
+        "w.qq.com/proxy.html",
+        "d1.web2.qq.com/proxy.html",
+        "d1.web2.qq.com/cfproxy.html",
+        "s.web2.qq.com/proxy.html",
+    ] {
+        assert_eq!(c.get_text(page, "").await.0, 200, "{page}");
+    }
+    let st = |s: &str, c: &Client| {
+        format!(
+            "d1.web2.qq.com/channel/change_status2?newstatus={s}&clientid=53999199&psessionid={}&t=1",
+            c.psessionid
+        )
+    };
+    assert_eq!(
+        c.get_json(&st("busy", &c), D_REF).await,
+        json!({"retcode": 0, "result": "ok"})
+    );
+    assert_eq!(
+        c.get_json(&st("sleepy", &c), D_REF).await["retcode"],
+        100001
+    );
+    assert_eq!(
+        c.get_json(&st("offline", &c), D_REF).await,
+        json!({"retcode": 0, "result": "ok"})
+    );
+    assert_eq!(c.poll().await["retcode"], 103);
+    // A new channel session on the same cookies, then logout2.
+    c.channel_login().await;
+    let out = c
+        .get_json(
+            &format!(
+                "d1.web2.qq.com/channel/logout2?ids=&clientid=53999199&psessionid={}&t=1",
+                c.psessionid
+            ),
+            D_REF,
+        )
+        .await;
+    assert_eq!(out, json!({"retcode": 0, "result": "ok"}));
+    assert_eq!(c.poll().await["retcode"], 103);
+    // ptlogin logout kills the login: no more cookie replay.
+    c.channel_login().await;
+    let (s, _) = c
+        .get_text("ptlogin2.qq.com/logout?deep_logout=1", "http://w.qq.com/")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(c.poll().await["retcode"], 103);
+    let ptwebqq = c.cookie("ptwebqq").unwrap();
+    let v = c
+        .get_json(
+            &format!(
+                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
+            ),
+            S_REF,
+        )
+        .await;
+    assert_eq!(v, json!({"retcode": 100000}));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn chatter_writes_to_online_accounts() {
     let sim = start(SimConfig {
         chatter: Some(Duration::from_millis(200)),
@@ -1159,4 +1225,12 @@ async fn cli_prints_listening_first() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(v.unwrap(), json!({"retcode": 0, "result": []}));
+    // Loopback only.
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
+        .args(["sim", "--listen", "0.0.0.0:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!st.success());
 }
