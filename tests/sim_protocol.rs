@@ -597,6 +597,14 @@ async fn second_login_kick_expiry_and_clock() {
     assert_eq!(c.poll().await["retcode"], 103);
     let (_, a) = control(&c, "GET", "accounts/5678901", None).await;
     assert_eq!(a["online"], false);
+    let (s, _) = control(
+        &c,
+        "POST",
+        "inject",
+        Some(json!({"qq": 5678901, "kind": "buddy", "text": "x"})),
+    )
+    .await;
+    assert_eq!(s, 409);
     assert_eq!(c.friends().await, json!({"retcode": 100000}));
     let r = c
         .send("send_buddy_msg2", ("to", json!(1)), &[json!("x")])
