@@ -826,6 +826,8 @@ async fn fault_queue() {
         )
         .await;
     assert_eq!(h["retcode"], 0, "{h}");
+    // A client that ignores the rotation still polls (the body's ptwebqq is not checked).
+    assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     // HTTP status, delay, drop; "*" and qq null.
     fault(json!({"qq": null, "endpoint": "get_online_buddies2", "http_status": 502})).await;
     let (s, _) = c

@@ -250,11 +250,9 @@ pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
             Ok(c) => c,
             Err(code) => return err(EP, code, qq_hint),
         };
+        // The `ptwebqq` of the poll body is not checked: from 2018 the service ignored it
+        // (clients sent ""), and a widely used client never applied a 116 rotation to it.
         let login = &w.logins[&ctx.login_id];
-        let body_ptwebqq = text(r.get("ptwebqq")).unwrap_or_default();
-        if !body_ptwebqq.is_empty() && body_ptwebqq != login.ptwebqq {
-            return err(EP, 103, Some(ctx.qq));
-        }
         let rotate_due = sim.cfg.ptwebqq_rotation.is_some_and(|d| {
             sim.now().saturating_sub(login.ptwebqq_set_ms) >= d.as_millis() as u64
         });
