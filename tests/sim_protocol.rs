@@ -1181,6 +1181,29 @@ async fn pages_status_and_logouts() {
 }
 
 #[tokio::test]
+async fn dropping_the_handle_stops_the_simulator() {
+    let sim = start(cfg()).await;
+    let c = Client::new(&sim.base_url());
+    assert_eq!(control(&c, "GET", "health", None).await.0, 200);
+    drop(sim);
+    let mut stopped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh = reqwest::Client::new();
+        if fresh
+            .get(format!("{}/sim/health", c.base))
+            .send()
+            .await
+            .is_err()
+        {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped);
+}
+
+#[tokio::test]
 async fn chatter_writes_to_online_accounts() {
     let sim = start(SimConfig {
         chatter: Some(Duration::from_millis(200)),

@@ -324,15 +324,15 @@ fn poll_step(sim: &Sim, ctx: SessionCtx, my_gen: u64) -> Step {
         return Step::Answer(idle(sim, ctx.qq));
     }
     if let Some(ev) = s.queue.pop_front() {
-        let notify = s.notify.clone();
         drop(w);
+        // Fault `duplicate`: the same event goes back to the front of the queue, so the next
+        // answer repeats it with the same msg_id.
         if sim.faults().take_duplicate(ctx.qq) {
             let mut w = sim.world();
             if let Some(s) = w.sessions.get_mut(&ctx.sid) {
                 s.queue.push_front(ev.clone());
             }
         }
-        let _ = notify;
         return Step::Answer(event_answer(&ev, ctx.qq));
     }
     Step::Wait(s.notify.clone())
