@@ -645,6 +645,19 @@ async fn second_login_kick_expiry_and_clock() {
     sim.shutdown().await;
 }
 
+async fn first_friend_uin(c: &Client) -> Value {
+    let (_, k) = control(c, "GET", &format!("accounts/{}/contacts", c.qq), None).await;
+    k["friends"][0]["uin"].clone()
+}
+
+/// A buddy send with a fixed msg_id and text, as a client resending after a crash would.
+async fn send_fixed(c: &Client, to: Value) -> Value {
+    let r = json!({"to": to, "content": Client::content(&[json!("exactly once")]), "face": 0,
+                   "clientid": 53999199, "msg_id": 7_000_001, "psessionid": c.psessionid});
+    c.post_r("d1.web2.qq.com/channel/send_buddy_msg2", D_REF, &r)
+        .await
+}
+
 #[tokio::test]
 async fn resume_pt4_auth_cookie_replay_and_relink() {
     let sim = start(cfg()).await;
@@ -692,6 +705,20 @@ async fn resume_pt4_auth_cookie_replay_and_relink() {
     assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
     assert_eq!(a["relinks"], 1);
+
+    // Exactly-once across a crash and a new login: the resend carries the friend's new
+    // pseudo uin, the same msg_id and text, and is acknowledged without a second delivery.
+    let ok = json!({"errCode": 0, "msg": "send ok"});
+    let first_uin = first_friend_uin(&c).await;
+    assert_eq!(send_fixed(&c, first_uin.clone()).await, ok);
+    c.channel_login().await;
+    let second_uin = first_friend_uin(&c).await;
+    assert_ne!(first_uin, second_uin);
+    assert_eq!(send_fixed(&c, second_uin).await, ok);
+    let (_, sent) = control(&c, "GET", "sent?qq=7890123", None).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
+    let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
+    assert_eq!(a["duplicates_dropped"], 1);
     sim.shutdown().await;
 }
 

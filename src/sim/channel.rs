@@ -454,7 +454,8 @@ pub fn send(sim: &Sim, req: &Req, kind: SendKind) -> Outcome {
     let key = DedupKey {
         msg_id,
         target: format!("{}:{}", kind.sent_kind(), to),
-        content: content_raw.as_str().unwrap_or_default().to_string(),
+        // The decoded text, so a resend whose font item differs still counts as the same.
+        content: decoded.text.clone(),
     };
     let window = sim.cfg.send_dedup_window.as_millis() as u64;
     while let Some((t, _)) = acc.dedup.front() {
