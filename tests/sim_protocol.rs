@@ -879,6 +879,21 @@ async fn fault_queue() {
         .post_r("d1.web2.qq.com/channel/send_qun_msg2", D_REF, &json!({}))
         .await;
     assert_eq!(r, json!({"retcode": 1202, "errmsg": ""}));
+    // 1202 but delivered anyway (§8.2): the answer is an error, the message arrives, and a
+    // resend with the same msg_id is acknowledged without a second delivery.
+    fault(json!({"qq": 9012345, "endpoint": "send_buddy_msg2", "retcode": 1202, "deliver": true}))
+        .await;
+    let fuin = first_friend_uin(&c).await;
+    assert_eq!(
+        send_fixed(&c, fuin.clone()).await,
+        json!({"retcode": 1202, "errmsg": ""})
+    );
+    assert_eq!(
+        send_fixed(&c, fuin).await,
+        json!({"errCode": 0, "msg": "send ok"})
+    );
+    let (_, sent) = control(&c, "GET", "sent?qq=9012345", None).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
     fault(json!({"qq": 9012345, "endpoint": "get_user_friends2", "retcode": 100003})).await;
     assert_eq!(c.friends().await, json!({"retcode": 100003}));
     // Bad fault bodies.
