@@ -263,6 +263,23 @@ async fn full_life_inject_poll_send_sent() {
         .await;
     assert_eq!(rl["retcode"], 0, "{rl}");
 
+    // Unknown ids: 6 on the info API, 100001 on the channel.
+    for path in [
+        format!("s.web2.qq.com/api/get_friend_info2?tuin=1&vfwebqq={}&clientid=53999199&psessionid={}&t=1", c.vfwebqq, c.psessionid),
+        format!("s.web2.qq.com/api/get_single_long_nick2?tuin=1&vfwebqq={}&t=1", c.vfwebqq),
+        format!("s.web2.qq.com/api/get_friend_uin2?tuin=1&type=1&vfwebqq={}&t=1", c.vfwebqq),
+    ] {
+        assert_eq!(c.get_json(&path, S_REF).await, json!({"retcode": 6}), "{path}");
+    }
+    let v = c
+        .get_json(&format!("d1.web2.qq.com/channel/get_discu_info?did=1&vfwebqq={}&clientid=53999199&psessionid={}&t=1", c.vfwebqq, c.psessionid), D_REF)
+        .await;
+    assert_eq!(v["retcode"], 6);
+    let v = c
+        .get_json(&format!("d1.web2.qq.com/channel/get_c2cmsg_sig2?id=1&to_uin=1&service_type=0&clientid=53999199&psessionid={}&t=1", c.psessionid), D_REF)
+        .await;
+    assert_eq!(v["retcode"], 100001);
+
     // Contacts from the control API carry this session's uins.
     let (_, contacts) = control(&c, "GET", "accounts/1234567/contacts", None).await;
     assert_eq!(contacts["friends"][0]["uin"], fuin);
