@@ -353,7 +353,7 @@ pub fn split_text_at(text: &str, max: usize) -> Vec<String> {
 fn face_marker_len(s: &str) -> Option<usize> {
     let after = s.strip_prefix("[face:")?;
     let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-    (digits >= 1 && digits <= 3 && after.as_bytes().get(digits) == Some(&b']'))
+    ((1..=3).contains(&digits) && after.as_bytes().get(digits) == Some(&b']'))
         .then_some(6 + digits + 1)
 }
 
