@@ -368,15 +368,13 @@ impl Client {
         found.map(|(_, v)| v)
     }
 
-    /// Sets a cookie as a server on `host` would have.
-    fn set_cookie(&self, host: Host, name: &str, value: &str) {
-        let root = self.inner.endpoints.root(host);
-        let (url, attrs) = match &self.inner.endpoints.sim_base {
-            None => (
-                format!("{root}/"),
-                format!("Path=/; Domain={}", cookie_domain(host)),
-            ),
-            Some(_) => (format!("{root}/"), "Path=/".to_string()),
+    /// Sets a cookie as a server would have: on the real hosts with `Domain=<domain>`, on a
+    /// simulator host-only (its cookies are host-only, DESIGN.md "Addressing").
+    fn set_cookie(&self, host: Host, domain: &str, name: &str, value: &str) {
+        let url = format!("{}/", self.inner.endpoints.root(host));
+        let attrs = match &self.inner.endpoints.sim_base {
+            None => format!("Path=/; Domain={domain}"),
+            Some(_) => "Path=/".to_string(),
         };
         if let Ok(url) = url::Url::parse(&url) {
             let _ = self.jar().parse(&format!("{name}={value}; {attrs}"), &url);
@@ -771,7 +769,7 @@ impl Client {
         // cookie proxy (§3.5): the page copied p_skey and p_uin to w.qq.com
         for name in ["p_skey", "p_uin"] {
             if let Some(v) = self.cookie(name) {
-                self.set_cookie(Host::W, name, &v);
+                self.set_cookie(Host::W, "w.qq.com", name, &v);
             }
         }
         Ok(())
@@ -1020,7 +1018,7 @@ impl Client {
             } => {
                 // §5.2: set cookie ptwebqq=<p> (domain qq.com, path /) and use it from now on
                 self.state().ptwebqq = p.clone();
-                self.set_cookie(Host::W, "ptwebqq", p);
+                self.set_cookie(Host::W, "qq.com", "ptwebqq", p);
                 res
             }
             PollResult::Events(events) => {
@@ -1347,15 +1345,6 @@ impl Client {
         };
         self.state().contacts = Some(Arc::new(c.clone()));
         Ok(c)
-    }
-}
-
-/// The cookie domain a real host set its cookies on (§3.4, §3.5).
-fn cookie_domain(host: Host) -> &'static str {
-    match host {
-        Host::W => "w.qq.com",
-        Host::SWeb2 | Host::D1Web2 | Host::Ptlogin4Web2 => "web2.qq.com",
-        Host::SslPtlogin2 | Host::XuiPtlogin2 => "ptlogin2.qq.com",
     }
 }
 

@@ -255,7 +255,7 @@ pub fn html_unescape(s: &str) -> String {
     while let Some(pos) = rest.find('&') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        let end = after[..after.len().min(12)].find(';');
+        let end = after.bytes().take(12).position(|b| b == b';');
         let decoded = end.and_then(|end| {
             let name = &after[1..end];
             let c = match name {
