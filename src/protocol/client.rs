@@ -931,6 +931,13 @@ impl Client {
             ProtocolError::Undecodable {
                 endpoint, reason, ..
             } => ProtocolError::SessionDead { endpoint, reason },
+            // check_sig refuses a dead ptsigx with a 4xx
+            ProtocolError::HttpStatus { endpoint, status } if (400..500).contains(&status) => {
+                ProtocolError::SessionDead {
+                    endpoint,
+                    reason: format!("HTTP {status}"),
+                }
+            }
             other => other,
         };
         if let (Some(supertoken), Some(_)) = (self.cookie("supertoken"), self.cookie("superuin")) {
