@@ -550,7 +550,10 @@ fn canonical_faces(text: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // PROPTEST_CASES=N runs a longer fuzz session (the default keeps CI fast)
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn splitter_pieces_fit_and_concatenate(text in "(\\PC| |\\n){0,2000}") {
