@@ -491,16 +491,14 @@ async fn friend_list_lockout_is_rate_limited() {
         "{err:?}"
     );
     // while limited the client does not call the endpoint again
-    let calls = |v: &Value| v["calls"]["get_user_friends2"].as_u64().unwrap_or(0);
-    let before = calls(&sim.get(&format!("/sim/accounts/{QQ}")).await);
+    let calls = |v: &Value| v["requests"]["get_user_friends2"].as_u64().unwrap_or(0);
+    let before = calls(&sim.get("/sim/stats").await);
+    assert!(before >= 16, "{before} calls counted");
     assert!(matches!(
         c.contacts().await,
         Err(ProtocolError::RateLimited { .. })
     ));
-    assert_eq!(
-        calls(&sim.get(&format!("/sim/accounts/{QQ}")).await),
-        before
-    );
+    assert_eq!(calls(&sim.get("/sim/stats").await), before);
 }
 
 #[tokio::test]
@@ -564,9 +562,19 @@ async fn faults_are_retried_or_surfaced_per_the_table() {
         ),
         "{e:?}"
     );
-    // list calls: HTTP 404 and a slow answer are typed errors with the endpoint
+    // read-only list calls: one HTTP 404 is retried (§2), three in a row are surfaced
+    let calls = |v: &Value| v["requests"]["get_self_info2"].as_u64().unwrap_or(0);
+    let before = calls(&sim.get("/sim/stats").await);
     sim.fault("get_self_info2", json!({"http_status": 404}))
         .await;
+    c.contacts().await.unwrap();
+    let after = calls(&sim.get("/sim/stats").await);
+    assert_eq!(after - before, 2, "one failed call and one retry");
+    sim.post(
+        "/sim/faults",
+        json!({"qq": QQ, "endpoint": "get_self_info2", "http_status": 404, "count": 3}),
+    )
+    .await;
     let e = c.contacts().await.unwrap_err();
     assert!(
         matches!(

@@ -477,7 +477,18 @@ impl Client {
         form_r: Option<String>,
     ) -> Result<Value, ProtocolError> {
         self.check_rate_limit(ep)?;
-        let v = self.call_json(ep, query, form_r).await?;
+        let mut attempt = 1;
+        let v = loop {
+            match self.call_json(ep, query, form_r.clone()).await {
+                Ok(v) => break v,
+                Err(e) if attempt < READ_ATTEMPTS && retry_read(ep, &e) => {
+                    tracing::debug!(endpoint = %ep, error = %e, attempt, "retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.result_of(ep, v)
     }
 
@@ -1353,6 +1364,34 @@ impl Client {
         self.state().contacts = Some(Arc::new(c.clone()));
         Ok(c)
     }
+}
+
+/// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and
+/// get_group_name_list_mask2 occasionally answered HTTP 404 and clients retried ≤ 3 times).
+const READ_ATTEMPTS: u32 = 3;
+
+/// Whether a failed call may simply be repeated: read-only calls only (never a send: it may
+/// have arrived; never login2: it would open a second channel), on a gateway status or a
+/// connection failure, not on a timeout (the caller already waited) or a retcode.
+fn retry_read(ep: Endpoint, e: &ProtocolError) -> bool {
+    let read_only = matches!(
+        ep,
+        Endpoint::Getvfwebqq
+            | Endpoint::GetSelfInfo2
+            | Endpoint::GetGroupNameListMask2
+            | Endpoint::GetGroupInfoExt2
+            | Endpoint::GetDiscusList
+            | Endpoint::GetDiscuInfo
+            | Endpoint::GetOnlineBuddies2
+            | Endpoint::GetRecentList2
+            | Endpoint::GetC2cmsgSig2
+    );
+    read_only
+        && match e {
+            ProtocolError::HttpStatus { status, .. } => matches!(status, 404 | 502 | 503 | 504),
+            ProtocolError::Transport { .. } => true,
+            _ => false,
+        }
 }
 
 /// `retcode` as a number (it came as number or string).
