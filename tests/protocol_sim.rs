@@ -418,36 +418,83 @@ async fn relink_after_121() {
     assert_eq!(next_event(&c).await.text().unwrap(), "after relink");
 }
 
+/// The saved session without one cookie (the jar is serialized as a JSON array).
+fn without_cookie(saved: &Session, name: &str) -> Session {
+    let jar: Vec<Value> = serde_json::from_str(&saved.cookies).expect("jar is a JSON array");
+    let n = jar.len();
+    let kept: Vec<Value> = jar
+        .into_iter()
+        .filter(|c| !c.to_string().contains(&format!("\"{name}=")))
+        .collect();
+    assert_eq!(kept.len() + 1, n, "exactly one {name} cookie");
+    Session {
+        cookies: serde_json::to_string(&kept).unwrap(),
+        ..saved.clone()
+    }
+}
+
 #[tokio::test]
 async fn resume_without_scan_then_expiry_is_a_dead_session() {
     let sim = Sim::quiet().await;
     let c = sim.login().await;
-    // the saved session survives JSON (session cookies included) and resumes without a scan
+    let requests = |v: Value, ep: &str| v["requests"][ep].as_u64().unwrap_or(0);
+    // the saved session survives JSON (session cookies included)
     let saved: Session =
         serde_json::from_str(&serde_json::to_string(&c.session()).unwrap()).unwrap();
     assert!(saved.cookies.contains("ptwebqq"));
-    let logins_before = sim.get(&format!("/sim/accounts/{QQ}")).await["logins"].clone();
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    let logins = account["logins"].clone();
+
+    // 1. the saved channel is still alive: kept as it is (§3.10, probe)
     let resumed = client_at(&sim.base, Some(saved.clone()));
     resumed.resume().await.unwrap();
-    assert_eq!(resumed.uin(), QQ);
-    sim.inject(json!({"kind": "buddy", "text": "resumed"}))
-        .await;
-    assert_eq!(next_event(&resumed).await.text().unwrap(), "resumed");
-    let after = sim.get(&format!("/sim/accounts/{QQ}")).await;
-    assert_eq!(after["logins"], logins_before, "no new QR login");
+    assert_eq!(resumed.session().psessionid, saved.psessionid);
+    sim.inject(json!({"kind": "buddy", "text": "kept"})).await;
+    assert_eq!(next_event(&resumed).await.text().unwrap(), "kept");
 
+    // 2. the channel moved on (relink): pt4_auth with the supertoken → check_sig → login2
+    resumed.relink().await.unwrap();
+    let pt4 = requests(sim.get("/sim/stats").await, "pt4_auth");
+    let by_pt4 = client_at(&sim.base, Some(saved.clone()));
+    by_pt4.resume().await.unwrap();
+    assert_eq!(requests(sim.get("/sim/stats").await, "pt4_auth"), pt4 + 1);
+    assert_ne!(by_pt4.session().psessionid, saved.psessionid);
+    sim.inject(json!({"kind": "buddy", "text": "by pt4_auth"}))
+        .await;
+    assert_eq!(next_event(&by_pt4).await.text().unwrap(), "by pt4_auth");
+
+    // 3. without a supertoken: cookie replay (getvfwebqq + login2)
+    let no_token = without_cookie(&by_pt4.session(), "supertoken");
+    by_pt4.relink().await.unwrap();
+    let stats = sim.get("/sim/stats").await;
+    let (pt4, vf) = (
+        requests(stats.clone(), "pt4_auth"),
+        requests(stats, "getvfwebqq"),
+    );
+    let replayed = client_at(&sim.base, Some(no_token));
+    replayed.resume().await.unwrap();
+    let stats = sim.get("/sim/stats").await;
+    assert_eq!(requests(stats.clone(), "pt4_auth"), pt4);
+    assert_eq!(requests(stats, "getvfwebqq"), vf + 1);
+    sim.inject(json!({"kind": "buddy", "text": "replayed"}))
+        .await;
+    assert_eq!(next_event(&replayed).await.text().unwrap(), "replayed");
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["logins"], logins, "no new QR login");
+
+    // 4. expiry: the channel is gone...
     sim.post("/sim/expire", json!({"qq": QQ})).await;
-    // the channel is gone...
-    let r = resumed.poll().await.unwrap();
+    let r = replayed.poll().await.unwrap();
     assert!(
         matches!(r, PollResult::Retcode { .. }),
         "expired session polled {r:?}"
     );
-    // ...and so are the ptlogin cookies: resume reports it clearly
-    let again = client_at(&sim.base, Some(saved));
-    let err = again.resume().await.unwrap_err();
-    assert!(matches!(err, ProtocolError::SessionDead { .. }), "{err:?}");
-    assert!(err.is_session_lost());
+    // ...and so are the ptlogin cookies: resume reports it clearly, on every path
+    for s in [saved.clone(), without_cookie(&saved, "supertoken")] {
+        let err = client_at(&sim.base, Some(s)).resume().await.unwrap_err();
+        assert!(matches!(err, ProtocolError::SessionDead { .. }), "{err:?}");
+        assert!(err.is_session_lost());
+    }
 }
 
 #[tokio::test]

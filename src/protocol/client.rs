@@ -919,11 +919,27 @@ impl Client {
         self.warm_up().await
     }
 
-    /// Resumes a saved session without a scan (§3.10): `pt4_auth` with the supertoken →
-    /// check_sig → channel login; else cookie replay (getvfwebqq + login2). When the server
-    /// refuses, the ptlogin cookies are dead: `SessionDead`. Transport errors stay transport
-    /// errors (the session may still be fine).
+    /// Resumes a saved session without a scan (§3.10). In order: if the saved channel still
+    /// answers `get_online_buddies2`, keep it (pandolia tested a pickled session this way);
+    /// else `pt4_auth` with the supertoken → check_sig → channel login; else cookie replay
+    /// (getvfwebqq + login2). When the server refuses all of them, the ptlogin cookies are
+    /// dead: `SessionDead`. Transport errors stay transport errors (the session may still be
+    /// fine).
     pub async fn resume(&self) -> Result<(), ProtocolError> {
+        self.resume_with(true).await
+    }
+
+    /// [`Client::resume`] that always builds a new channel (skips the probe of the saved one).
+    pub async fn resume_new_channel(&self) -> Result<(), ProtocolError> {
+        self.resume_with(false).await
+    }
+
+    async fn resume_with(&self, probe_first: bool) -> Result<(), ProtocolError> {
+        if probe_first && self.channel().is_ok() && self.probe().await? {
+            tracing::info!("saved channel still alive");
+            self.state().kicked = None;
+            return Ok(());
+        }
         let expect = Some(self.state().uin).filter(|&u| u != 0);
         let dead = |e: ProtocolError| match e {
             ProtocolError::Retcode {
