@@ -288,6 +288,13 @@ async fn whole_life_of_an_account() {
     assert_eq!((uin, status.as_str()), (friend_uin, "busy"));
 
     // every send kind arrives with the same text
+    let discu_member = wd[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["qq"].as_u64() != Some(QQ))
+        .unwrap()
+        .clone();
     let long = "长".repeat(300) + " tail"; // 905 bytes: two pieces
     let sends = [
         (
@@ -305,6 +312,14 @@ async fn whole_life_of_an_account() {
             "sess",
             "悄悄话".to_string(),
         ),
+        (
+            Target::Sess {
+                to: discu_member["uin"].as_u64().unwrap(),
+                via: SessVia::Discu(did),
+            },
+            "sess",
+            "讨论组私聊".to_string(),
+        ),
         (Target::Buddy(friend_uin), "buddy", long.clone()),
     ];
     let msg_id_before = c.session().msg_id;
@@ -312,8 +327,8 @@ async fn whole_life_of_an_account() {
         assert_eq!(c.send(t, text).await.unwrap(), SendOutcome::Delivered);
     }
     let sent = sim.sent().await;
-    assert_eq!(sent.len(), 6, "{sent:?}");
-    for (i, (_, kind, text)) in sends.iter().take(4).enumerate() {
+    assert_eq!(sent.len(), 7, "{sent:?}");
+    for (i, (_, kind, text)) in sends.iter().take(5).enumerate() {
         assert_eq!(sent[i]["kind"], json!(kind), "{sent:?}");
         assert_eq!(sent[i]["text"], json!(text), "{sent:?}");
     }
@@ -322,15 +337,16 @@ async fn whole_life_of_an_account() {
     assert_eq!(sent[2]["to"], json!(did));
     let joined = format!(
         "{}{}",
-        sent[4]["text"].as_str().unwrap(),
-        sent[5]["text"].as_str().unwrap()
+        sent[5]["text"].as_str().unwrap(),
+        sent[6]["text"].as_str().unwrap()
     );
     assert_eq!(joined, long);
     // msg_ids increase by one per piece and are persisted in the session
     let ids: Vec<u64> = sent.iter().map(|s| s["msg_id"].as_u64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     assert_eq!(ids[0], msg_id_before);
-    assert_eq!(c.session().msg_id, msg_id_before + 6);
+    assert_eq!(sent[3]["to"], member["qq"]);
+    assert_eq!(c.session().msg_id, msg_id_before + 7);
 }
 
 #[tokio::test]
