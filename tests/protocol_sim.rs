@@ -986,3 +986,86 @@ async fn poll_and_send_run_concurrently_on_clones() {
     assert_eq!(e[0].text().unwrap(), "wake");
     assert_eq!(sim.sent().await.len(), 1);
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_debug_and_errors_never_show_secrets() {
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("qqfleet::protocol=trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = Sim::quiet().await;
+    let c = sim.login().await;
+    let contacts = c.contacts().await.unwrap();
+    sim.fault("poll2", json!({"retcode": 116})).await;
+    let r116 = c.poll().await.unwrap();
+    sim.fault("poll2", json!({"drop": true})).await;
+    let dropped = c.poll().await.unwrap_err();
+    sim.fault("send_qun_msg2", json!({"retcode": 100001})).await;
+    let refused = c
+        .send(&Target::Group(contacts.groups[0].gid), "x")
+        .await
+        .unwrap_err();
+    sim.post("/sim/expire", json!({"qq": QQ})).await;
+    let dead = client_at(&sim.base, Some(c.session()))
+        .resume()
+        .await
+        .unwrap_err();
+
+    let s = c.session();
+    let jar: Vec<Value> = serde_json::from_str(&s.cookies).unwrap();
+    let mut secrets: Vec<String> = vec![s.ptwebqq.clone(), s.vfwebqq.clone(), s.psessionid.clone()];
+    for cookie in &jar {
+        let raw = cookie["raw_cookie"].as_str().unwrap_or("");
+        let pair = raw.split(';').next().unwrap_or("");
+        if let Some((name, value)) = pair.split_once('=') {
+            let secret = [
+                "skey",
+                "p_skey",
+                "supertoken",
+                "superkey",
+                "pt4_token",
+                "qrsig",
+                "ptwebqq",
+            ]
+            .contains(&name.trim());
+            if secret && value.len() >= 8 {
+                secrets.push(value.to_string());
+            }
+        }
+    }
+    assert!(secrets.len() >= 9, "{} secrets found", secrets.len());
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("poll2"), "nothing was logged");
+    let shown = [
+        logs,
+        format!("{c:?} {s:?} {r116:?} {contacts:?}"),
+        format!("{dropped} {dropped:?} {refused} {refused:?} {dead} {dead:?}"),
+    ];
+    for text in &shown {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret leaked into: {text}"
+            );
+        }
+    }
+}
