@@ -215,9 +215,19 @@ async fn wait_for_signal() -> Result<(), FleetError> {
     Ok(())
 }
 
-/// The in-process simulator of `--sim` (the simulator branch provides `crate::sim::serve`).
-async fn start_sim() -> Result<((), String), FleetError> {
-    Err(FleetError::Sim(
-        "the simulator library is not merged into this build yet".into(),
-    ))
+/// The in-process simulator of `--sim`, on a loopback port, with chatter on so the echo bots
+/// have someone to answer.
+async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let cfg = crate::sim::SimConfig {
+        chatter: Some(Duration::from_secs(20)),
+        ..crate::sim::SimConfig::default()
+    };
+    let handle = crate::sim::serve(cfg, listener)
+        .await
+        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let base = handle.base_url();
+    Ok((handle, base))
 }
