@@ -689,8 +689,28 @@ impl Account {
                 self.fail(ctx, why, LoginMethod::Resume);
                 PollDirective::Stop
             }
-            #[allow(unreachable_patterns)]
-            _ => PollDirective::Continue(Duration::from_secs(1)),
+            Action::Probe => {
+                // A doubtful 103 (§15.4): ask get_online_buddies2 whether the channel lives;
+                // keep polling if it does, relink if not.
+                let Some(client) = self.client.clone() else {
+                    return PollDirective::Continue(IGNORED_RETCODE_PAUSE);
+                };
+                let gen = self.gen;
+                ctx.spawn(client.probe().into_actor(self).map(move |alive, act, ctx| {
+                    if gen != act.gen || act.state != Some(AccountState::Online) {
+                        return;
+                    }
+                    match alive {
+                        Ok(true) => {
+                            if let Some(c) = act.client.clone() {
+                                act.start_poller(ctx, &c);
+                            }
+                        }
+                        _ => act.reconnect(ctx, LoginMethod::Relink),
+                    }
+                }));
+                PollDirective::Stop
+            }
         }
     }
 }

@@ -260,6 +260,25 @@ fn retcodes_drive_relink_and_kick_stops() {
         })
         .await;
         assert_eq!(state(&h, "a"), Some(AccountState::Online));
+        // 103: probe; alive → keep polling (no relink); dead → relink.
+        {
+            let mut s = h.script.lock().unwrap();
+            s.probes.extend([Ok(true), Ok(false)]);
+            for _ in 0..2 {
+                s.polls.push_back(Ok(PollResult::Retcode {
+                    retcode: 103,
+                    action: Action::Probe,
+                }));
+            }
+        }
+        until(
+            "relink after the dead probe",
+            Duration::from_secs(10),
+            || h.script.lock().unwrap().counts.relink == 2,
+        )
+        .await;
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        assert!(h.script.lock().unwrap().probes.is_empty());
         // A kick: stopped, and it stays stopped across a rebuild of the actor.
         h.script
             .lock()

@@ -27,6 +27,8 @@ pub trait WebQq: Send + Sync + 'static {
     /// login2 again on the current session (§3.7).
     fn relink(&self) -> Fut<()>;
     fn poll(&self) -> Fut<PollResult>;
+    /// Is the channel alive? (get_online_buddies2, the answer to a doubtful 103, §5.2)
+    fn probe(&self) -> Fut<bool>;
     /// Sends `text` (split in pieces by the client, each taking the next msg_id).
     fn send(&self, target: Target, text: String) -> Fut<SendOutcome>;
     fn contacts(&self) -> Fut<Contacts>;
@@ -79,6 +81,10 @@ impl WebQq for Client {
         let c = self.clone();
         Box::pin(async move { c.poll().await })
     }
+    fn probe(&self) -> Fut<bool> {
+        let c = self.clone();
+        Box::pin(async move { c.probe().await })
+    }
     fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
         let c = self.clone();
         Box::pin(async move { c.send(&target, &text).await })
@@ -118,6 +124,8 @@ pub mod fake {
         pub resumes: VecDeque<Result<(), ProtocolError>>,
         /// Results of the next relink calls (default Ok).
         pub relinks: VecDeque<Result<(), ProtocolError>>,
+        /// Results of the next probes (default Ok(true)).
+        pub probes: VecDeque<Result<bool, ProtocolError>>,
         /// Results of the next sends (default Delivered).
         pub sends: VecDeque<Result<SendOutcome, ProtocolError>>,
         /// What was sent: (target, text, msg_id).
@@ -218,6 +226,10 @@ pub mod fake {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             })
+        }
+        fn probe(&self) -> Fut<bool> {
+            let r = self.s().probes.pop_front().unwrap_or(Ok(true));
+            Box::pin(async move { r })
         }
         fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
             let mut s = self.s();
