@@ -446,3 +446,66 @@ fn backoff_is_full_jitter_capped() {
         .collect();
     assert!(big.iter().any(|d| d.as_secs() < 150) && big.iter().any(|d| d.as_secs() > 150));
 }
+
+#[test]
+fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
+    use crate::protocol::{SendOutcome, Target};
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.on_uncertain = crate::config::UncertainPolicy::Hold;
+        let addr = Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let rejected = || ProtocolError::SendRejected {
+            endpoint: crate::protocol::Endpoint::SendBuddyMsg2,
+            retcode: 1,
+            action: Action::Fatal,
+            pieces_delivered: 0,
+        };
+        {
+            let mut s = h.script.lock().unwrap();
+            s.sends.extend([
+                Err(rejected()),
+                Err(rejected()),
+                Err(rejected()),
+                Ok(SendOutcome::Uncertain),
+                Err(ProtocolError::Timeout {
+                    endpoint: crate::protocol::Endpoint::SendBuddyMsg2,
+                    after: Duration::from_secs(30),
+                }),
+            ]);
+        }
+        for text in ["refused", "maybe", "late"] {
+            addr.send(Enqueue {
+                target: Target::Buddy(7),
+                text: text.into(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        until("outbox drained", Duration::from_secs(120), || {
+            h.store.outbox_len("a").unwrap() == 0
+        })
+        .await;
+        let held: Vec<String> = h
+            .store
+            .held("a")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(held, ["refused", "maybe"]);
+        let sent: Vec<String> = h
+            .script
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .map(|s| s.1.clone())
+            .collect();
+        // "maybe" (1202) went out once and was never resent; "late" was retried after the
+        // timeout and delivered.
+        assert_eq!(sent, ["maybe", "late"]);
+    });
+}

@@ -26,6 +26,8 @@ use crate::store::{OutMsg, Store};
 
 /// Longest pause between two attempts of one message after transport errors.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// Refusals (not transport trouble, not a lost session) before a message is held.
+const MAX_REJECTIONS: u32 = 3;
 
 /// The outbox pump of one account.
 pub struct Sender {
@@ -178,8 +180,23 @@ impl Sender {
                     return;
                 }
                 msg.attempts += 1;
-                let wait = (Duration::from_secs(1) * 2u32.saturating_pow(msg.attempts.min(6)))
-                    .min(MAX_RETRY);
+                if !e.is_transient() && msg.attempts >= MAX_REJECTIONS {
+                    // Refused again and again (a stale uin, a text the server will never
+                    // take): set it aside so it cannot block the messages behind it.
+                    tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
+                        "send refused {MAX_REJECTIONS} times; held for an operator");
+                    let r = self.store.hold_outgoing(&self.id, &msg);
+                    if let Err(e) = r {
+                        tracing::error!(account = %self.id, error = %e, "outbox update failed");
+                    }
+                    self.after_send(ctx);
+                    return;
+                }
+                let wait = match &e {
+                    ProtocolError::RateLimited { retry_after, .. } => *retry_after,
+                    _ => Duration::from_secs(1) * 2u32.saturating_pow(msg.attempts.min(6)),
+                }
+                .min(MAX_RETRY);
                 tracing::warn!(account = %self.id, seq = msg.seq, attempts = msg.attempts,
                     error = %e, "send failed; will retry the same message");
                 let r = self.store.update_outbox(&self.id, &msg);
@@ -190,6 +207,10 @@ impl Sender {
         if let Err(e) = stored {
             tracing::error!(account = %self.id, error = %e, "outbox update failed");
         }
+        self.after_send(ctx);
+    }
+
+    fn after_send(&mut self, ctx: &mut Context<Self>) {
         if let Ok(depth) = self.store.outbox_len(&self.id) {
             self.account.do_send(SenderReport::Depth {
                 gen: self.gen,
