@@ -1,0 +1,289 @@
+//! Shared helpers of the observability tests: the Prometheus tools, a real Prometheus server
+//! on loopback, a minimal HTTP client, and the metric text helpers.
+//!
+//! The Prometheus tools are required, never optional: a test that silently passes when
+//! `promtool` is missing would prove nothing in CI, which installs the `prometheus` package.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to get the tools, repeated in every failure so the fix is one line away.
+const INSTALL: &str =
+    "install Prometheus and promtool: apt-get install --no-install-recommends prometheus";
+
+/// Finds a Prometheus tool (`prometheus`, `promtool`) on PATH or in /usr/bin; panics if absent.
+pub fn tool(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/bin"));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not found; {INSTALL}"))
+}
+
+/// Runs promtool with `args` and `stdin`, returns (success, stdout + stderr).
+pub fn promtool(args: &[&str], stdin: Option<&str>, dir: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new(tool("promtool"));
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    let mut child = cmd.spawn().expect("promtool starts");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool finishes");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The crate's root folder (dashboards, docs).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A loopback port that was free a moment ago (for servers that cannot report a port 0 bind).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// An HTTP answer: status code and body.
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One HTTP/1.0 request over a fresh connection. HTTP/1.0 keeps the answer unchunked and the
+/// connection closed at its end, so reading to EOF is the whole body.
+pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {raw:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    Ok(Response {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// Percent-encodes a query parameter value.
+pub fn encode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn poll_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A real Prometheus server on loopback, with its own data folder, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    /// `127.0.0.1:PORT` of its HTTP API.
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` (`host:port`) every second and evaluating
+    /// `rule_files` every second, and waits until it is ready.
+    ///
+    /// Runs as the current user: the Debian build runs fine as root, and the data folder is a
+    /// fresh temporary one.
+    pub fn start(targets: &[String], rule_files: &[PathBuf]) -> Prometheus {
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        let targets = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rules = rule_files
+            .iter()
+            .map(|r| format!("  - '{}'\n", r.display()))
+            .collect::<String>();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n{rules}\
+             scrape_configs:\n  - job_name: qqfleet\n    static_configs:\n      - targets: [{targets}]\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, &config).expect("write prometheus.yml");
+        let (ok, out) = promtool(
+            &["check", "config", config_path.to_str().unwrap()],
+            None,
+            None,
+        );
+        assert!(ok, "promtool check config:\n{out}\n{config}");
+
+        // The port is chosen before the bind; retry on the rare race with another process.
+        for _ in 0..5 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+            let child = Command::new(tool("prometheus"))
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("prometheus starts");
+            let mut p = Prometheus { child, addr, dir };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    break; // exited: most likely the port was taken; try another
+                }
+                if let Ok(r) = http("GET", &p.addr, "/-/ready", None) {
+                    if r.status == 200 {
+                        return p;
+                    }
+                }
+                if Instant::now() > deadline {
+                    panic!("prometheus not ready after 20 s:\n{}", p.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!("prometheus exited early, retrying:\n{}", p.log());
+            dir = std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap());
+        }
+        panic!("prometheus did not start in 5 attempts");
+    }
+
+    /// Its log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `/api/v1/query` at the current time: `Ok(data)` on `status: success`, else `Err(error)`.
+    pub fn query(&self, expr: &str) -> Result<serde_json::Value, String> {
+        let r = http(
+            "GET",
+            &self.addr,
+            &format!("/api/v1/query?query={}", encode(expr)),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&r.body)
+            .map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.body))?;
+        if v["status"] == "success" {
+            Ok(v["data"].clone())
+        } else {
+            Err(format!("{}: {}", v["errorType"], v["error"]))
+        }
+    }
+
+    /// The result vector of an instant query (panics on a query error).
+    pub fn vector(&self, expr: &str) -> Vec<serde_json::Value> {
+        let data = self
+            .query(expr)
+            .unwrap_or_else(|e| panic!("query {expr:?} failed: {e}"));
+        data["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `expr` returns at least one series, and returns them.
+    pub fn wait_for(&self, expr: &str, limit: Duration) -> Vec<serde_json::Value> {
+        poll_until(limit, &format!("{expr} to return data"), || {
+            let v = self.vector(expr);
+            (!v.is_empty()).then_some(v)
+        })
+    }
+
+    /// `/api/v1/targets` health of every active target.
+    pub fn target_health(&self) -> Vec<String> {
+        let r = http("GET", &self.addr, "/api/v1/targets", None).expect("targets");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("targets json");
+        v["data"]["activeTargets"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| format!("{} {} {}", t["scrapeUrl"], t["health"], t["lastError"]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The exposition lines (one per series) of a `/metrics` text, comments dropped.
+pub fn series_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The metric name of an exposition line.
+pub fn series_name(line: &str) -> &str {
+    let end = line.find(['{', ' ']).unwrap_or(line.len());
+    &line[..end]
+}
+
+/// Whether an exposition line carries `label="value"`.
+pub fn has_label(line: &str, label: &str, value: &str) -> bool {
+    let (Some(open), Some(close)) = (line.find('{'), line.rfind('}')) else {
+        return false;
+    };
+    line[open + 1..close]
+        .split(',')
+        .any(|pair| pair == format!("{label}=\"{value}\""))
+}
