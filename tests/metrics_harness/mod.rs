@@ -287,3 +287,111 @@ pub fn has_label(line: &str, label: &str, value: &str) -> bool {
         .split(',')
         .any(|pair| pair == format!("{label}=\"{value}\""))
 }
+
+/// One query of one dashboard panel.
+#[derive(Clone, Debug)]
+pub struct PanelQuery {
+    pub panel_id: u64,
+    pub title: String,
+    pub ref_id: String,
+    /// The expression as written in the dashboard, with Grafana variables.
+    pub expr: String,
+    /// Grafana runs it as an instant query (tables), else as a range query.
+    pub instant: bool,
+}
+
+/// `dashboards/qqfleet.json`, parsed.
+pub fn dashboard() -> serde_json::Value {
+    let path = repo().join("dashboards/qqfleet.json");
+    let text = std::fs::read_to_string(&path).expect("read dashboards/qqfleet.json");
+    serde_json::from_str(&text).expect("dashboards/qqfleet.json is JSON")
+}
+
+/// Every panel of a dashboard, with the panels nested in collapsed rows.
+pub fn all_panels(dash: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels array") {
+        out.push(p.clone());
+        if let Some(inner) = p["panels"].as_array() {
+            out.extend(inner.iter().cloned());
+        }
+    }
+    out
+}
+
+/// Every query of every panel of the dashboard.
+pub fn panel_queries(dash: &serde_json::Value) -> Vec<PanelQuery> {
+    let mut out = Vec::new();
+    for p in all_panels(dash) {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push(PanelQuery {
+                panel_id: p["id"].as_u64().expect("panel id"),
+                title: p["title"].as_str().unwrap_or_default().to_owned(),
+                ref_id: t["refId"].as_str().unwrap_or_default().to_owned(),
+                expr: t["expr"].as_str().unwrap_or_default().to_owned(),
+                instant: t["instant"].as_bool().unwrap_or(false),
+            });
+        }
+    }
+    out
+}
+
+/// Values for the Grafana variables and macros a dashboard expression may use.
+pub struct Macros {
+    /// `$__rate_interval`: Grafana makes it at least four scrape intervals.
+    pub rate_interval: String,
+    /// `$__interval`: the step of a range query.
+    pub interval: String,
+    /// `$__range`: the dashboard's time range.
+    pub range: String,
+    /// `$account`: a regex of account ids (`.*` for All).
+    pub account: String,
+}
+
+/// Substitutes the Grafana variables of `expr` (both `$x` and `${x}` forms), longest names
+/// first so `$__rate_interval` is not read as `$__range` plus text.
+pub fn substitute(expr: &str, m: &Macros) -> String {
+    let mut s = expr.to_owned();
+    for (name, value) in [
+        ("__rate_interval", &m.rate_interval),
+        ("__interval", &m.interval),
+        ("__range", &m.range),
+        ("account", &m.account),
+    ] {
+        s = s.replace(&format!("${{{name}}}"), value);
+        s = s.replace(&format!("${name}"), value);
+    }
+    s
+}
+
+/// The metric names an expression reads: identifiers starting with `qqfleet_` or `process_`
+/// (the only families the dashboards and alerts may use).
+pub fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i] as char;
+        if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < bytes.len()
+                && ((bytes[i] as char).is_ascii_alphanumeric()
+                    || bytes[i] == b'_'
+                    || bytes[i] == b':')
+            {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            // Skip label values and matchers: a word inside quotes is preceded by a quote.
+            let quoted = start > 0 && bytes[start - 1] == b'"';
+            if !quoted && (word.starts_with("qqfleet_") || word.starts_with("process_")) {
+                out.push(word.to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
