@@ -395,3 +395,169 @@ pub fn metric_names(expr: &str) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// Seconds since the Unix epoch, as Prometheus' API takes times.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+impl Prometheus {
+    /// `/api/v1/query_range` from `start` to now with a 1 s step: the result matrix.
+    pub fn query_range(&self, expr: &str, start: f64) -> Result<Vec<serde_json::Value>, String> {
+        let end = now_unix();
+        let path = format!(
+            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1",
+            encode(expr)
+        );
+        let r = http("GET", &self.addr, &path, None).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&r.body)
+            .map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.body))?;
+        if v["status"] == "success" {
+            Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+        } else {
+            Err(format!("{}: {}", v["errorType"], v["error"]))
+        }
+    }
+
+    /// Evaluates every panel query of the dashboard the way Grafana would (instant for
+    /// tables, range from `start` otherwise), with `macros` substituted. Returns the problems:
+    /// a query Prometheus rejects, or one that returns no data unless its panel title is in
+    /// `may_be_empty`.
+    pub fn dashboard_problems(
+        &self,
+        macros: &Macros,
+        start: f64,
+        may_be_empty: &[&str],
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for q in panel_queries(&dashboard()) {
+            let expr = substitute(&q.expr, macros);
+            let result = if q.instant {
+                self.query(&expr)
+                    .map(|d| d["result"].as_array().cloned().unwrap_or_default())
+            } else {
+                self.query_range(&expr, start)
+            };
+            match result {
+                Err(e) => problems.push(format!(
+                    "panel {} {:?} {}: {expr}: {e}",
+                    q.panel_id, q.title, q.ref_id
+                )),
+                Ok(r) if r.is_empty() && !may_be_empty.contains(&q.title.as_str()) => problems
+                    .push(format!(
+                        "panel {} {:?} {}: no data: {expr}",
+                        q.panel_id, q.title, q.ref_id
+                    )),
+                Ok(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Polls until every panel query returns data under each set of macros (with the panel
+    /// titles that may be empty under it), or panics with the problems left at the deadline.
+    pub fn wait_dashboard_ok(&self, sets: &[(&Macros, &[&str])], start: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let problems: Vec<String> = sets
+                .iter()
+                .flat_map(|(m, empty)| self.dashboard_problems(m, start, empty))
+                .collect();
+            if problems.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("dashboard panels after {limit:?}:\n{}", problems.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Every alerting rule Prometheus loaded, as `/api/v1/rules` reports it, once each has been
+    /// evaluated at least once.
+    pub fn evaluated_alert_rules(&self, limit: Duration) -> Vec<serde_json::Value> {
+        poll_until(limit, "every rule evaluated", || {
+            let r = http("GET", &self.addr, "/api/v1/rules?type=alert", None).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            let rules: Vec<serde_json::Value> = v["data"]["groups"]
+                .as_array()?
+                .iter()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let evaluated = !rules.is_empty()
+                && rules.iter().all(|r| {
+                    r["lastEvaluation"]
+                        .as_str()
+                        .is_some_and(|t| !t.starts_with("0001-"))
+                });
+            evaluated.then_some(rules)
+        })
+    }
+
+    /// The active alerts (pending or firing): (alertname, state, labels).
+    pub fn alerts(&self) -> Vec<(String, String, serde_json::Value)> {
+        let r = http("GET", &self.addr, "/api/v1/alerts", None).expect("alerts");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("alerts json");
+        v["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                (
+                    a["labels"]["alertname"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    a["state"].as_str().unwrap_or_default().to_owned(),
+                    a["labels"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Checks every loaded alerting rule: healthy in Prometheus, and its expression accepted by
+/// the query API. Returns the problems.
+pub fn alert_rule_problems(prom: &Prometheus, rules: &[serde_json::Value]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for r in rules {
+        let name = r["name"].as_str().unwrap_or_default();
+        if r["health"] != "ok" {
+            problems.push(format!(
+                "rule {name}: health {} {}",
+                r["health"], r["lastError"]
+            ));
+        }
+        let expr = r["query"].as_str().unwrap_or_default();
+        if let Err(e) = prom.query(expr) {
+            problems.push(format!("rule {name}: {e}: {expr}"));
+        }
+    }
+    problems
+}
+
+/// Serves `body()` on `/metrics` of a fresh 127.0.0.1 port (an axum server on its own
+/// thread, for the life of the test process); returns `host:port`.
+pub fn serve_metrics(body: fn() -> String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || async move { body() }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
+}
