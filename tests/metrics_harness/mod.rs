@@ -76,6 +76,8 @@ pub fn free_port() -> u16 {
 /// An HTTP answer: status code and body.
 pub struct Response {
     pub status: u16,
+    /// The status line and headers.
+    pub head: String,
     pub body: String,
 }
 
@@ -103,6 +105,7 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> std::io
         .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
     Ok(Response {
         status,
+        head: head.to_owned(),
         body: body.to_owned(),
     })
 }
@@ -560,4 +563,155 @@ pub fn serve_metrics(body: fn() -> String) -> String {
         });
     });
     addr
+}
+
+/// A reverse proxy on loopback that forwards every request to `upstream` and records every
+/// secret the upstream hands out: each `Set-Cookie` value, and the `ptwebqq`, `vfwebqq`,
+/// `psessionid`, `skey` and `p` (a rotated ptwebqq) values of JSON answers, plus the cookie
+/// values clients send. URLs in answers that point at the upstream are rewritten to point at
+/// the proxy, so a client never leaves it.
+///
+/// This is how the log test learns the real secret values of a run without the server
+/// having to expose them.
+pub struct RecordingProxy {
+    /// `host:port` to point clients at.
+    pub addr: String,
+    secrets: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+}
+
+impl RecordingProxy {
+    pub fn start(upstream: &str) -> RecordingProxy {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let secrets = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let state = ProxyState {
+            upstream: upstream.to_owned(),
+            me: addr.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap(),
+            secrets: secrets.clone(),
+        };
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new()
+                    .fallback(forward)
+                    .with_state(Arc::new(state));
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        RecordingProxy { addr, secrets }
+    }
+
+    /// Every secret recorded so far: `where it was seen` → value.
+    pub fn secrets(&self) -> std::collections::BTreeMap<String, String> {
+        self.secrets.lock().unwrap().clone()
+    }
+}
+
+struct ProxyState {
+    upstream: String,
+    me: String,
+    client: reqwest::Client,
+    secrets: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+}
+
+impl ProxyState {
+    fn record(&self, name: &str, value: &str) {
+        let value = value.trim_matches('"');
+        if !value.is_empty() {
+            self.secrets
+                .lock()
+                .unwrap()
+                .insert(format!("{name}={value}"), value.to_owned());
+        }
+    }
+
+    /// Records the secret-named fields of a JSON answer, at any depth.
+    fn record_json(&self, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if ["ptwebqq", "vfwebqq", "psessionid", "skey", "p"].contains(&k.as_str()) {
+                        if let Some(s) = v.as_str() {
+                            self.record(&format!("json {k}"), s);
+                        }
+                    }
+                    self.record_json(v);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| self.record_json(v)),
+            _ => {}
+        }
+    }
+}
+
+async fn forward(
+    axum::extract::State(st): axum::extract::State<std::sync::Arc<ProxyState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 8 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{}{}", st.upstream, path);
+    let mut up = st.client.request(parts.method.clone(), &url);
+    for (name, value) in &parts.headers {
+        if name == "host" || name == "content-length" {
+            continue;
+        }
+        if name == "cookie" {
+            for pair in value.to_str().unwrap_or_default().split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=') {
+                    st.record(&format!("sent cookie {k}"), v);
+                }
+            }
+        }
+        let v = value
+            .to_str()
+            .map(|s| s.replace(&st.me, &st.upstream))
+            .unwrap_or_default();
+        up = up.header(name.as_str(), v);
+    }
+    let resp = match up.body(body.to_vec()).send().await {
+        Ok(r) => r,
+        Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = resp.status();
+    let mut out = axum::http::Response::builder().status(status.as_u16());
+    for (name, value) in resp.headers() {
+        if name == "content-length" || name == "transfer-encoding" || name == "connection" {
+            continue;
+        }
+        let text = value.to_str().unwrap_or_default();
+        if name == "set-cookie" {
+            if let Some((k, v)) = text.split(';').next().and_then(|c| c.split_once('=')) {
+                st.record(&format!("set-cookie {}", k.trim()), v);
+            }
+        }
+        out = out.header(name.as_str(), text.replace(&st.upstream, &st.me));
+    }
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+        st.record_json(&v);
+    }
+    let body = if std::str::from_utf8(&bytes).is_ok() {
+        text.replace(&st.upstream, &st.me).into_bytes()
+    } else {
+        bytes.to_vec()
+    };
+    out.body(axum::body::Body::from(body)).unwrap()
 }
