@@ -494,6 +494,11 @@ impl Metrics {
             "Actors restarted or rebuilt, by actor (account, login, poller, sender).",
             &["actor"],
         );
+        // Fleet-wide and few: every actor kind exists at 0, so the restarts panel and rate()
+        // see the first restart.
+        for actor in ["account", "login", "poller", "sender"] {
+            actor_restarts.with_label_values(&[actor]).inc_by(0);
+        }
         let build_info = gauge_vec(
             "qqfleet_build_info",
             "Always 1; the version label says which qqfleet is running.",

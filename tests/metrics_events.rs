@@ -243,6 +243,17 @@ fn every_contract_family_is_exposed_with_help_and_type() {
 }
 
 #[test]
+fn every_actor_kind_has_a_restart_series_from_the_start() {
+    let text = render_metrics();
+    for actor in ["account", "login", "poller", "sender"] {
+        assert!(
+            value(&text, "qqfleet_actor_restarts_total", &[("actor", actor)]).is_some(),
+            "qqfleet_actor_restarts_total{{actor=\"{actor}\"}} missing"
+        );
+    }
+}
+
+#[test]
 fn all_eight_states_are_always_present() {
     let text = render_metrics();
     for s in AccountState::ALL {
