@@ -715,3 +715,112 @@ async fn forward(
     };
     out.body(axum::body::Body::from(body)).unwrap()
 }
+
+/// A `qqfleet` process started by a test, with its stdout and stderr kept in files; stopped
+/// (SIGTERM, then SIGKILL after 10 s) on drop.
+pub struct Qqfleet {
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Qqfleet {
+    /// Starts the real binary with `args`, in a fresh folder, with `env` added.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Qqfleet {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qqfleet"));
+        cmd.args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("qqfleet starts");
+        Qqfleet { child, dir }
+    }
+
+    /// Everything it printed so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("stdout.log"), read("stderr.log"))
+    }
+
+    /// Fails the test if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("qqfleet exited with {status}:\n{}", self.output());
+        }
+    }
+
+    /// SIGTERM, and waits up to 10 s for the exit (then SIGKILL).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok();
+        None
+    }
+}
+
+impl Drop for Qqfleet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes `<id>.toml` account files (echo handler) into a new folder.
+pub fn account_files(accounts: &[(&str, u64)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (id, qq) in accounts {
+        std::fs::write(
+            dir.path().join(format!("{id}.toml")),
+            format!("qq = {qq}\nenabled = true\nhandler = \"echo\"\n"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Every `http://127.0.0.1:PORT` base URL in `text`, in order of appearance.
+pub fn loopback_urls(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("http://127.0.0.1:") {
+        let tail = &rest[i + "http://127.0.0.1:".len()..];
+        let port: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if !port.is_empty() {
+            let url = format!("http://127.0.0.1:{port}");
+            if !out.contains(&url) {
+                out.push(url);
+            }
+        }
+        rest = tail;
+    }
+    out
+}
+
+/// A JSON request to a control API at `addr`; panics unless it answers 2xx.
+pub fn control(method: &str, addr: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let body = (method != "GET").then(|| body.to_string());
+    let r = http(method, addr, path, body.as_deref()).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        (200..300).contains(&r.status),
+        "{method} {path}: HTTP {}: {}",
+        r.status,
+        r.body
+    );
+    serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
+}
