@@ -1,0 +1,1526 @@
+//! One account's WebQQ client: one `reqwest::Client`, one cookie jar, the session state.
+//!
+//! `Client` is cheap to clone and shared inside: the fleet polls from one actor and sends and
+//! lists from others on clones of the same value. State sits behind std mutexes that are
+//! only held for short, synchronous sections, never across an `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest_cookie_store::{CookieStore, CookieStoreMutex};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::contacts::{self, Contacts};
+use super::content::{encode_send, split_text};
+use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID, USER_AGENT};
+use super::error::ProtocolError;
+use super::events::{decode_event, num, PollEvent};
+use super::hash;
+use super::ptlogin::{self, QrAnswer};
+use super::retcode::{Action, RetcodeTable};
+use super::session::Session;
+
+/// A QR code to scan.
+#[derive(Clone)]
+pub struct Qr {
+    /// The PNG bytes served by ptqrshow.
+    pub png: Vec<u8>,
+    /// The qrsig cookie value (its hash33 is the ptqrtoken). Secret-ish: not in `Debug`.
+    pub qrsig: String,
+}
+
+impl std::fmt::Debug for Qr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qr")
+            .field("png_bytes", &self.png.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a QR code stands (ptqrlogin, WEBQQ.md §3.4).
+#[derive(Clone, PartialEq, Eq)]
+pub enum QrStatus {
+    /// 66: not scanned yet.
+    Waiting,
+    /// 67: scanned, waiting for the confirmation on the phone.
+    Scanned,
+    /// 65: expired; fetch a new one.
+    Expired,
+    /// 0: confirmed. `qq` comes from the `uin`/`superuin` cookies set with the answer (0 if
+    /// absent). The URL carries the ptsigx token, so `Debug` hides it.
+    Confirmed {
+        check_sig_url: String,
+        nick: String,
+        qq: u64,
+    },
+}
+
+impl std::fmt::Debug for QrStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QrStatus::Waiting => f.write_str("Waiting"),
+            QrStatus::Scanned => f.write_str("Scanned"),
+            QrStatus::Expired => f.write_str("Expired"),
+            QrStatus::Confirmed { nick, qq, .. } => f
+                .debug_struct("Confirmed")
+                .field("nick", nick)
+                .field("qq", qq)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The outcome of one poll2.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PollResult {
+    /// Events, in the order the server listed them (the simulator sends one per answer).
+    Events(Vec<PollEvent>),
+    /// Nothing happened (E3 idle answer, 102, empty result, gateway 502/504: §5.2).
+    Idle,
+    /// A retcode and what the policy table says to do. For 116 the client has already
+    /// stored the new ptwebqq: persist `session()` and poll again.
+    Retcode { retcode: i64, action: Action },
+}
+
+/// Through which group/discussion a temporary session goes (WEBQQ.md §8.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessVia {
+    /// The group's code (E3 poll messages: group_code == gid).
+    Group(u64),
+    /// The discussion id.
+    Discu(u64),
+}
+
+/// Whom to send to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Target {
+    /// A friend's uin.
+    Buddy(u64),
+    /// A group's gid.
+    Group(u64),
+    /// A discussion's did.
+    Discu(u64),
+    /// A member through a group or discussion (temporary session; blocked by Tencent from
+    /// ~2016-02, §8.1).
+    Sess { to: u64, via: SessVia },
+}
+
+impl Target {
+    /// The send endpoint of the target.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Target::Buddy(_) => Endpoint::SendBuddyMsg2,
+            Target::Group(_) => Endpoint::SendQunMsg2,
+            Target::Discu(_) => Endpoint::SendDiscuMsg2,
+            Target::Sess { .. } => Endpoint::SendSessMsg2,
+        }
+    }
+}
+
+/// How a send ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendOutcome {
+    /// errCode 0, retcode 0 or 100100 for every piece (§8.2).
+    Delivered,
+    /// At least one piece got 1202: it may well have arrived. Never resend blindly.
+    Uncertain,
+}
+
+/// Tunables of a client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Read timeout of poll2: above the server's hold (60 s, §5.1; clients used 70-120 s).
+    pub poll_timeout: Duration,
+    /// Timeout of every other call.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// The retcode policy (with operator overrides).
+    pub retcodes: RetcodeTable,
+    /// How long a sent text is remembered to recognise its echo (§5.4).
+    pub echo_window: Duration,
+    /// How long a get_c2cmsg_sig2 value is reused (§8.1: cache ~5 min).
+    pub sess_sig_ttl: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            poll_timeout: Duration::from_secs(90),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retcodes: RetcodeTable::default(),
+            echo_window: Duration::from_secs(120),
+            sess_sig_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    uin: u64,
+    ptwebqq: String,
+    vfwebqq: String,
+    psessionid: String,
+    clientid: u64,
+    kicked: Option<String>,
+    rate_limited: HashMap<Endpoint, SystemTime>,
+    /// (when, target, piece text) of recent sends, for echo detection.
+    recent_sends: VecDeque<(Instant, Target, String)>,
+    sess_sigs: HashMap<(u64, SessVia), (Instant, String)>,
+    contacts: Option<Arc<Contacts>>,
+    login_page_loaded: bool,
+}
+
+struct Inner {
+    endpoints: Endpoints,
+    http: reqwest::Client,
+    jar: Arc<CookieStoreMutex>,
+    opts: ClientOptions,
+    state: Mutex<State>,
+    msg_id: AtomicU64,
+    /// When the "page" was loaded: `action=0-0-<ms since>` of ptqrlogin (§3.4).
+    page_loaded: Instant,
+}
+
+/// One account's WebQQ client: one reqwest Client and one cookie jar. Cheap to clone (shared
+/// inside), so the Poller and the Sender use the same session.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.state();
+        f.debug_struct("Client")
+            .field("endpoints", &self.inner.endpoints)
+            .field("uin", &st.uin)
+            .field("logged_in", &!st.psessionid.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A raw answer.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes a JSON object with keys in the given order (the order the official page used;
+/// serde_json's map would sort them).
+fn ordered(fields: &[(&str, Value)]) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&Value::String((*k).to_string()).to_string());
+        s.push(':');
+        s.push_str(&v.to_string());
+    }
+    s.push('}');
+    s
+}
+
+impl Client {
+    /// A fresh client with no session (log in with `fetch_qr` → `check_qr` →
+    /// `complete_login`).
+    pub fn new(endpoints: Endpoints) -> Result<Client, ProtocolError> {
+        Self::with_options(endpoints, None, ClientOptions::default())
+    }
+
+    /// A client holding a saved session (call `resume()` or just `poll()`).
+    pub fn with_session(endpoints: Endpoints, session: Session) -> Result<Client, ProtocolError> {
+        Self::with_options(endpoints, Some(session), ClientOptions::default())
+    }
+
+    /// The general constructor.
+    pub fn with_options(
+        endpoints: Endpoints,
+        session: Option<Session>,
+        opts: ClientOptions,
+    ) -> Result<Client, ProtocolError> {
+        if endpoints.sim_base.is_none() {
+            // The crate is built without a TLS backend (reqwest default-features off), and
+            // every real host needs https from 2018-12 (§2 "Scheme").
+            return Err(ProtocolError::TlsUnavailable);
+        }
+        let store = match &session {
+            Some(s) if !s.cookies.is_empty() => {
+                cookie_store::serde::json::load_all(s.cookies.as_bytes())
+                    .map_err(|e| ProtocolError::BadSession(format!("cookie jar: {e}")))?
+            }
+            _ => CookieStore::default(),
+        };
+        let jar = Arc::new(CookieStoreMutex::new(store));
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            // check_sig's cookies come on a 302 (§3.5): we take redirects by hand so that
+            // nothing is lost and only URLs of the service are followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .connect_timeout(opts.connect_timeout)
+            .pool_max_idle_per_host(2)
+            .build()
+            .map_err(|e| ProtocolError::Transport {
+                endpoint: Endpoint::Xlogin,
+                message: e.without_url().to_string(),
+            })?;
+        let mut state = State::default();
+        let mut msg_id = 0;
+        if let Some(s) = session {
+            state.uin = s.uin;
+            state.ptwebqq = s.ptwebqq;
+            state.vfwebqq = s.vfwebqq;
+            state.psessionid = s.psessionid;
+            state.clientid = s.clientid;
+            msg_id = s.msg_id;
+        }
+        if state.clientid == 0 {
+            state.clientid = CLIENTID;
+        }
+        if msg_id == 0 {
+            // §1: one client started at ((now_ms/1000) % 10000) * 10000.
+            msg_id = ((now_ms() / 1000) % 10000) * 10000 + 1;
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints,
+                http,
+                jar,
+                opts,
+                state: Mutex::new(state),
+                msg_id: AtomicU64::new(msg_id),
+                page_loaded: Instant::now(),
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn jar(&self) -> MutexGuard<'_, CookieStore> {
+        self.inner.jar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The endpoint table in use.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.inner.endpoints
+    }
+
+    /// Own uin (= QQ number) once logged in, else 0.
+    pub fn uin(&self) -> u64 {
+        self.state().uin
+    }
+
+    /// Everything needed to resume; persist it after login, relink, 116 and sends.
+    pub fn session(&self) -> Session {
+        let mut cookies = Vec::new();
+        {
+            let jar = self.jar();
+            // plain `save` drops session cookies such as ptwebqq (research §1.3)
+            let _ =
+                cookie_store::serde::json::save_incl_expired_and_nonpersistent(&jar, &mut cookies);
+        }
+        let st = self.state();
+        Session {
+            uin: st.uin,
+            cookies: String::from_utf8(cookies).unwrap_or_default(),
+            ptwebqq: st.ptwebqq.clone(),
+            vfwebqq: st.vfwebqq.clone(),
+            psessionid: st.psessionid.clone(),
+            clientid: st.clientid,
+            msg_id: self.inner.msg_id.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The last contact snapshot fetched by `contacts()`, if any.
+    pub fn cached_contacts(&self) -> Option<Arc<Contacts>> {
+        self.state().contacts.clone()
+    }
+
+    /// The value of a cookie by name (any domain/path), unexpired only.
+    fn cookie(&self, name: &str) -> Option<String> {
+        let jar = self.jar();
+        let mut found: Option<(usize, String)> = None;
+        for c in jar.iter_unexpired() {
+            if c.name() == name {
+                // prefer the most specific path (the cookie proxy copies are path-scoped)
+                let len = c.path().map(|p| p.len()).unwrap_or(0);
+                if found.as_ref().map_or(true, |(l, _)| len < *l) {
+                    found = Some((len, c.value().to_string()));
+                }
+            }
+        }
+        found.map(|(_, v)| v)
+    }
+
+    /// Sets a cookie as a server would have: on the real hosts with `Domain=<domain>`, on a
+    /// simulator host-only (its cookies are host-only, DESIGN.md "Addressing").
+    fn set_cookie(&self, host: Host, domain: &str, name: &str, value: &str) {
+        let url = format!("{}/", self.inner.endpoints.root(host));
+        let attrs = match &self.inner.endpoints.sim_base {
+            None => format!("Path=/; Domain={domain}"),
+            Some(_) => "Path=/".to_string(),
+        };
+        if let Ok(url) = url::Url::parse(&url) {
+            let _ = self.jar().parse(&format!("{name}={value}; {attrs}"), &url);
+        }
+    }
+
+    // ---------------------------------------------------------------- HTTP
+
+    async fn request(
+        &self,
+        ep: Endpoint,
+        url: &str,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+        timeout: Duration,
+    ) -> Result<Answer, ProtocolError> {
+        let mut url = url::Url::parse(url)
+            .map_err(|e| ProtocolError::undecodable(ep, format!("bad URL: {e}"), b""))?;
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        let e = &self.inner.endpoints;
+        let mut req = match ep.method() {
+            Method::Get => self.inner.http.get(url),
+            Method::Post => self.inner.http.post(url),
+        };
+        if let Some(r) = form_r {
+            req = req.form(&[("r", r)]);
+        }
+        if let Some(referer) = e.referer(ep) {
+            req = req.header(reqwest::header::REFERER, referer);
+        }
+        if ep.method() == Method::Post {
+            if let Some(origin) = e.origin(ep) {
+                req = req.header(reqwest::header::ORIGIN, origin);
+            }
+        }
+        req = req.timeout(timeout);
+        tracing::debug!(endpoint = %ep, "request");
+        let resp = req
+            .send()
+            .await
+            .map_err(|err| ProtocolError::from_reqwest(ep, err, timeout))?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|err| ProtocolError::from_reqwest(ep, err, timeout))?
+            .to_vec();
+        tracing::debug!(endpoint = %ep, status, bytes = body.len(), "answer");
+        Ok(Answer {
+            status,
+            location,
+            content_type,
+            body,
+        })
+    }
+
+    async fn call(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+    ) -> Result<Answer, ProtocolError> {
+        let url = self.inner.endpoints.url(ep);
+        self.request(ep, &url, query, form_r, self.inner.opts.request_timeout)
+            .await
+    }
+
+    /// A JSON envelope call: HTTP 200 and a JSON object, else a typed error.
+    async fn call_json(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+    ) -> Result<Value, ProtocolError> {
+        let a = self.call(ep, query, form_r).await?;
+        decode_json(ep, &a)
+    }
+
+    /// `{"retcode":0,"result":…}` → result; anything else → a typed error through the table.
+    async fn call_result(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+    ) -> Result<Value, ProtocolError> {
+        self.check_rate_limit(ep)?;
+        let mut attempt = 1;
+        let v = loop {
+            match self.call_json(ep, query, form_r.clone()).await {
+                Ok(v) => break v,
+                Err(e) if attempt < READ_ATTEMPTS && retry_read(ep, &e) => {
+                    tracing::debug!(endpoint = %ep, error = %e, attempt, "retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.result_of(ep, v)
+    }
+
+    fn result_of(&self, ep: Endpoint, v: Value) -> Result<Value, ProtocolError> {
+        let Some(retcode) = retcode_of(&v) else {
+            return Err(ProtocolError::undecodable(
+                ep,
+                "no retcode",
+                v.to_string().as_bytes(),
+            ));
+        };
+        if retcode == 0 {
+            return match v.get("result") {
+                Some(r) => Ok(r.clone()),
+                None => Err(ProtocolError::undecodable(
+                    ep,
+                    "retcode 0 without result",
+                    v.to_string().as_bytes(),
+                )),
+            };
+        }
+        Err(self.retcode_error(ep, retcode))
+    }
+
+    fn retcode_error(&self, ep: Endpoint, retcode: i64) -> ProtocolError {
+        let action = self.inner.opts.retcodes.action(ep, retcode, None);
+        tracing::warn!(endpoint = %ep, retcode, ?action, "retcode");
+        if let Action::RateLimitedFor(d) = action {
+            let until = SystemTime::now() + d;
+            self.state().rate_limited.insert(ep, until);
+            return ProtocolError::RateLimited {
+                endpoint: ep,
+                retry_after: d,
+                until,
+            };
+        }
+        ProtocolError::Retcode {
+            endpoint: ep,
+            retcode,
+            action,
+        }
+    }
+
+    fn check_rate_limit(&self, ep: Endpoint) -> Result<(), ProtocolError> {
+        let mut st = self.state();
+        if let Some(&until) = st.rate_limited.get(&ep) {
+            match until.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => {
+                    return Err(ProtocolError::RateLimited {
+                        endpoint: ep,
+                        retry_after: left,
+                        until,
+                    })
+                }
+                _ => {
+                    st.rate_limited.remove(&ep);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_kicked(&self) -> Result<(), ProtocolError> {
+        match &self.state().kicked {
+            Some(reason) => Err(ProtocolError::Kicked {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn channel(&self) -> Result<(String, String, String, u64), ProtocolError> {
+        let st = self.state();
+        if st.psessionid.is_empty() {
+            return Err(ProtocolError::NotLoggedIn);
+        }
+        Ok((
+            st.ptwebqq.clone(),
+            st.vfwebqq.clone(),
+            st.psessionid.clone(),
+            st.clientid,
+        ))
+    }
+
+    // ---------------------------------------------------------------- login (§3)
+
+    /// Loads the login frame once, like the page did (§3.2; optional, so failures are only
+    /// logged).
+    async fn load_login_page(&self) {
+        if std::mem::replace(&mut self.state().login_page_loaded, true) {
+            return;
+        }
+        let url = self.inner.endpoints.login_page();
+        match self
+            .request(
+                Endpoint::Xlogin,
+                &url,
+                &[],
+                None,
+                self.inner.opts.request_timeout,
+            )
+            .await
+        {
+            Ok(a) => tracing::debug!(status = a.status, "login frame loaded"),
+            Err(e) => tracing::debug!(error = %e, "login frame not loaded (optional)"),
+        }
+    }
+
+    /// Fetches a new QR code (§3.3). Each fetch invalidates the previous one.
+    pub async fn fetch_qr(&self) -> Result<Qr, ProtocolError> {
+        self.load_login_page().await;
+        let ep = Endpoint::Ptqrshow;
+        let t: f64 = rand::random();
+        let a = self
+            .call(
+                ep,
+                &[
+                    ("appid", super::endpoints::APPID.to_string()),
+                    ("e", "2".into()),
+                    ("l", "M".into()),
+                    ("s", "3".into()),
+                    ("d", "72".into()),
+                    ("v", "4".into()),
+                    // §3.3: a fixed t=0.1 gave a QR that opened a blank page; random float
+                    ("t", format!("{t:.16}")),
+                    ("daid", "164".into()),
+                    ("pt_3rd_aid", "0".into()),
+                ],
+                None,
+            )
+            .await?;
+        if a.status != 200 {
+            return Err(ProtocolError::HttpStatus {
+                endpoint: ep,
+                status: a.status,
+            });
+        }
+        if !a.body.starts_with(b"\x89PNG\r\n\x1a\n") {
+            return Err(ProtocolError::undecodable(
+                ep,
+                format!("not a PNG (content type {:?})", a.content_type),
+                &a.body,
+            ));
+        }
+        let qrsig = self
+            .cookie("qrsig")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ProtocolError::undecodable(ep, "no qrsig cookie", b""))?;
+        Ok(Qr { png: a.body, qrsig })
+    }
+
+    /// Asks where a QR code stands (§3.4). Call every 1-3 s.
+    pub async fn check_qr(&self, qr: &Qr) -> Result<QrStatus, ProtocolError> {
+        let ep = Endpoint::Ptqrlogin;
+        let since_load = self.inner.page_loaded.elapsed().as_millis();
+        let q: Vec<(&str, String)> = vec![
+            ("ptqrtoken", hash::hash33(&qr.qrsig).to_string()),
+            ("webqq_type", "10".into()),
+            ("remember_uin", "1".into()),
+            ("login2qq", "1".into()),
+            ("aid", super::endpoints::APPID.into()),
+            (
+                "u1",
+                "http://w.qq.com/proxy.html?login2qq=1&webqq_type=10".into(),
+            ),
+            ("ptredirect", "0".into()),
+            ("ptlang", "2052".into()),
+            ("daid", "164".into()),
+            ("from_ui", "1".into()),
+            ("pttype", "1".into()),
+            ("dumy", String::new()),
+            ("fp", "loginerroralert".into()),
+            ("action", format!("0-0-{since_load}")),
+            ("mibao_css", "m_webqq".into()),
+            ("t", "undefined".into()),
+            ("g", "1".into()),
+            ("js_type", "0".into()),
+            ("js_ver", "10233".into()),
+            ("login_sig", String::new()),
+            ("pt_randsalt", "0".into()),
+        ];
+        let a = self.call(ep, &q, None).await?;
+        if a.status != 200 {
+            return Err(ProtocolError::HttpStatus {
+                endpoint: ep,
+                status: a.status,
+            });
+        }
+        let body = String::from_utf8_lossy(&a.body);
+        let ans = ptlogin::parse_ptqrlogin(&body)
+            .ok_or_else(|| ProtocolError::undecodable(ep, "no ptuiCB(...)", &a.body))?;
+        Ok(match ans {
+            QrAnswer::Waiting => QrStatus::Waiting,
+            QrAnswer::Scanned => QrStatus::Scanned,
+            QrAnswer::Expired => QrStatus::Expired,
+            QrAnswer::Confirmed {
+                check_sig_url,
+                nick,
+            } => QrStatus::Confirmed {
+                qq: self.ptlogin_qq().unwrap_or(0),
+                check_sig_url,
+                nick,
+            },
+            QrAnswer::Refused { code, message } => {
+                return Err(ProtocolError::LoginRefused {
+                    endpoint: ep,
+                    code,
+                    message,
+                })
+            }
+        })
+    }
+
+    /// The QQ number ptlogin says we are (cookies `superuin`/`uin`, §3.4, §16).
+    fn ptlogin_qq(&self) -> Option<u64> {
+        self.cookie("superuin")
+            .and_then(|v| ptlogin::qq_from_cookie(&v))
+            .or_else(|| self.cookie("uin").and_then(|v| ptlogin::qq_from_cookie(&v)))
+    }
+
+    /// Finishes a login after a confirmed scan: check_sig, cookie proxy, getvfwebqq, login2,
+    /// the get_online_buddies2 warm-up (§3.5-§3.8). With `expect_qq`, a scan by another QQ
+    /// number is refused with `WrongAccount` before anything else is called.
+    pub async fn complete_login(
+        &self,
+        check_sig_url: &str,
+        expect_qq: Option<u64>,
+    ) -> Result<(), ProtocolError> {
+        let got = self.ptlogin_qq();
+        if let (Some(expected), Some(got)) = (expect_qq, got) {
+            if expected != got {
+                return Err(ProtocolError::WrongAccount { expected, got });
+            }
+        }
+        self.check_sig(check_sig_url).await?;
+        self.channel_login(expect_qq.or(got)).await?;
+        let mut st = self.state();
+        st.kicked = None;
+        Ok(())
+    }
+
+    /// check_sig (§3.5): the cookies come on the 302; then follow it to proxy.html as the
+    /// browser did, and copy p_skey/p_uin to w.qq.com (the cookie proxy).
+    async fn check_sig(&self, url: &str) -> Result<(), ProtocolError> {
+        let ep = Endpoint::CheckSig;
+        if !self.inner.endpoints.owns(url) {
+            return Err(ProtocolError::undecodable(
+                ep,
+                "check_sig URL points outside the service",
+                b"",
+            ));
+        }
+        let a = self
+            .request(ep, url, &[], None, self.inner.opts.request_timeout)
+            .await?;
+        match a.status {
+            301 | 302 | 303 | 307 => {
+                if let Some(loc) = a.location.filter(|l| self.inner.endpoints.owns(l)) {
+                    // static page; harmless if it fails (§3.5)
+                    if let Err(e) = self
+                        .request(
+                            Endpoint::Proxy,
+                            &loc,
+                            &[],
+                            None,
+                            self.inner.opts.request_timeout,
+                        )
+                        .await
+                    {
+                        tracing::debug!(error = %e, "proxy.html not loaded");
+                    }
+                }
+            }
+            200 => {}
+            status => {
+                return Err(ProtocolError::HttpStatus {
+                    endpoint: ep,
+                    status,
+                })
+            }
+        }
+        if self.cookie("p_skey").is_none() && self.cookie("skey").is_none() {
+            return Err(ProtocolError::undecodable(
+                ep,
+                "check_sig set no p_skey/skey cookie",
+                b"",
+            ));
+        }
+        // cookie proxy (§3.5): the page copied p_skey and p_uin to w.qq.com
+        for name in ["p_skey", "p_uin"] {
+            if let Some(v) = self.cookie(name) {
+                self.set_cookie(Host::W, "w.qq.com", name, &v);
+            }
+        }
+        Ok(())
+    }
+
+    /// getvfwebqq + login2 + warm-up (§3.6-§3.8), from the ptlogin cookies in the jar.
+    async fn channel_login(&self, expect_qq: Option<u64>) -> Result<(), ProtocolError> {
+        let ptwebqq = self.cookie("ptwebqq").unwrap_or_default();
+        let clientid = self.state().clientid;
+        let vf = self
+            .call_result(
+                Endpoint::Getvfwebqq,
+                &[
+                    ("ptwebqq", ptwebqq.clone()),
+                    ("clientid", clientid.to_string()),
+                    ("psessionid", String::new()),
+                    ("t", now_ms().to_string()),
+                ],
+                None,
+            )
+            .await?;
+        let vfwebqq = vf
+            .get("vfwebqq")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ProtocolError::undecodable(Endpoint::Getvfwebqq, "no vfwebqq", b""))?
+            .to_string();
+        let r = ordered(&[
+            ("ptwebqq", json!(ptwebqq)),
+            ("clientid", json!(clientid)),
+            ("psessionid", json!("")),
+            ("status", json!("online")),
+        ]);
+        let res = self.call_result(Endpoint::Login2, &[], Some(r)).await?;
+        let psessionid = res
+            .get("psessionid")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ProtocolError::undecodable(Endpoint::Login2, "no psessionid", b""))?
+            .to_string();
+        let uin = num(&res, "uin")
+            .ok_or_else(|| ProtocolError::undecodable(Endpoint::Login2, "no uin", b""))?;
+        if let Some(expected) = expect_qq {
+            // §16: one client stops unless login2's uin equals the ptlogin number
+            if expected != uin {
+                return Err(ProtocolError::WrongAccount { expected, got: uin });
+            }
+        }
+        {
+            let mut st = self.state();
+            st.uin = uin;
+            st.ptwebqq = ptwebqq;
+            st.vfwebqq = vfwebqq;
+            st.psessionid = psessionid;
+            st.contacts = None;
+            st.sess_sigs.clear();
+        }
+        self.warm_up().await
+    }
+
+    /// The mandatory get_online_buddies2 after login2 (§3.8): without it poll2 answers 103.
+    async fn warm_up(&self) -> Result<(), ProtocolError> {
+        self.online_buddies().await.map(|_| ())
+    }
+
+    async fn online_buddies(&self) -> Result<Vec<contacts::OnlineBuddy>, ProtocolError> {
+        let ep = Endpoint::GetOnlineBuddies2;
+        let (_, vfwebqq, psessionid, clientid) = self.channel()?;
+        let r = self
+            .call_result(
+                ep,
+                &[
+                    ("vfwebqq", vfwebqq),
+                    ("clientid", clientid.to_string()),
+                    ("psessionid", psessionid),
+                    ("t", now_ms().to_string()),
+                ],
+                None,
+            )
+            .await?;
+        contacts::decode_online(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))
+    }
+
+    /// Is the channel alive? get_online_buddies2 as a probe (§6.8, §5.2 on 103). `Ok(false)`
+    /// when the server answers with a non-zero retcode.
+    pub async fn probe(&self) -> Result<bool, ProtocolError> {
+        match self.online_buddies().await {
+            Ok(_) => Ok(true),
+            Err(ProtocolError::Retcode { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Re-establishes the channel with the current psessionid (§3.7), then warms up again.
+    /// A non-zero retcode means a relogin is needed (`Retcode` with action `Relogin`).
+    pub async fn relink(&self) -> Result<(), ProtocolError> {
+        self.check_kicked()?;
+        let ep = Endpoint::Login2;
+        let (ptwebqq, _, psessionid, clientid) = self.channel()?;
+        let r = ordered(&[
+            ("status", json!("online")),
+            ("key", json!("")),
+            ("ptwebqq", json!(ptwebqq)),
+            ("clientid", json!(clientid)),
+            ("psessionid", json!(psessionid)),
+        ]);
+        let res = match self.call_result(ep, &[], Some(r)).await {
+            Ok(r) => r,
+            Err(ProtocolError::Retcode { retcode, .. }) => {
+                // §3.7: any non-zero retcode of a relink → full relogin
+                return Err(ProtocolError::Retcode {
+                    endpoint: ep,
+                    retcode,
+                    action: Action::Relogin,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        {
+            let mut st = self.state();
+            if let Some(ps) = res
+                .get("psessionid")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                st.psessionid = ps.to_string();
+            }
+            if let Some(p) = res
+                .get("ptwebqq")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                st.ptwebqq = p.to_string();
+            }
+        }
+        self.warm_up().await
+    }
+
+    /// Resumes a saved session without a scan (§3.10). In order: if the saved channel still
+    /// answers `get_online_buddies2`, keep it (pandolia tested a pickled session this way);
+    /// else `pt4_auth` with the supertoken → check_sig → channel login; else cookie replay
+    /// (getvfwebqq + login2). When the server refuses all of them, the ptlogin cookies are
+    /// dead: `SessionDead`. Transport errors stay transport errors (the session may still be
+    /// fine).
+    pub async fn resume(&self) -> Result<(), ProtocolError> {
+        self.resume_with(true).await
+    }
+
+    /// [`Client::resume`] that always builds a new channel (skips the probe of the saved one).
+    pub async fn resume_new_channel(&self) -> Result<(), ProtocolError> {
+        self.resume_with(false).await
+    }
+
+    async fn resume_with(&self, probe_first: bool) -> Result<(), ProtocolError> {
+        if probe_first && self.channel().is_ok() && self.probe().await? {
+            tracing::info!("saved channel still alive");
+            self.state().kicked = None;
+            return Ok(());
+        }
+        let expect = Some(self.state().uin).filter(|&u| u != 0);
+        let dead = |e: ProtocolError| match e {
+            ProtocolError::Retcode {
+                endpoint, retcode, ..
+            }
+            | ProtocolError::SendRejected {
+                endpoint, retcode, ..
+            } => ProtocolError::SessionDead {
+                endpoint,
+                reason: format!("retcode {retcode}"),
+            },
+            ProtocolError::RateLimited { endpoint, .. } => ProtocolError::SessionDead {
+                endpoint,
+                reason: "rate limited".into(),
+            },
+            ProtocolError::Undecodable {
+                endpoint, reason, ..
+            } => ProtocolError::SessionDead { endpoint, reason },
+            // check_sig refuses a dead ptsigx with a 4xx
+            ProtocolError::HttpStatus { endpoint, status } if (400..500).contains(&status) => {
+                ProtocolError::SessionDead {
+                    endpoint,
+                    reason: format!("HTTP {status}"),
+                }
+            }
+            other => other,
+        };
+        if let (Some(supertoken), Some(_)) = (self.cookie("supertoken"), self.cookie("superuin")) {
+            match self.pt4_auth(&supertoken).await {
+                Ok(Some(url)) => {
+                    self.check_sig(&url).await.map_err(dead)?;
+                    self.channel_login(expect).await.map_err(dead)?;
+                    self.state().kicked = None;
+                    return Ok(());
+                }
+                Ok(None) => tracing::info!("pt4_auth offered no check_sig; trying cookie replay"),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::info!(error = %e, "pt4_auth failed; trying cookie replay"),
+            }
+        }
+        if self.cookie("skey").is_none() && self.cookie("p_skey").is_none() {
+            return Err(ProtocolError::SessionDead {
+                endpoint: Endpoint::Pt4Auth,
+                reason: "no ptlogin cookies left".into(),
+            });
+        }
+        self.channel_login(expect).await.map_err(dead)?;
+        self.state().kicked = None;
+        Ok(())
+    }
+
+    async fn pt4_auth(&self, supertoken: &str) -> Result<Option<String>, ProtocolError> {
+        let ep = Endpoint::Pt4Auth;
+        let a = self
+            .call(
+                ep,
+                &[
+                    ("daid", "164".into()),
+                    ("appid", super::endpoints::APPID.into()),
+                    ("auth_token", hash::time33(supertoken).to_string()),
+                ],
+                None,
+            )
+            .await?;
+        if a.status != 200 {
+            return Err(ProtocolError::HttpStatus {
+                endpoint: ep,
+                status: a.status,
+            });
+        }
+        let url = ptlogin::parse_pt4_auth(&String::from_utf8_lossy(&a.body));
+        Ok(url.filter(|u| self.inner.endpoints.owns(u)))
+    }
+
+    // ---------------------------------------------------------------- poll (§5)
+
+    /// One long poll (§5.1). Exactly one should be outstanding per session; call again at
+    /// once after every answer.
+    pub async fn poll(&self) -> Result<PollResult, ProtocolError> {
+        self.check_kicked()?;
+        let ep = Endpoint::Poll2;
+        let (ptwebqq, _, psessionid, clientid) = self.channel()?;
+        let r = ordered(&[
+            ("ptwebqq", json!(ptwebqq)),
+            ("clientid", json!(clientid)),
+            ("psessionid", json!(psessionid)),
+            ("key", json!("")),
+        ]);
+        let url = self.inner.endpoints.url(ep);
+        let a = self
+            .request(ep, &url, &[], Some(r), self.inner.opts.poll_timeout)
+            .await?;
+        // §2: 502/504 (and 404) were frequent on poll2 and clients treated them as empty
+        if matches!(a.status, 404 | 502 | 504) {
+            tracing::debug!(status = a.status, "poll2 gateway answer treated as idle");
+            return Ok(PollResult::Idle);
+        }
+        let v = decode_json(ep, &a)?;
+        Ok(self.handle_poll_answer(v))
+    }
+
+    /// Classifies a decoded poll2 answer (also used by tests and the fuzzer through
+    /// [`classify_poll`]).
+    fn handle_poll_answer(&self, v: Value) -> PollResult {
+        let res = classify_poll(&v, &self.inner.opts.retcodes);
+        match &res {
+            PollResult::Retcode {
+                action: Action::RefreshPtwebqq(p),
+                ..
+            } => {
+                // §5.2: set cookie ptwebqq=<p> (domain qq.com, path /) and use it from now on
+                self.state().ptwebqq = p.clone();
+                self.set_cookie(Host::W, "qq.com", "ptwebqq", p);
+                res
+            }
+            PollResult::Events(events) => {
+                let events: Vec<PollEvent> =
+                    events.iter().cloned().map(|e| self.mark_echo(e)).collect();
+                let kicked = events.iter().find_map(|e| match e {
+                    PollEvent::Kick { reason, .. } => Some(reason.clone()),
+                    _ => None,
+                });
+                if let Some(reason) = kicked {
+                    tracing::warn!("kicked by the server");
+                    self.state().kicked = Some(reason);
+                }
+                PollResult::Events(events)
+            }
+            _ => res,
+        }
+    }
+
+    /// Marks echoes of our own sends (§5.4): a sender equal to our uin, or — since group
+    /// echoes come from a pseudo uin that is not in the member list — an unknown sender
+    /// repeating a text we sent to the same conversation within the echo window.
+    fn mark_echo(&self, mut e: PollEvent) -> PollEvent {
+        let mut st = self.state();
+        let window = self.inner.opts.echo_window;
+        while st
+            .recent_sends
+            .front()
+            .is_some_and(|(t, _, _)| t.elapsed() > window)
+        {
+            st.recent_sends.pop_front();
+        }
+        let me = st.uin;
+        let contacts = st.contacts.clone();
+        let mut take = |target: Target, text: String| -> bool {
+            if let Some(i) = st
+                .recent_sends
+                .iter()
+                .position(|(_, t, s)| *t == target && *s == text)
+            {
+                st.recent_sends.remove(i);
+                true
+            } else {
+                false
+            }
+        };
+        match &mut e {
+            PollEvent::Message(m) => {
+                let unknown = contacts
+                    .as_ref()
+                    .map_or(true, |c| c.friend(m.from_uin).is_none());
+                m.self_echo = (me != 0 && m.from_uin == me)
+                    || (unknown && take(Target::Buddy(m.from_uin), m.content.text()));
+            }
+            PollEvent::GroupMessage(m) => {
+                let unknown = contacts
+                    .as_ref()
+                    .map_or(true, |c| !c.is_group_member(m.gid, m.send_uin));
+                m.self_echo = (me != 0 && m.send_uin == me)
+                    || (unknown && take(Target::Group(m.gid), m.content.text()));
+            }
+            PollEvent::DiscuMessage(m) => {
+                let unknown = contacts.as_ref().map_or(true, |c| {
+                    c.discu(m.did)
+                        .map_or(true, |d| !d.members.iter().any(|x| x.uin == m.send_uin))
+                });
+                m.self_echo = (me != 0 && m.send_uin == me)
+                    || (unknown && take(Target::Discu(m.did), m.content.text()));
+            }
+            PollEvent::SessMessage(m) => {
+                m.self_echo = me != 0 && m.from_uin == me;
+            }
+            _ => {}
+        }
+        e
+    }
+
+    // ---------------------------------------------------------------- send (§7.2, §8)
+
+    /// Sends a text (faces as `[face:N]`), split into pieces of ≤ 720 bytes (§7.2). Returns
+    /// `Uncertain` if any piece got 1202. A refusal of piece k is `SendRejected` with
+    /// `pieces_delivered = k`. A timeout or transport error on a send may also have been
+    /// delivered: treat it like `Uncertain` (do not resend blindly).
+    pub async fn send(&self, target: &Target, text: &str) -> Result<SendOutcome, ProtocolError> {
+        self.check_kicked()?;
+        let ep = target.endpoint();
+        let (_, _, psessionid, clientid) = self.channel()?;
+        let group_sig = match target {
+            Target::Sess { to, via } => Some(self.sess_sig(*to, *via).await?),
+            _ => None,
+        };
+        let face = self
+            .state()
+            .contacts
+            .as_ref()
+            .map(|c| c.self_info.face)
+            .filter(|&f| f != 0)
+            .unwrap_or(522);
+        let mut outcome = SendOutcome::Delivered;
+        let pieces = split_text(text);
+        for (i, piece) in pieces.iter().enumerate() {
+            let msg_id = self.inner.msg_id.fetch_add(1, Ordering::SeqCst);
+            let content = encode_send(piece);
+            let mut fields: Vec<(&str, Value)> = match target {
+                Target::Buddy(uin) => vec![("to", json!(uin))],
+                Target::Group(gid) => vec![("group_uin", json!(gid))],
+                Target::Discu(did) => vec![("did", json!(did))],
+                Target::Sess { to, via } => vec![
+                    ("to", json!(to)),
+                    ("group_sig", json!(group_sig.clone().unwrap_or_default())),
+                    (
+                        "service_type",
+                        json!(match via {
+                            SessVia::Group(_) => 0,
+                            SessVia::Discu(_) => 1,
+                        }),
+                    ),
+                ],
+            };
+            fields.extend([
+                ("content", json!(content)),
+                ("face", json!(face)),
+                ("clientid", json!(clientid)),
+                ("msg_id", json!(msg_id)),
+                ("psessionid", json!(psessionid)),
+            ]);
+            let v = self.call_json(ep, &[], Some(ordered(&fields))).await?;
+            match classify_send(&v, ep, &self.inner.opts.retcodes) {
+                Ok(o) => {
+                    if o == SendOutcome::Uncertain {
+                        outcome = SendOutcome::Uncertain;
+                    }
+                    let mut st = self.state();
+                    st.recent_sends
+                        .push_back((Instant::now(), target.clone(), piece.clone()));
+                    while st.recent_sends.len() > 256 {
+                        st.recent_sends.pop_front();
+                    }
+                }
+                Err((retcode, action)) => {
+                    return Err(ProtocolError::SendRejected {
+                        endpoint: ep,
+                        retcode,
+                        action,
+                        pieces_delivered: i,
+                    })
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The group_sig of a temporary session (get_c2cmsg_sig2, §8.1), cached.
+    async fn sess_sig(&self, to: u64, via: SessVia) -> Result<String, ProtocolError> {
+        let ttl = self.inner.opts.sess_sig_ttl;
+        if let Some((at, sig)) = self.state().sess_sigs.get(&(to, via)) {
+            if at.elapsed() < ttl {
+                return Ok(sig.clone());
+            }
+        }
+        let ep = Endpoint::GetC2cmsgSig2;
+        let (_, _, psessionid, clientid) = self.channel()?;
+        let (id, st) = match via {
+            SessVia::Group(code) => (code, 0),
+            SessVia::Discu(did) => (did, 1),
+        };
+        let r = self
+            .call_result(
+                ep,
+                &[
+                    ("id", id.to_string()),
+                    ("to_uin", to.to_string()),
+                    ("service_type", st.to_string()),
+                    ("clientid", clientid.to_string()),
+                    ("psessionid", psessionid),
+                    ("t", now_ms().to_string()),
+                ],
+                None,
+            )
+            .await?;
+        let sig = r
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ProtocolError::undecodable(ep, "no value", b""))?
+            .to_string();
+        self.state()
+            .sess_sigs
+            .insert((to, via), (Instant::now(), sig.clone()));
+        Ok(sig)
+    }
+
+    // ---------------------------------------------------------------- contacts (§6)
+
+    /// Fetches the whole contact snapshot in the official page's order (§3.8: friends,
+    /// groups, discussions, self info, online buddies, recent list), then the members of
+    /// every group (by `code`, §6.3) and discussion.
+    pub async fn contacts(&self) -> Result<Contacts, ProtocolError> {
+        self.check_kicked()?;
+        let (ptwebqq, vfwebqq, psessionid, clientid) = self.channel()?;
+        let uin = self.state().uin;
+        let h = hash::friend_hash(uin, &ptwebqq);
+        let list_r = ordered(&[("vfwebqq", json!(vfwebqq)), ("hash", json!(h))]);
+
+        let ep = Endpoint::GetUserFriends2;
+        let r = self.call_result(ep, &[], Some(list_r.clone())).await?;
+        let (friends, categories) =
+            contacts::decode_friends(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+
+        let ep = Endpoint::GetGroupNameListMask2;
+        let r = self.call_result(ep, &[], Some(list_r)).await?;
+        let mut groups =
+            contacts::decode_groups(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+
+        let ep = Endpoint::GetDiscusList;
+        let r = self
+            .call_result(
+                ep,
+                &[
+                    ("clientid", clientid.to_string()),
+                    ("psessionid", psessionid.clone()),
+                    ("vfwebqq", vfwebqq.clone()),
+                    ("t", now_ms().to_string()),
+                ],
+                None,
+            )
+            .await?;
+        let mut discus =
+            contacts::decode_discus(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+
+        let ep = Endpoint::GetSelfInfo2;
+        let r = self
+            .call_result(ep, &[("t", now_ms().to_string())], None)
+            .await?;
+        let self_info =
+            contacts::decode_self_info(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+
+        let online = self.online_buddies().await?;
+
+        let ep = Endpoint::GetRecentList2;
+        let r = self
+            .call_result(
+                ep,
+                &[],
+                Some(ordered(&[
+                    ("vfwebqq", json!(vfwebqq)),
+                    ("clientid", json!(clientid)),
+                    ("psessionid", json!(psessionid)),
+                ])),
+            )
+            .await?;
+        let recent =
+            contacts::decode_recent(&r).map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+
+        for g in &mut groups {
+            let ep = Endpoint::GetGroupInfoExt2;
+            let res = self
+                .call_result(
+                    ep,
+                    &[
+                        ("gcode", g.code.to_string()),
+                        ("vfwebqq", vfwebqq.clone()),
+                        ("t", now_ms().to_string()),
+                    ],
+                    None,
+                )
+                .await;
+            match res {
+                Ok(r) => {
+                    let (owner, members) = contacts::decode_group_info(&r)
+                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                    g.owner = owner;
+                    g.members = members;
+                }
+                // one broken group must not hide the others (§6.3: partial results exist)
+                Err(ProtocolError::Retcode {
+                    action: Action::Fatal,
+                    retcode,
+                    ..
+                }) => tracing::warn!(gid = g.gid, retcode, "group members unavailable"),
+                Err(e) => return Err(e),
+            }
+        }
+        for d in &mut discus {
+            let ep = Endpoint::GetDiscuInfo;
+            let res = self
+                .call_result(
+                    ep,
+                    &[
+                        ("did", d.did.to_string()),
+                        ("vfwebqq", vfwebqq.clone()),
+                        ("clientid", clientid.to_string()),
+                        ("psessionid", psessionid.clone()),
+                        ("t", now_ms().to_string()),
+                    ],
+                    None,
+                )
+                .await;
+            match res {
+                Ok(r) => {
+                    let (name, owner, members) = contacts::decode_discu_info(&r)
+                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                    if let Some(n) = name.filter(|n| !n.is_empty()) {
+                        d.name = n;
+                    }
+                    d.owner = owner;
+                    d.members = members;
+                }
+                Err(ProtocolError::Retcode {
+                    action: Action::Fatal,
+                    retcode,
+                    ..
+                }) => tracing::warn!(did = d.did, retcode, "discussion members unavailable"),
+                Err(e) => return Err(e),
+            }
+        }
+        let c = Contacts {
+            self_info,
+            friends,
+            categories,
+            groups,
+            discus,
+            online,
+            recent,
+        };
+        self.state().contacts = Some(Arc::new(c.clone()));
+        Ok(c)
+    }
+}
+
+/// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and
+/// get_group_name_list_mask2 occasionally answered HTTP 404 and clients retried ≤ 3 times).
+const READ_ATTEMPTS: u32 = 3;
+
+/// Whether a failed call may simply be repeated: read-only calls only (never a send: it may
+/// have arrived; never login2: it would open a second channel), on a gateway status or a
+/// connection failure, not on a timeout (the caller already waited) or a retcode.
+fn retry_read(ep: Endpoint, e: &ProtocolError) -> bool {
+    let read_only = matches!(
+        ep,
+        Endpoint::Getvfwebqq
+            | Endpoint::GetSelfInfo2
+            | Endpoint::GetGroupNameListMask2
+            | Endpoint::GetGroupInfoExt2
+            | Endpoint::GetDiscusList
+            | Endpoint::GetDiscuInfo
+            | Endpoint::GetOnlineBuddies2
+            | Endpoint::GetRecentList2
+            | Endpoint::GetC2cmsgSig2
+    );
+    read_only
+        && match e {
+            ProtocolError::HttpStatus { status, .. } => matches!(status, 404 | 502 | 503 | 504),
+            ProtocolError::Transport { .. } => true,
+            _ => false,
+        }
+}
+
+/// `retcode` as a number (it came as number or string).
+fn retcode_of(v: &Value) -> Option<i64> {
+    match v.get("retcode")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Decodes a JSON answer: HTTP 200, a JSON object. HTML error pages, empty bodies and
+/// truncated JSON become `Undecodable` with a redacted excerpt.
+fn decode_json(ep: Endpoint, a: &Answer) -> Result<Value, ProtocolError> {
+    if a.status != 200 {
+        return Err(ProtocolError::HttpStatus {
+            endpoint: ep,
+            status: a.status,
+        });
+    }
+    decode_json_body(ep, &a.content_type, &a.body)
+}
+
+/// The body half of [`decode_json`] (public to the crate for the fuzz tests).
+pub fn decode_json_body(
+    ep: Endpoint,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ProtocolError> {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(ProtocolError::undecodable(ep, "empty body", body));
+    }
+    if trimmed.starts_with(b"<") || content_type.contains("html") && !trimmed.starts_with(b"{") {
+        return Err(ProtocolError::undecodable(
+            ep,
+            format!("HTML page instead of JSON (content type {content_type:?})"),
+            body,
+        ));
+    }
+    let v: Value = serde_json::from_slice(trimmed).map_err(|e| {
+        ProtocolError::undecodable(ep, format!("bad JSON ({content_type:?}): {e}"), body)
+    })?;
+    if !v.is_object() {
+        return Err(ProtocolError::undecodable(
+            ep,
+            "JSON is not an object",
+            body,
+        ));
+    }
+    Ok(v)
+}
+
+/// Classifies a decoded poll2 answer (§5.2) without side effects.
+pub fn classify_poll(v: &Value, table: &RetcodeTable) -> PollResult {
+    let ep = Endpoint::Poll2;
+    let Some(retcode) = retcode_of(v) else {
+        return PollResult::Retcode {
+            retcode: -1,
+            action: Action::Repoll,
+        };
+    };
+    if retcode == 0 {
+        return match v.get("result") {
+            Some(Value::Array(items)) if !items.is_empty() => {
+                PollResult::Events(items.iter().map(decode_event).collect())
+            }
+            Some(Value::Array(_)) => PollResult::Idle,
+            // E1 "result":"ok"
+            Some(Value::String(_)) => PollResult::Idle,
+            // §5.2: {"retcode":0,"retmsg":"ok","errmsg":"error"} → probe the session
+            None if v.get("errmsg").and_then(Value::as_str) == Some("error") => {
+                PollResult::Retcode {
+                    retcode: 0,
+                    action: Action::Probe,
+                }
+            }
+            // E3 idle: {"errmsg":"","retcode":0}
+            _ => PollResult::Idle,
+        };
+    }
+    let p = v.get("p").and_then(Value::as_str).filter(|p| !p.is_empty());
+    let action = table.action(ep, retcode, p);
+    if retcode == 102 && action == Action::Repoll {
+        return PollResult::Idle;
+    }
+    PollResult::Retcode { retcode, action }
+}
+
+/// Classifies a send answer (§8.2): Ok(outcome) or Err((code, action)).
+pub fn classify_send(
+    v: &Value,
+    ep: Endpoint,
+    table: &RetcodeTable,
+) -> Result<SendOutcome, (i64, Action)> {
+    // E3 success: {"errCode":0,"msg":"send ok"}; an errCode ≠ 0 is a failure
+    if let Some(code) = v.get("errCode").and_then(Value::as_i64) {
+        if retcode_of(v).is_none() {
+            return if code == 0 {
+                Ok(SendOutcome::Delivered)
+            } else {
+                Err((code, table.action(ep, code, None)))
+            };
+        }
+    }
+    let Some(retcode) = retcode_of(v) else {
+        return Err((-1, Action::Fatal));
+    };
+    if retcode == 1202 {
+        return Ok(SendOutcome::Uncertain);
+    }
+    match table.action(ep, retcode, None) {
+        Action::Continue => Ok(SendOutcome::Delivered),
+        a => Err((retcode, a)),
+    }
+}

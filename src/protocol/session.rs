@@ -1,0 +1,44 @@
+//! The saved session: everything needed to resume an account without a new scan
+//! (WEBQQ.md §3.10), as one serializable value for the store.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to resume an account without a new scan. Serializable for the store;
+/// its `Debug` redacts every secret (only uin, clientid and msg_id are shown).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Own QQ number (= own uin, §1).
+    pub uin: u64,
+    /// The whole cookie jar as JSON lines, session cookies included (`ptwebqq` has no
+    /// Expires: a plain save would drop it; research §1.3).
+    pub cookies: String,
+    /// Input of getvfwebqq, login2, poll2 and the friend hash; rotated by poll 116 (§5.2).
+    pub ptwebqq: String,
+    /// Token of the `/api/*` calls (§3.6).
+    pub vfwebqq: String,
+    /// The channel session (§3.7).
+    pub psessionid: String,
+    /// 53999199 in E3 (§1).
+    pub clientid: u64,
+    /// Next msg_id for sends; persisted so a restart never reuses one.
+    pub msg_id: u64,
+}
+
+impl Session {
+    /// True when the channel part (psessionid, vfwebqq) is present.
+    pub fn has_channel(&self) -> bool {
+        !self.psessionid.is_empty() && !self.vfwebqq.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("uin", &self.uin)
+            .field("clientid", &self.clientid)
+            .field("msg_id", &self.msg_id)
+            .field("cookies", &format_args!("<{} bytes>", self.cookies.len()))
+            .field("has_channel", &self.has_channel())
+            .finish_non_exhaustive()
+    }
+}
