@@ -898,7 +898,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
     let (proxy, _, canned) = mangling_proxy(sim.base.clone()).await;
     let c = client_at(&proxy, None);
     login_with(&sim, &c, QQ, Some(QQ)).await.unwrap();
-    let broken: [(u16, &'static str, &[u8]); 6] = [
+    let broken: [(u16, &'static str, &[u8]); 7] = [
         (
             200,
             "text/html",
@@ -913,6 +913,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
         (200, "image/png", b"\x89PNG\r\n\x1a\n"),
         (200, "application/json", b"{\"retcode\":0}"),
         (200, "text/plain", b"[1,2,3]"),
+        (200, "application/json", b"{\"errmsg\":\"busy\"}"),
     ];
     for (status, ct, body) in broken {
         for (suffix, ep) in [

@@ -1038,6 +1038,9 @@ impl Client {
             return Ok(PollResult::Idle);
         }
         let v = decode_json(ep, &a)?;
+        if retcode_of(&v).is_none() {
+            return Err(ProtocolError::undecodable(ep, "no retcode", &a.body));
+        }
         Ok(self.handle_poll_answer(v))
     }
 
