@@ -242,7 +242,9 @@ async fn whole_life_of_an_account() {
 
     sim.inject(json!({"kind": "buddy", "from": friend_qq, "text": "你好 <b>&amp; [face:14]"}))
         .await;
-    let PollEvent::Message(m) = next_event(&c).await else {
+    let buddy_event = next_event(&c).await;
+    assert_eq!(buddy_event.reply_target(), Some(Target::Buddy(friend_uin)));
+    let PollEvent::Message(m) = buddy_event else {
         panic!()
     };
     assert_eq!(m.from_uin, friend_uin);
@@ -266,7 +268,15 @@ async fn whole_life_of_an_account() {
 
     sim.inject(json!({"kind": "sess", "group": group_no, "from": member["qq"], "text": "临时"}))
         .await;
-    let PollEvent::SessMessage(s) = next_event(&c).await else {
+    let sess_event = next_event(&c).await;
+    assert_eq!(
+        sess_event.reply_target(),
+        Some(Target::Sess {
+            to: member["uin"].as_u64().unwrap(),
+            via: SessVia::Group(code)
+        })
+    );
+    let PollEvent::SessMessage(s) = sess_event else {
         panic!()
     };
     assert_eq!(s.content.text(), "临时");
@@ -322,6 +332,10 @@ async fn whole_life_of_an_account() {
         ),
         (Target::Buddy(friend_uin), "buddy", long.clone()),
     ];
+    assert!(matches!(
+        c.send(&Target::Buddy(friend_uin), "").await,
+        Err(ProtocolError::EmptyMessage)
+    ));
     let msg_id_before = c.session().msg_id;
     for (t, _, text) in &sends {
         assert_eq!(c.send(t, text).await.unwrap(), SendOutcome::Delivered);

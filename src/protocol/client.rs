@@ -1141,6 +1141,9 @@ impl Client {
     /// delivered: treat it like `Uncertain` (do not resend blindly).
     pub async fn send(&self, target: &Target, text: &str) -> Result<SendOutcome, ProtocolError> {
         self.check_kicked()?;
+        if text.is_empty() {
+            return Err(ProtocolError::EmptyMessage);
+        }
         let ep = target.endpoint();
         let (_, _, psessionid, clientid) = self.channel()?;
         let group_sig = match target {
