@@ -379,6 +379,13 @@ async fn self_echo_is_marked() {
     };
     assert_eq!(g.content.text(), "echo me");
     assert!(g.self_echo);
+    let friend = contacts.friends[0].uin;
+    c.send(&Target::Buddy(friend), "to a friend").await.unwrap();
+    let PollEvent::Message(m) = next_event(&c).await else {
+        panic!()
+    };
+    assert_eq!(m.content.text(), "to a friend");
+    assert!(m.self_echo);
     // a real member's message is not an echo
     sim.inject(json!({"kind": "group", "text": "echo me"}))
         .await;
