@@ -972,7 +972,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
 #[tokio::test]
 async fn poll_and_send_run_concurrently_on_clones() {
     let sim = Sim::start(SimConfig {
-        hold: Duration::from_secs(3),
+        hold: Duration::from_secs(6),
         ..quiet_config()
     })
     .await;
@@ -993,9 +993,10 @@ async fn poll_and_send_run_concurrently_on_clones() {
     );
     sender.contacts().await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "send waited for the poll"
     );
+    assert!(!held.is_finished(), "the poll was still held meanwhile");
     sim.inject(json!({"kind": "buddy", "text": "wake"})).await;
     let r = tokio::time::timeout(Duration::from_secs(5), held)
         .await
