@@ -363,18 +363,17 @@ impl Client {
 
     /// The value of a cookie by name (any domain/path), unexpired only.
     fn cookie(&self, name: &str) -> Option<String> {
+        // The same name can live on several domains (p_skey on web2.qq.com and its cookie
+        // proxy copy on w.qq.com, §3.5) with the same value; prefer a non-empty one.
         let jar = self.jar();
-        let mut found: Option<(usize, String)> = None;
-        for c in jar.iter_unexpired() {
-            if c.name() == name {
-                // prefer the most specific path (the cookie proxy copies are path-scoped)
-                let len = c.path().map(|p| p.len()).unwrap_or(0);
-                if found.as_ref().map_or(true, |(l, _)| len < *l) {
-                    found = Some((len, c.value().to_string()));
-                }
+        let mut found: Option<String> = None;
+        for c in jar.iter_unexpired().filter(|c| c.name() == name) {
+            if !c.value().is_empty() {
+                return Some(c.value().to_string());
             }
+            found.get_or_insert_with(String::new);
         }
-        found.map(|(_, v)| v)
+        found
     }
 
     /// Sets a cookie as a server would have: on the real hosts with `Domain=<domain>`, on a
