@@ -124,14 +124,14 @@ async fn qr_login_states_and_png() {
 #[tokio::test]
 async fn auto_scan_logs_in_a_fresh_account() {
     let sim = start(SimConfig {
-        auto_scan: Some(Duration::from_millis(200)),
+        auto_scan: Some(Duration::from_millis(1000)),
         ..cfg()
     })
     .await;
     let mut c = Client::new(&sim.base_url());
     c.ptqrshow().await;
     assert_eq!(c.ptqrlogin().await[0], "66");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_qr_confirmed(&c).await;
     c.finish_login().await;
     let (s, a) = control(&c, "GET", &format!("accounts/{}", c.qq), None).await;
     assert_eq!(s, 200);
@@ -490,7 +490,7 @@ async fn poll_hold_warmup_two_pollers_and_duplicate() {
     // Before the warm-up: 103 at once (§3.8).
     let t0 = Instant::now();
     assert_eq!(c.poll().await, json!({"errmsg": "error", "retcode": 103}));
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(t0.elapsed() < Duration::from_millis(900));
     c.online_buddies().await;
     // The hold is real, then the idle answer exactly as §16 chose.
     let t0 = Instant::now();
@@ -501,27 +501,38 @@ async fn poll_hold_warmup_two_pollers_and_duplicate() {
         "{held:?}"
     );
 
-    // Two pollers: the older is answered at once, the newer gets the event.
-    let c = Arc::new(c);
-    let c1 = c.clone();
-    let first = tokio::spawn(async move { (c1.poll().await, Instant::now()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, st) = control(&c, "GET", "stats", None).await;
-    assert_eq!(st["pending_polls"], 1);
-    let c2 = c.clone();
-    let second = tokio::spawn(async move { c2.poll().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two pollers: the older is answered at once (long before the hold ends), the newer gets
+    // the event. Uses a second simulator with a long hold so "at once" is measurable.
+    let sim5 = start(SimConfig {
+        hold: Duration::from_secs(8),
+        ..cfg()
+    })
+    .await;
+    let p = Arc::new(login(&sim5.base_url(), 3456780).await);
+    let p1 = p.clone();
+    let first = tokio::spawn(async move { (p1.poll().await, Instant::now()) });
+    wait_pending(&p, 1).await;
+    let p2 = p.clone();
+    let started = Instant::now();
+    let second = tokio::spawn(async move { p2.poll().await });
+    let (older, answered) = tokio::time::timeout(Duration::from_secs(6), first)
+        .await
+        .expect("older poll answered before the hold ends")
+        .unwrap();
+    assert_eq!(older, json!({"retcode": 0, "result": []}));
+    assert!(answered.duration_since(started) < Duration::from_secs(6));
+    wait_pending(&p, 1).await;
     let (_, inj) = control(
-        &c,
+        &p,
         "POST",
         "inject",
-        Some(json!({"qq": 3456789, "kind": "buddy", "text": "x"})),
+        Some(json!({"qq": 3456780, "kind": "buddy", "text": "x"})),
     )
     .await;
-    let (older, _) = first.await.unwrap();
-    assert_eq!(older, json!({"retcode": 0, "result": []}));
     let newer = second.await.unwrap();
     assert_eq!(newer["result"][0]["value"]["msg_id"], inj["msg_id"]);
+    sim5.shutdown().await;
+    let c = Arc::new(c);
 
     // Duplicate fault: the next event comes in two consecutive answers with one msg_id.
     let (s, _) = control(
@@ -586,6 +597,14 @@ async fn second_login_kick_expiry_and_clock() {
     assert_eq!(c.poll().await["retcode"], 103);
     let (_, a) = control(&c, "GET", "accounts/5678901", None).await;
     assert_eq!(a["online"], false);
+    let (s, _) = control(
+        &c,
+        "POST",
+        "inject",
+        Some(json!({"qq": 5678901, "kind": "buddy", "text": "x"})),
+    )
+    .await;
+    assert_eq!(s, 409);
     assert_eq!(c.friends().await, json!({"retcode": 100000}));
     let r = c
         .send("send_buddy_msg2", ("to", json!(1)), &[json!("x")])
@@ -624,6 +643,19 @@ async fn second_login_kick_expiry_and_clock() {
     let (s, _) = control(&d, "POST", "expire", Some(json!({"qq": 1}))).await;
     assert_eq!(s, 404);
     sim.shutdown().await;
+}
+
+async fn first_friend_uin(c: &Client) -> Value {
+    let (_, k) = control(c, "GET", &format!("accounts/{}/contacts", c.qq), None).await;
+    k["friends"][0]["uin"].clone()
+}
+
+/// A buddy send with a fixed msg_id and text, as a client resending after a crash would.
+async fn send_fixed(c: &Client, to: Value) -> Value {
+    let r = json!({"to": to, "content": Client::content(&[json!("exactly once")]), "face": 0,
+                   "clientid": 53999199, "msg_id": 7_000_001, "psessionid": c.psessionid});
+    c.post_r("d1.web2.qq.com/channel/send_buddy_msg2", D_REF, &r)
+        .await
 }
 
 #[tokio::test]
@@ -673,6 +705,20 @@ async fn resume_pt4_auth_cookie_replay_and_relink() {
     assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
     assert_eq!(a["relinks"], 1);
+
+    // Exactly-once across a crash and a new login: the resend carries the friend's new
+    // pseudo uin, the same msg_id and text, and is acknowledged without a second delivery.
+    let ok = json!({"errCode": 0, "msg": "send ok"});
+    let first_uin = first_friend_uin(&c).await;
+    assert_eq!(send_fixed(&c, first_uin.clone()).await, ok);
+    c.channel_login().await;
+    let second_uin = first_friend_uin(&c).await;
+    assert_ne!(first_uin, second_uin);
+    assert_eq!(send_fixed(&c, second_uin).await, ok);
+    let (_, sent) = control(&c, "GET", "sent?qq=7890123", None).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
+    let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
+    assert_eq!(a["duplicates_dropped"], 1);
     sim.shutdown().await;
 }
 
@@ -807,6 +853,8 @@ async fn fault_queue() {
         )
         .await;
     assert_eq!(h["retcode"], 0, "{h}");
+    // A client that ignores the rotation still polls (the body's ptwebqq is not checked).
+    assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     // HTTP status, delay, drop; "*" and qq null.
     fault(json!({"qq": null, "endpoint": "get_online_buddies2", "http_status": 502})).await;
     let (s, _) = c
@@ -1160,6 +1208,29 @@ async fn pages_status_and_logouts() {
 }
 
 #[tokio::test]
+async fn dropping_the_handle_stops_the_simulator() {
+    let sim = start(cfg()).await;
+    let c = Client::new(&sim.base_url());
+    assert_eq!(control(&c, "GET", "health", None).await.0, 200);
+    drop(sim);
+    let mut stopped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh = reqwest::Client::new();
+        if fresh
+            .get(format!("{}/sim/health", c.base))
+            .send()
+            .await
+            .is_err()
+        {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped);
+}
+
+#[tokio::test]
 async fn chatter_writes_to_online_accounts() {
     let sim = start(SimConfig {
         chatter: Some(Duration::from_millis(200)),
@@ -1217,7 +1288,7 @@ async fn cli_prints_listening_first() {
         assert!(base.starts_with("http://127.0.0.1:"), "{first}");
         let mut c = Client::new(&base);
         c.ptqrshow().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_qr_confirmed(&c).await;
         c.finish_login().await;
         c.poll().await
     };

@@ -66,8 +66,16 @@ impl InjectError {
     }
 }
 
-/// Queues an incoming event on the account's active session; returns its msg_id.
-pub fn inject(w: &mut World, req: &InjectRequest, now_secs: u64) -> Result<i64, InjectError> {
+/// Queues an incoming event on the account's active session; returns its msg_id. `now_ms`
+/// and `lifetime_ms` decide whether that session's login still lives (an expired session
+/// would never deliver the event, so the injection is refused).
+pub fn inject(
+    w: &mut World,
+    req: &InjectRequest,
+    now_ms: u64,
+    lifetime_ms: u64,
+) -> Result<i64, InjectError> {
+    let now_secs = now_ms / 1000;
     let acc = w.accounts.get(&req.qq).ok_or(InjectError::UnknownAccount)?;
     let contacts = acc.contacts.clone();
     let own = acc.qq;
@@ -79,6 +87,13 @@ pub fn inject(w: &mut World, req: &InjectRequest, now_secs: u64) -> Result<i64, 
             .ok_or(InjectError::UnknownAccount)?;
         acc.next_msg_id
     };
+    let login_id = w
+        .active_session_mut(req.qq)
+        .map(|s| s.login_id)
+        .ok_or(InjectError::NotOnline)?;
+    if !w.login_alive(login_id, now_ms, lifetime_ms) {
+        return Err(InjectError::NotOnline);
+    }
     let s = w.active_session_mut(req.qq).ok_or(InjectError::NotOnline)?;
     let ev = match req.kind {
         InjectKind::Buddy | InjectKind::InputNotify | InjectKind::Status => {
@@ -142,7 +157,17 @@ pub fn inject(w: &mut World, req: &InjectRequest, now_secs: u64) -> Result<i64, 
                 let (_gid, code) = s.group_ids(g.number);
                 (code, g.members.clone(), 0)
             };
-            let from = pick_member(&members, own, req.from)?;
+            // `from` defaults to the first friend, as for buddy messages; a friend or a member
+            // of the group/discussion may be named.
+            let is_friend = |q: u64| contacts.friends.iter().any(|p| p.qq == q);
+            let from = match req.from {
+                Some(f) if is_friend(f) => f,
+                None => match contacts.friends.first() {
+                    Some(f) => f.qq,
+                    None => pick_member(&members, own, None)?,
+                },
+                Some(_) => pick_member(&members, own, req.from)?,
+            };
             let uin = s.uin_of(from);
             json!({"poll_type":"sess_message","value":{
                 "msg_id": msg_id, "from_uin": uin, "to_uin": own, "msg_id2": msg_id2(msg_id),

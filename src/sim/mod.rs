@@ -104,7 +104,8 @@ pub enum SimError {
     Signal(std::io::Error),
 }
 
-/// A running simulator.
+/// A running simulator. Dropping it stops the simulator (as [`SimHandle::shutdown`] does,
+/// without waiting), so keep it for as long as the simulator should run.
 #[derive(Debug)]
 pub struct SimHandle {
     /// Where it listens.
@@ -167,7 +168,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let now = sim.clock.now_secs();
+        let now = sim.now();
         let mut w = sim.world();
         let online: Vec<u64> = w
             .accounts
@@ -191,7 +192,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
                 text: Some(LINES[rng.random_range(0..LINES.len())].to_string()),
                 status: None,
             };
-            let _ = events::inject(&mut w, &req, now);
+            let _ = events::inject(&mut w, &req, now, sim.lifetime_ms());
         }
     }
 }

@@ -235,9 +235,13 @@ async fn protocol(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut r = Response::new(Body::from(code.canonical_reason().unwrap_or("")));
             *r.status_mut() = code;
-            return r;
+            let o = Outcome::new(r, req.qq_hint(), None);
+            record(&sim, &endpoint, &o);
+            return o.resp;
         }
         Some(FaultAction::Drop) => {
+            let o = Outcome::new(Response::new(Body::empty()), req.qq_hint(), None);
+            record(&sim, &endpoint, &o);
             if let Some(a) = &req.abort {
                 a.abort();
                 // The connection task drops this future together with the connection.
