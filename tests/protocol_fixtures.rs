@@ -831,3 +831,22 @@ fn lookups_by_name_report_ambiguity_with_candidates() {
     assert_eq!(c.discu_by_name("讨论组").unwrap().did, 20);
     assert!(c.discu_by_name("x").is_err());
 }
+
+#[test]
+fn contact_names_are_html_unescaped() {
+    let r = serde_json::json!({
+        "friends": [{"uin": 1, "categories": 0, "flag": 0}],
+        "info": [{"uin": 1, "nick": "Tom&amp;Jerry&nbsp;&lt;3", "face": 0, "flag": 0}],
+        "marknames": [{"uin": 1, "markname": "&quot;猫&quot;", "type": 0}],
+        "categories": [], "vipinfo": []
+    });
+    let (f, _) = decode_friends(&r).unwrap();
+    assert_eq!(f[0].nick, "Tom&Jerry <3");
+    assert_eq!(f[0].markname.as_deref(), Some("\"猫\""));
+    let g = decode_groups(&serde_json::json!({
+        "gnamelist": [{"gid": 5, "code": 6, "name": "a&amp;b", "flag": 0}],
+        "gmarklist": [], "gmasklist": []
+    }))
+    .unwrap();
+    assert_eq!(g[0].name, "a&b");
+}
