@@ -242,7 +242,9 @@ async fn whole_life_of_an_account() {
 
     sim.inject(json!({"kind": "buddy", "from": friend_qq, "text": "你好 <b>&amp; [face:14]"}))
         .await;
-    let PollEvent::Message(m) = next_event(&c).await else {
+    let buddy_event = next_event(&c).await;
+    assert_eq!(buddy_event.reply_target(), Some(Target::Buddy(friend_uin)));
+    let PollEvent::Message(m) = buddy_event else {
         panic!()
     };
     assert_eq!(m.from_uin, friend_uin);
@@ -266,7 +268,15 @@ async fn whole_life_of_an_account() {
 
     sim.inject(json!({"kind": "sess", "group": group_no, "from": member["qq"], "text": "临时"}))
         .await;
-    let PollEvent::SessMessage(s) = next_event(&c).await else {
+    let sess_event = next_event(&c).await;
+    assert_eq!(
+        sess_event.reply_target(),
+        Some(Target::Sess {
+            to: member["uin"].as_u64().unwrap(),
+            via: SessVia::Group(code)
+        })
+    );
+    let PollEvent::SessMessage(s) = sess_event else {
         panic!()
     };
     assert_eq!(s.content.text(), "临时");
@@ -322,6 +332,10 @@ async fn whole_life_of_an_account() {
         ),
         (Target::Buddy(friend_uin), "buddy", long.clone()),
     ];
+    assert!(matches!(
+        c.send(&Target::Buddy(friend_uin), "").await,
+        Err(ProtocolError::EmptyMessage)
+    ));
     let msg_id_before = c.session().msg_id;
     for (t, _, text) in &sends {
         assert_eq!(c.send(t, text).await.unwrap(), SendOutcome::Delivered);
@@ -365,6 +379,13 @@ async fn self_echo_is_marked() {
     };
     assert_eq!(g.content.text(), "echo me");
     assert!(g.self_echo);
+    let friend = contacts.friends[0].uin;
+    c.send(&Target::Buddy(friend), "to a friend").await.unwrap();
+    let PollEvent::Message(m) = next_event(&c).await else {
+        panic!()
+    };
+    assert_eq!(m.content.text(), "to a friend");
+    assert!(m.self_echo);
     // a real member's message is not an echo
     sim.inject(json!({"kind": "group", "text": "echo me"}))
         .await;
@@ -898,7 +919,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
     let (proxy, _, canned) = mangling_proxy(sim.base.clone()).await;
     let c = client_at(&proxy, None);
     login_with(&sim, &c, QQ, Some(QQ)).await.unwrap();
-    let broken: [(u16, &'static str, &[u8]); 6] = [
+    let broken: [(u16, &'static str, &[u8]); 7] = [
         (
             200,
             "text/html",
@@ -913,6 +934,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
         (200, "image/png", b"\x89PNG\r\n\x1a\n"),
         (200, "application/json", b"{\"retcode\":0}"),
         (200, "text/plain", b"[1,2,3]"),
+        (200, "application/json", b"{\"errmsg\":\"busy\"}"),
     ];
     for (status, ct, body) in broken {
         for (suffix, ep) in [
@@ -950,7 +972,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
 #[tokio::test]
 async fn poll_and_send_run_concurrently_on_clones() {
     let sim = Sim::start(SimConfig {
-        hold: Duration::from_secs(3),
+        hold: Duration::from_secs(6),
         ..quiet_config()
     })
     .await;
@@ -971,9 +993,10 @@ async fn poll_and_send_run_concurrently_on_clones() {
     );
     sender.contacts().await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "send waited for the poll"
     );
+    assert!(!held.is_finished(), "the poll was still held meanwhile");
     sim.inject(json!({"kind": "buddy", "text": "wake"})).await;
     let r = tokio::time::timeout(Duration::from_secs(5), held)
         .await
@@ -1068,4 +1091,85 @@ async fn logs_debug_and_errors_never_show_secrets() {
             );
         }
     }
+}
+
+/// Kills the child process when dropped (the test started it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_login_command_logs_in_shows_contacts_and_prints_messages() {
+    use std::io::BufRead;
+
+    let sim = Sim::start(SimConfig {
+        auto_scan: Some(Duration::from_millis(100)),
+        ..quiet_config()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("qr.png");
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
+            .args(["login", "--sim-url", &sim.base, "--qr-file"])
+            .arg(&png)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // a thread forwards stdout lines; the runtime keeps serving the simulator meanwhile
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out: Vec<String> = Vec::new();
+    async fn read_until(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        out: &mut Vec<String>,
+        needle: &str,
+    ) {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(l) = rx.recv().await {
+                let hit = l.contains(needle);
+                out.push(l);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "no {needle:?} in: {}", out.join("\n"));
+    }
+    read_until(&mut rx, &mut out, "waiting for messages").await;
+    let text = out.join("\n");
+    assert!(text.contains("QR code written to"), "{text}");
+    assert!(text.contains('▀') || text.contains('▄'), "{text}");
+    assert!(text.contains("online as"), "{text}");
+    assert!(
+        text.contains("friends,") && text.contains("  group "),
+        "{text}"
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    let qq = sim.get("/sim/accounts").await[0].as_u64().unwrap();
+    sim.post(
+        "/sim/inject",
+        json!({"qq": qq, "kind": "buddy", "text": "hello operator"}),
+    )
+    .await;
+    read_until(&mut rx, &mut out, "hello operator").await;
+    drop(child);
 }
