@@ -1,4 +1,4 @@
-//! The protocol client's decoders against the real payloads in `tests/fixtures_protocol/` (copied from
+//! The protocol client's decoders against the real payloads in `tests/fixtures/` (copied from
 //! the shared fixture set; provenance in its README), the content codec and splitter
 //! properties, and decoders fed arbitrary bytes.
 
@@ -22,7 +22,7 @@ use serde_json::Value;
 
 fn fixture(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures_protocol")
+        .join("tests/fixtures")
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
