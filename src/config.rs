@@ -482,7 +482,15 @@ pub fn check_cli(args: CheckArgs) -> Result<usize, ConfigError> {
     let mut bad = 0;
     for s in &scanned {
         match &s.file {
-            Ok(f) => println!("ok       {} (qq {}, handler {:?})", s.id, f.qq, f.handler),
+            Ok(f) => println!(
+                "ok       {} (qq {}, handler {})",
+                s.id,
+                f.qq,
+                match f.handler {
+                    HandlerKind::Echo => "echo",
+                    HandlerKind::Log => "log",
+                }
+            ),
             Err(e) => {
                 bad += 1;
                 eprintln!("invalid  {e}");

@@ -1,10 +1,11 @@
 //! `trait Store` and its sled implementation: everything an account needs to survive a crash.
 //!
 //! * the session (cookies, ptwebqq, vfwebqq, psessionid): a restart resumes without a scan;
-//! * the msg_id counter: a restart never reuses a msg_id;
-//! * the outbox: an outgoing message is accepted only once it is flushed to disk, keeps the
-//!   msg_id it was given at acceptance (so a resend after a crash is recognisably the same
-//!   message), and is removed only when delivered;
+//! * the msg_id counter, inside the saved session: saved before every send, so a restart
+//!   continues from there;
+//! * the outbox: an outgoing message is accepted only once it is flushed to disk, records
+//!   the msg_id of its attempt before the attempt goes out (a resend after a crash is
+//!   recognisably the same message), and is removed only when delivered;
 //! * the dedup window and inbox of received events: an event is recorded (key + payload,
 //!   flushed) before any handler sees it; a duplicate key is dropped; the inbox entry is
 //!   removed once handled, so a crash between receive and handling replays it exactly once;
@@ -52,9 +53,11 @@ pub struct OutMsg {
     pub seq: u64,
     pub target: Target,
     pub text: String,
-    /// msg_id given at acceptance and reused on every attempt: a resend after a crash is the
-    /// same message to a server that deduplicates (the simulator does, for 600 s).
-    pub msg_id: u64,
+    /// msg_id of the latest attempt, recorded (with the client's counter in the saved
+    /// session) before the attempt goes out: after a crash the same message goes out again
+    /// with the same msg_id, which a deduplicating server (the simulator, for 600 s)
+    /// acknowledges without delivering twice. `None` until the first attempt.
+    pub msg_id: Option<u64>,
     /// Failed attempts so far (transport errors); drives the sender's retry delay.
     pub attempts: u32,
     /// Unix seconds of acceptance.
@@ -77,7 +80,7 @@ pub trait Store: Send + Sync + 'static {
     fn save_session(&self, id: &str, session: &Session) -> Result<(), StoreError>;
     fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Accepts an outgoing message: gives it the next msg_id and appends it, flushed.
+    /// Accepts an outgoing message: appends it to the outbox, flushed.
     fn enqueue(&self, id: &str, target: &Target, text: &str) -> Result<OutMsg, StoreError>;
     /// The oldest undelivered message.
     fn outbox_head(&self, id: &str) -> Result<Option<OutMsg>, StoreError>;
@@ -102,7 +105,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
     /// Events recorded but not yet handled, oldest first.
     fn inbox(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
-    fn inbox_done(&self, id: &str, seq: u64) -> Result<(), StoreError>;
+    /// Marks an inbox entry handled and, in the same transaction, accepts the handler's
+    /// replies into the outbox: a crash can neither lose the replies nor send them twice.
+    fn inbox_done(
+        &self,
+        id: &str,
+        seq: u64,
+        replies: &[(Target, String)],
+    ) -> Result<Vec<OutMsg>, StoreError>;
     /// Forgets dedup keys recorded before `before` (unix seconds); returns how many.
     fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError>;
 
@@ -230,10 +240,45 @@ impl SledStore {
         Ok(out)
     }
 
-    fn msg_id_key(id: &str) -> Vec<u8> {
-        let mut k = b"msgid\0".to_vec();
-        k.extend_from_slice(id.as_bytes());
-        k
+    /// Appends messages to the outbox with fresh msg_ids and, optionally, removes an inbox
+    /// entry, all in one transaction, then flushes.
+    fn accept_outgoing(
+        &self,
+        id: &str,
+        inbox_seq: Option<u64>,
+        msgs: &[(Target, String)],
+    ) -> Result<Vec<OutMsg>, StoreError> {
+        let mut seqs = Vec::with_capacity(msgs.len());
+        for _ in msgs {
+            seqs.push(self.db.generate_id()?);
+        }
+        let now = now_secs();
+        let done_key = inbox_seq.map(|s| seq_key(id, s));
+        let out = (&self.outbox, &self.inbox)
+            .transaction(|(outbox, inbox)| {
+                let mut out = Vec::with_capacity(msgs.len());
+                for ((target, text), seq) in msgs.iter().zip(&seqs) {
+                    let msg = OutMsg {
+                        seq: *seq,
+                        target: target.clone(),
+                        text: text.clone(),
+                        msg_id: None,
+                        attempts: 0,
+                        accepted_at: now,
+                    };
+                    outbox.insert(seq_key(id, *seq), encode(&msg))?;
+                    out.push(msg);
+                }
+                if let Some(k) = &done_key {
+                    inbox.remove(k.as_slice())?;
+                }
+                Ok(out)
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Sled(format!("{e:?}"))
+            })?;
+        self.db.flush()?;
+        Ok(out)
     }
 
     fn hold_key(id: &str) -> Vec<u8> {
@@ -264,40 +309,8 @@ impl Store for SledStore {
     }
 
     fn enqueue(&self, id: &str, target: &Target, text: &str) -> Result<OutMsg, StoreError> {
-        let seq = self.db.generate_id()?;
-        let now = now_secs();
-        // First msg_id of an account: WebQQ pages started from a time-derived number
-        // (§8.1 samples: 6000001); ours only has to be unique per account.
-        let start = (now % 10_000) * 10_000 + 1;
-        let mk = Self::msg_id_key(id);
-        let ok = seq_key(id, seq);
-        let msg = (&self.meta, &self.outbox)
-            .transaction(|(meta, outbox)| {
-                let next = match meta.get(&mk)? {
-                    Some(v) => {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(&v);
-                        u64::from_be_bytes(b)
-                    }
-                    None => start,
-                };
-                meta.insert(mk.as_slice(), &(next + 1).to_be_bytes())?;
-                let msg = OutMsg {
-                    seq,
-                    target: target.clone(),
-                    text: text.to_string(),
-                    msg_id: next,
-                    attempts: 0,
-                    accepted_at: now,
-                };
-                outbox.insert(ok.as_slice(), encode(&msg))?;
-                Ok(msg)
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| {
-                StoreError::Sled(format!("{e:?}"))
-            })?;
-        self.db.flush()?;
-        Ok(msg)
+        let mut v = self.accept_outgoing(id, None, &[(target.clone(), text.to_string())])?;
+        Ok(v.remove(0))
     }
 
     fn outbox_head(&self, id: &str) -> Result<Option<OutMsg>, StoreError> {
@@ -393,10 +406,13 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn inbox_done(&self, id: &str, seq: u64) -> Result<(), StoreError> {
-        self.inbox.remove(seq_key(id, seq))?;
-        self.inbox.flush()?;
-        Ok(())
+    fn inbox_done(
+        &self,
+        id: &str,
+        seq: u64,
+        replies: &[(Target, String)],
+    ) -> Result<Vec<OutMsg>, StoreError> {
+        self.accept_outgoing(id, Some(seq), replies)
     }
 
     fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError> {
@@ -530,17 +546,15 @@ mod tests {
     }
 
     #[test]
-    fn outbox_is_fifo_with_unique_persistent_msg_ids() {
+    fn outbox_is_fifo_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<u64>;
         {
             let st = SledStore::open(dir.path()).unwrap();
             let a = st.enqueue("a", &Target::Buddy(1), "one").unwrap();
             let b = st.enqueue("a", &Target::Group(2), "two").unwrap();
             st.enqueue("b", &Target::Buddy(1), "other account").unwrap();
             assert!(a.seq < b.seq);
-            assert_eq!(b.msg_id, a.msg_id + 1);
-            ids = vec![a.msg_id, b.msg_id];
+            assert_eq!(a.msg_id, None);
             assert_eq!(st.outbox_len("a").unwrap(), 2);
             assert_eq!(st.outbox_head("a").unwrap().unwrap().text, "one");
             st.ack("a", a.seq).unwrap();
@@ -549,14 +563,15 @@ mod tests {
         let st = SledStore::open(dir.path()).unwrap();
         let left = st.outbox("a").unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].msg_id, ids[1]);
+        assert_eq!(left[0].text, "two");
         let c = st.enqueue("a", &Target::Buddy(1), "three").unwrap();
-        assert!(c.msg_id > ids[1], "msg_id never reused after a restart");
-        assert!(c.seq > left[0].seq);
+        assert!(c.seq > left[0].seq, "seq keeps growing after a restart");
         let mut upd = left[0].clone();
         upd.attempts = 3;
+        upd.msg_id = Some(77);
         st.update_outbox("a", &upd).unwrap();
-        assert_eq!(st.outbox_head("a").unwrap().unwrap().attempts, 3);
+        let head = st.outbox_head("a").unwrap().unwrap();
+        assert_eq!((head.attempts, head.msg_id), (3, Some(77)));
         st.hold_outgoing("a", &upd).unwrap();
         assert_eq!(st.held("a").unwrap(), vec![upd]);
         assert_eq!(st.outbox("a").unwrap(), vec![c]);
@@ -584,7 +599,11 @@ mod tests {
                 .accept_incoming("b", &key(1), b"b", 100)
                 .unwrap()
                 .is_some());
-            st.inbox_done("a", s1).unwrap();
+            let replies = st
+                .inbox_done("a", s1, &[(Target::Buddy(42), "echo".into())])
+                .unwrap();
+            assert_eq!(replies.len(), 1);
+            assert_eq!(st.outbox_head("a").unwrap().unwrap().text, "echo");
             // "crash" here: the group event was recorded but never handled.
         }
         let st = SledStore::open(dir.path()).unwrap();

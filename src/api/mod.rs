@@ -1,1 +1,192 @@
-//! Admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`.
+//! Admin HTTP server (axum, on the tokio pool): `/healthz`, `/api/accounts`, `/metrics`.
+//!
+//! Reads come from the status snapshot (no actor is asked, so a fleet of 1,000 answers at
+//! once); commands go to the FleetSupervisor with `send().await`, which gives backpressure.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz` | `ok` |
+//! | GET | `/api/accounts` | `[{"id","qq","state","since","last_poll_at","error",...}]` |
+//! | GET | `/api/accounts/{id}` | one account, with its recent transitions (`history`) |
+//! | GET | `/api/accounts/{id}/qr` | the QR code to scan (PNG) while `awaiting_scan` |
+//! | GET | `/api/accounts/{id}/outbox` | undelivered and held outgoing messages |
+//! | POST | `/api/accounts/{id}/send` | `{"kind":"buddy|group|discu","to":uin/gid/did,"text"}` → 202 once flushed |
+//! | POST | `/api/accounts/{id}/restart` | operator restart (clears `parked` / `stopped`) |
+//! | POST | `/api/accounts/{id}/contacts/refresh` | refresh the contacts (friend-list limiter applies) |
+//! | POST | `/api/accounts/{id}/debug/panic` | only with `QQFLEET_DEBUG_HOOKS=1`: panic the account's actor |
+//! | GET | `/metrics` | Prometheus text format |
+
+use std::sync::Arc;
+
+use actix::Addr;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::fleet::messages::{EnqueueFor, PanicFor, RefreshContactsFor, Restart};
+use crate::fleet::status::{AccountStatus, StatusMap};
+use crate::fleet::supervisor::FleetSupervisor;
+use crate::fleet::FleetError;
+use crate::protocol::Target;
+use crate::store::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub status: StatusMap,
+    pub supervisor: Addr<FleetSupervisor>,
+    pub store: Arc<dyn Store>,
+    /// Debug endpoints enabled (`QQFLEET_DEBUG_HOOKS=1`).
+    pub debug: bool,
+}
+
+/// The admin router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/accounts", get(list))
+        .route("/api/accounts/{id}", get(one))
+        .route("/api/accounts/{id}/qr", get(qr))
+        .route("/api/accounts/{id}/outbox", get(outbox))
+        .route("/api/accounts/{id}/send", post(send))
+        .route("/api/accounts/{id}/restart", post(restart))
+        .route("/api/accounts/{id}/contacts/refresh", post(refresh))
+        .route("/api/accounts/{id}/debug/panic", post(panic))
+        .with_state(state)
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::events::render_metrics(),
+    )
+        .into_response()
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, Json(serde_json::json!({"error": msg.to_string()}))).into_response()
+}
+
+fn fleet_error(e: FleetError) -> Response {
+    let code = match &e {
+        FleetError::UnknownAccount(_) => StatusCode::NOT_FOUND,
+        FleetError::NotRunning(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e)
+}
+
+async fn list(State(s): State<ApiState>) -> Json<Vec<AccountStatus>> {
+    let mut v: Vec<AccountStatus> = s.status.iter().map(|e| e.value().summary()).collect();
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    Json(v)
+}
+
+async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.status.get(&id).map(|e| e.value().clone()) {
+        Some(st) => Json(st).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no account `{id}`")),
+    }
+}
+
+async fn qr(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.status.get(&id).and_then(|e| e.value().qr_png.clone()) {
+        Some(png) => ([(header::CONTENT_TYPE, "image/png")], png.as_ref().clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no QR code waiting for `{id}`"),
+        ),
+    }
+}
+
+async fn outbox(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    if !s.status.contains_key(&id) {
+        return error(StatusCode::NOT_FOUND, format!("no account `{id}`"));
+    }
+    match (s.store.outbox(&id), s.store.held(&id)) {
+        (Ok(pending), Ok(held)) => {
+            Json(serde_json::json!({"pending": pending, "held": held})).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Body of `POST /api/accounts/{id}/send` (same words as the simulator's `/sim/sent`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    kind: String,
+    /// Friend uin, group gid or discussion did (pseudo ids of the current session).
+    to: u64,
+    text: String,
+}
+
+async fn send(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let target = match b.kind.as_str() {
+        "buddy" => Target::Buddy(b.to),
+        "group" => Target::Group(b.to),
+        "discu" => Target::Discu(b.to),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("kind `{other}`: use buddy, group or discu"),
+            )
+        }
+    };
+    if b.text.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty text");
+    }
+    let msg = EnqueueFor {
+        id,
+        target,
+        text: b.text,
+    };
+    match s.supervisor.send(msg).await {
+        Ok(Ok(m)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"seq": m.seq, "msg_id": m.msg_id})),
+        )
+            .into_response(),
+        Ok(Err(e)) => fleet_error(e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn restart(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.supervisor.send(Restart { id }).await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response(),
+        Ok(Err(e)) => fleet_error(e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn refresh(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.supervisor.send(RefreshContactsFor { id }).await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response(),
+        Ok(Err(e)) => fleet_error(e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn panic(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    if !s.debug {
+        return error(StatusCode::NOT_FOUND, "debug hooks are off");
+    }
+    match s.supervisor.send(PanicFor { id }).await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response(),
+        Ok(Err(e)) => fleet_error(e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}

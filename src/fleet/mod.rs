@@ -1,8 +1,37 @@
-//! The fleet: one supervised actix actor per QQ account, with Login, Poller and Sender children.
+//! The fleet: one supervised actix actor per QQ account, with Login, Poller and Sender
+//! children.
+//!
+//! ```text
+//! accounts/*.toml ─watcher─▶ FleetSupervisor ─▶ Account ─┬─ Login   (QR / resume / relink)
+//!                                 (1 s sweep            ├─ Poller  (poll2)
+//!                                  rebuilds the dead)   └─ Sender  (durable outbox)
+//! ```
+//!
+//! `run` builds the actix System on a multi-thread tokio runtime, one Arbiter per core for
+//! the accounts, the admin API (axum) on the tokio pool, and waits for SIGINT/SIGTERM.
 
+pub mod account;
+pub mod handler;
+pub mod login;
+pub mod messages;
+pub mod phone;
+pub mod poller;
+pub mod sender;
 pub mod state;
+pub mod status;
+pub mod supervisor;
+pub mod watcher;
+pub mod webqq;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
 
 pub use state::AccountState;
+
+use crate::protocol::Endpoints;
+use crate::store::{SledStore, Store, StoreError};
 
 /// Command-line arguments of `qqfleet run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,13 +56,178 @@ pub struct RunArgs {
 /// Errors of the fleet layer.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    /// Not built yet.
-    #[error("qqfleet run is not available yet")]
-    NotYet,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The accounts folder is missing or unreadable.
+    #[error("accounts folder {path}: {message}")]
+    Accounts {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// The admin API could not listen.
+    #[error("cannot listen on {addr}: {message}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        message: String,
+    },
+    /// The in-process simulator failed to start.
+    #[error("simulator: {0}")]
+    Sim(String),
+    /// The runtime could not be built or a signal handler installed.
+    #[error("runtime: {0}")]
+    Runtime(String),
+    /// No account file with this id.
+    #[error("no account `{0}`")]
+    UnknownAccount(String),
+    /// The account exists but is not running (invalid file, or shutting down).
+    #[error("account `{0}` is not running")]
+    NotRunning(String),
+}
+
+/// Seconds between two full rescans of the accounts folder (repairs missed file events).
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// Debug hooks are enabled only with `QQFLEET_DEBUG_HOOKS=1` (tests of crash handling).
+pub fn debug_hooks() -> bool {
+    std::env::var("QQFLEET_DEBUG_HOOKS").is_ok_and(|v| v == "1")
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), FleetError> {
-    let _ = args;
-    Err(FleetError::NotYet)
+    let meta = std::fs::metadata(&args.accounts).map_err(|e| FleetError::Accounts {
+        path: args.accounts.clone(),
+        message: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(FleetError::Accounts {
+            path: args.accounts.clone(),
+            message: "not a folder".into(),
+        });
+    }
+    // Open (and lock) the store before anything else: a second process fails right here.
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("qqfleet-worker")
+        .build()
+        .map_err(|e| FleetError::Runtime(e.to_string()))?;
+    let sys = actix::System::with_tokio_rt(move || rt);
+    let result = sys.block_on(serve(args, store.clone()));
+    let _ = store.flush();
+    result
+}
+
+async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
+    let status: status::StatusMap = Default::default();
+    let mut _sim = None;
+    let endpoints = if args.sim {
+        let (handle, base) = start_sim().await?;
+        println!("simulator (in process): {base}");
+        actix::spawn(phone::run(status.clone(), base.clone(), phone::SCAN_DELAY));
+        _sim = Some(handle);
+        Endpoints::sim(&base)
+    } else if let Some(url) = &args.sim_url {
+        Endpoints::sim(url)
+    } else {
+        Endpoints::real()
+    };
+    let account_count = crate::config::scan_dir(&args.accounts)
+        .map(|s| s.len())
+        .unwrap_or(0);
+    let deps = Arc::new(account::Deps {
+        store: store.clone(),
+        connector: Arc::new(webqq::ClientConnector { endpoints }),
+        status: status.clone(),
+        data_dir: args.data.clone(),
+        crash_before_handler: if debug_hooks() {
+            std::env::var("QQFLEET_DEBUG_CRASH_BEFORE_HANDLER").ok()
+        } else {
+            None
+        },
+        show_qr: account_count <= 10,
+    });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    let handles = arbiters.iter().map(|a| a.handle()).collect();
+    let sup = supervisor::FleetSupervisor::new(deps, handles).start();
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| FleetError::Listen {
+            addr: args.listen,
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    let api = crate::api::router(crate::api::ApiState {
+        status: status.clone(),
+        supervisor: sup.clone(),
+        store: store.clone(),
+        debug: debug_hooks(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut rx = stop_rx;
+        let _ = axum::serve(listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    println!("admin API: http://{local}/api/accounts");
+    println!("metrics:   http://{local}/metrics");
+
+    let _watcher = watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN).map_err(|e| {
+        FleetError::Accounts {
+            path: args.accounts.clone(),
+            message: e.to_string(),
+        }
+    })?;
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: stopping polls, finishing sends in flight, flushing");
+    let _ = tokio::time::timeout(
+        Duration::from_millis(4500),
+        sup.send(messages::ShutdownFleet),
+    )
+    .await;
+    store.flush()?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_millis(300), server).await;
+    for a in &arbiters {
+        a.stop();
+    }
+    System::current().stop();
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), FleetError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| FleetError::Runtime(e.to_string()))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| FleetError::Runtime(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// The in-process simulator of `--sim`, on a loopback port, with chatter on so the echo bots
+/// have someone to answer.
+async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let cfg = crate::sim::SimConfig {
+        chatter: Some(Duration::from_secs(20)),
+        ..crate::sim::SimConfig::default()
+    };
+    let handle = crate::sim::serve(cfg, listener)
+        .await
+        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let base = handle.base_url();
+    Ok((handle, base))
 }

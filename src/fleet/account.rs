@@ -1,0 +1,980 @@
+//! The Account actor: the state machine of one QQ account, and the only writer of its state.
+//!
+//! It owns the connection (`dyn WebQq`), the handler, the friend-list limiter and three
+//! children: Login (one attempt at a time), Poller (poll2) and Sender (outbox). Children
+//! report; the Account decides:
+//!
+//! * start: a saved session → resume (no scan); otherwise a QR code (`awaiting_scan`);
+//! * poll retcodes (the client's table, overridable per account): idle → poll again; 116 →
+//!   save the new ptwebqq; 103/120/121 → relink, then resume, then a new scan; a kick →
+//!   `stopped` until an operator acts;
+//! * failures → `backoff` with full jitter (base 1 s, doubling, cap 5 min), reset after a
+//!   healthy period; too many in a row → `parked`;
+//! * a watchdog restarts a Poller whose poll has been silent too long, and any child that
+//!   died (a panic kills an actix actor for good, research §1.1).
+//!
+//! Received messages are recorded in the store (dedup key + inbox, flushed) before the
+//! handler sees them, and marked handled atomically with the handler's replies entering the
+//! outbox: a duplicate delivery or a crash never reaches the handler twice.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::handler::{self, Decoded, Incoming};
+use super::login::Login;
+use super::messages::*;
+use super::poller::Poller;
+use super::sender::Sender;
+use super::status::{rfc3339_now, AccountStatus, StatusMap, Transition, HISTORY};
+use super::webqq::{Connector, WebQq};
+use super::{AccountState, FleetError};
+use crate::config::{AccountFile, HandlerKind, RetcodeAction};
+use crate::events::{
+    emit, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod, MessageReceived,
+    OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
+};
+use crate::limits::{Limiter, Limits};
+use crate::protocol::{Action, ProtocolError};
+use crate::store::{now_secs, Store};
+
+/// How long received-event keys are remembered (duplicates came within seconds, §5.4).
+const DEDUP_WINDOW_SECS: u64 = 3600;
+/// How long a shutdown waits for the send in flight.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// Pause before polling again after an ignorable non-zero retcode (no hot loop against a
+/// server that answers instantly).
+const IGNORED_RETCODE_PAUSE: Duration = Duration::from_millis(200);
+/// Cool-down after a friend-list retcode 6 when the client does not say how long.
+const FRIEND_LIST_COOLDOWN: Duration = Duration::from_secs(120);
+
+/// What every account shares.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub connector: Arc<dyn Connector>,
+    pub status: StatusMap,
+    /// Where the `log` handler writes by default (`<data>/handled/<id>.jsonl`).
+    pub data_dir: PathBuf,
+    /// Debug hook for the crash test: abort the process right after this account recorded
+    /// a received message and before its handler ran. Set only through
+    /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CRASH_BEFORE_HANDLER=<id>`.
+    pub crash_before_handler: Option<String>,
+    /// Print QR codes to the terminal (small fleets and the demo).
+    pub show_qr: bool,
+}
+
+/// One QQ account.
+pub struct Account {
+    cfg: AccountFile,
+    deps: Arc<Deps>,
+    state: Option<AccountState>,
+    /// Generation of the current children; reports from older ones are ignored.
+    gen: u64,
+    client: Option<Arc<dyn WebQq>>,
+    login: Option<Addr<Login>>,
+    /// Ticks the Login child has been found dead while a login was expected.
+    login_dead_ticks: u32,
+    poller: Option<Addr<Poller>>,
+    sender: Option<Addr<Sender>>,
+    /// Consecutive failures (backoff exponent; parks the account at `park_after`).
+    failures: u32,
+    online_since: Option<Instant>,
+    last_poll: Instant,
+    backoff: Option<SpawnHandle>,
+    handler: Box<dyn handler::Handler>,
+    friend_list: Limiter,
+    friend_list_blocked_until: Option<Instant>,
+    /// A contacts refresh is in flight or scheduled: more requests coalesce into it.
+    contacts_pending: bool,
+    shutting_down: bool,
+    /// Whether this account was online before (a new QR login is then a relogin).
+    was_online: bool,
+}
+
+impl Account {
+    pub fn new(cfg: AccountFile, deps: Arc<Deps>) -> Account {
+        let handler: Box<dyn handler::Handler> = match cfg.handler {
+            HandlerKind::Echo => Box::new(handler::Echo),
+            HandlerKind::Log => Box::new(handler::Log::new(cfg.log_path.clone().unwrap_or_else(
+                || {
+                    deps.data_dir
+                        .join("handled")
+                        .join(format!("{}.jsonl", cfg.id))
+                },
+            ))),
+        };
+        let l = &cfg.limits;
+        Account {
+            friend_list: Limiter::new("friend_list", l.friend_list_per_minute, l.friend_list_burst),
+            handler,
+            cfg,
+            deps,
+            state: None,
+            gen: 0,
+            client: None,
+            login: None,
+            login_dead_ticks: 0,
+            poller: None,
+            sender: None,
+            failures: 0,
+            online_since: None,
+            last_poll: Instant::now(),
+            backoff: None,
+            friend_list_blocked_until: None,
+            contacts_pending: false,
+            shutting_down: false,
+            was_online: false,
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Updates this account's status entry (if it still exists: a removed account's late
+    /// writes must not resurrect it).
+    fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
+        if let Some(mut e) = self.deps.status.get_mut(self.id()) {
+            f(&mut e);
+        }
+    }
+
+    fn set_state(&mut self, to: AccountState, reason: Option<String>) {
+        let from = self.state;
+        if from == Some(to) {
+            if to != AccountState::Online {
+                self.status(|s| s.error = reason);
+            }
+            return;
+        }
+        self.state = Some(to);
+        emit(AccountStateChanged {
+            account: self.id(),
+            from,
+            to,
+            reason: reason.as_deref(),
+        });
+        let now = rfc3339_now();
+        let keep_error = matches!(
+            to,
+            AccountState::Backoff | AccountState::Parked | AccountState::Stopped
+        );
+        self.status(|s| {
+            s.state = to;
+            s.since = now.clone();
+            if keep_error || to == AccountState::Online {
+                s.error = if to == AccountState::Online {
+                    None
+                } else {
+                    reason.clone()
+                };
+            }
+            if to != AccountState::AwaitingScan {
+                s.qr_png = None;
+                s.qrsig = None;
+                s.qr_at = None;
+            }
+            let h = s.history.get_or_insert_with(Default::default);
+            h.push_back(Transition {
+                state: to,
+                at: now,
+                reason,
+            });
+            while h.len() > HISTORY {
+                h.pop_front();
+            }
+        });
+    }
+
+    /// Stops every child and invalidates their late reports.
+    fn teardown(&mut self) {
+        self.gen += 1;
+        if let Some(a) = self.login.take() {
+            a.do_send(Stop);
+        }
+        if let Some(a) = self.poller.take() {
+            a.do_send(Stop);
+        }
+        if let Some(a) = self.sender.take() {
+            a.do_send(Stop);
+        }
+        self.online_since = None;
+        self.login_dead_ticks = 0;
+    }
+
+    fn cancel_backoff(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.backoff.take() {
+            ctx.cancel_future(h);
+        }
+    }
+
+    /// First login of this actor: resume a saved session, else a QR code.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        let method = match self.deps.store.load_session(self.id()) {
+            Ok(Some(s)) if s.uin == self.cfg.qq || s.uin == 0 => {
+                // First try login2 on the saved channel (a crash leaves it alive on the
+                // server, with its pseudo uins and queued events), then a resume, then a
+                // new scan.
+                match self.deps.connector.connect(Some(s)) {
+                    Ok(c) => {
+                        self.client = Some(c);
+                        LoginMethod::Relink
+                    }
+                    Err(_) => LoginMethod::Resume,
+                }
+            }
+            Ok(Some(_)) => {
+                // The file now names another QQ number: that session is not this account's.
+                let _ = self.deps.store.delete_session(self.id());
+                LoginMethod::Qr
+            }
+            Ok(None) => LoginMethod::Qr,
+            Err(e) => {
+                tracing::error!(account = %self.id(), error = %e, "session unreadable; QR login");
+                LoginMethod::Qr
+            }
+        };
+        self.login(ctx, method);
+    }
+
+    /// Starts one login attempt with fresh children.
+    fn login(&mut self, ctx: &mut Context<Self>, method: LoginMethod) {
+        if self.shutting_down {
+            return;
+        }
+        self.teardown();
+        self.cancel_backoff(ctx);
+        let client = match method {
+            LoginMethod::Relink => match &self.client {
+                Some(c) => Ok(c.clone()),
+                None => return self.login(ctx, LoginMethod::Resume),
+            },
+            LoginMethod::Resume => match self.deps.store.load_session(self.id()) {
+                Ok(Some(s)) => self.deps.connector.connect(Some(s)),
+                _ => return self.login(ctx, LoginMethod::Qr),
+            },
+            LoginMethod::Qr => self.deps.connector.connect(None),
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => return self.fail(ctx, format!("client: {e}"), method),
+        };
+        match method {
+            LoginMethod::Qr => {
+                if self.was_online {
+                    emit(ReconnectStarted {
+                        account: self.id(),
+                        kind: ReconnectKind::Relogin,
+                        reason: "new QR login",
+                    });
+                }
+                self.set_state(AccountState::Starting, Some("QR login".into()));
+            }
+            LoginMethod::Resume => {
+                emit(ReconnectStarted {
+                    account: self.id(),
+                    kind: ReconnectKind::Resume,
+                    reason: "saved session",
+                });
+                self.set_state(
+                    AccountState::LoggingIn,
+                    Some("resuming saved session".into()),
+                );
+            }
+            LoginMethod::Relink => {
+                emit(ReconnectStarted {
+                    account: self.id(),
+                    kind: ReconnectKind::Relink,
+                    reason: "channel lost",
+                });
+                self.set_state(AccountState::LoggingIn, Some("relink".into()));
+            }
+        }
+        self.client = Some(client.clone());
+        let login = Login {
+            gen: self.gen,
+            method,
+            client,
+            qq: self.cfg.qq,
+            qr_check: Duration::from_secs(self.cfg.supervision.qr_check_secs),
+            account: ctx.address(),
+        };
+        self.login = Some(login.start());
+    }
+
+    fn go_online(&mut self, ctx: &mut Context<Self>) {
+        let Some(client) = self.client.clone() else {
+            return self.login(ctx, LoginMethod::Qr);
+        };
+        self.login = None;
+        self.was_online = true;
+        self.online_since = Some(Instant::now());
+        self.last_poll = Instant::now();
+        if let Err(e) = self.deps.store.set_hold(self.id(), None) {
+            tracing::error!(account = %self.id(), error = %e, "store");
+        }
+        self.set_state(AccountState::Online, None);
+        self.start_poller(ctx, &client);
+        self.start_sender(ctx, &client);
+        let stale = match self.deps.store.load_contacts(self.id()) {
+            Ok(Some((_, at))) => now_secs().saturating_sub(at) >= self.cfg.contacts_refresh_secs,
+            _ => true,
+        };
+        if stale {
+            self.refresh_contacts(ctx);
+        }
+    }
+
+    fn start_poller(&mut self, ctx: &mut Context<Self>, client: &Arc<dyn WebQq>) {
+        if let Some(p) = self.poller.take() {
+            p.do_send(Stop);
+        }
+        self.poller = Some(
+            Poller {
+                gen: self.gen,
+                id: self.cfg.id.clone(),
+                client: client.clone(),
+                account: ctx.address(),
+            }
+            .start(),
+        );
+    }
+
+    fn start_sender(&mut self, ctx: &mut Context<Self>, client: &Arc<dyn WebQq>) {
+        if let Some(s) = self.sender.take() {
+            s.do_send(Stop);
+        }
+        self.sender = Some(
+            Sender::new(
+                self.gen,
+                self.cfg.id.clone(),
+                client.clone(),
+                self.deps.store.clone(),
+                Limits::new(&self.cfg.limits),
+                self.cfg.on_uncertain,
+                ctx.address(),
+            )
+            .start(),
+        );
+    }
+
+    /// A failure: wait out a jittered backoff, then try `next`; park after too many.
+    fn fail(&mut self, ctx: &mut Context<Self>, reason: String, next: LoginMethod) {
+        if self.shutting_down {
+            return;
+        }
+        let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
+        if self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
+            self.failures = 0;
+        }
+        self.teardown();
+        self.cancel_backoff(ctx);
+        self.failures += 1;
+        let failures = self.failures;
+        self.status(|s| s.failures = Some(failures));
+        if self.failures >= self.cfg.supervision.park_after {
+            let why = format!("parked after {failures} failures in a row; last: {reason}");
+            self.hold(AccountState::Parked, why);
+            return;
+        }
+        let delay = backoff_delay(
+            self.failures,
+            self.cfg.supervision.backoff_base_ms,
+            self.cfg.supervision.backoff_cap_secs,
+            &mut rand::rng(),
+        );
+        self.set_state(
+            AccountState::Backoff,
+            Some(format!("{reason} (retry in {} ms)", delay.as_millis())),
+        );
+        self.backoff = Some(ctx.run_later(delay, move |act, ctx| {
+            act.backoff = None;
+            act.login(ctx, next);
+        }));
+    }
+
+    /// `stopped` or `parked` until an operator acts; survives a restart of the process.
+    fn hold(&mut self, state: AccountState, reason: String) {
+        self.teardown();
+        if let Err(e) = self
+            .deps
+            .store
+            .set_hold(self.id(), Some(&(state, reason.clone())))
+        {
+            tracing::error!(account = %self.id(), error = %e, "store");
+        }
+        self.set_state(state, Some(reason));
+    }
+
+    fn reconnect(&mut self, ctx: &mut Context<Self>, method: LoginMethod) {
+        self.login(ctx, method);
+    }
+
+    /// Records a received message, then hands it to the handler.
+    fn accept(&mut self, msg: Incoming) {
+        let payload = match serde_json::to_vec(&msg) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        match self
+            .deps
+            .store
+            .accept_incoming(self.id(), &msg.dedup_key(), &payload, now_secs())
+        {
+            Ok(Some(seq)) => {
+                if self.deps.crash_before_handler.as_deref() == Some(self.id()) {
+                    tracing::warn!(account = %self.id(), "debug hook: crashing before the handler");
+                    std::process::abort();
+                }
+                self.handle_one(seq, msg);
+            }
+            Ok(None) => {
+                tracing::info!(account = %self.id(), poll_type = %msg.poll_type,
+                    msg_id = msg.msg_id, "duplicate event dropped");
+            }
+            Err(e) => {
+                // Without the record a crash could deliver it twice: drop it loudly.
+                tracing::error!(account = %self.id(), error = %e,
+                    "could not record a received event; dropped");
+            }
+        }
+    }
+
+    fn handle_one(&mut self, seq: u64, msg: Incoming) {
+        emit(MessageReceived {
+            account: self.id(),
+            kind: msg.kind.as_str(),
+        });
+        let replies = match self.handler.handle(&msg) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(account = %self.id(), error = %e, "handler failed");
+                Vec::new()
+            }
+        };
+        let replies: Vec<_> = replies.into_iter().map(|r| (r.target, r.text)).collect();
+        match self.deps.store.inbox_done(self.id(), seq, &replies) {
+            Ok(out) if !out.is_empty() => self.outbox_changed(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(account = %self.id(), error = %e, "store"),
+        }
+    }
+
+    fn outbox_changed(&mut self) {
+        if let Some(s) = &self.sender {
+            s.do_send(Wake);
+        }
+        if let Ok(depth) = self.deps.store.outbox_len(self.id()) {
+            self.set_depth(depth);
+        }
+    }
+
+    fn set_depth(&self, depth: usize) {
+        emit(OutboxDepth {
+            account: self.id(),
+            depth,
+        });
+        self.status(|s| s.outbox = Some(depth));
+    }
+
+    fn polled(&mut self) {
+        self.last_poll = Instant::now();
+        let at = rfc3339_now();
+        self.status(|s| s.last_poll_at = Some(at));
+    }
+
+    /// Refreshes the contacts cache through the friend-list limiter; requests arriving
+    /// while one is pending coalesce into it (a refresh storm makes one call, not many).
+    fn refresh_contacts(&mut self, ctx: &mut Context<Self>) {
+        if self.state != Some(AccountState::Online) || self.contacts_pending {
+            return;
+        }
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        if let Some(until) = self.friend_list_blocked_until {
+            if until > Instant::now() {
+                self.contacts_pending = true;
+                ctx.run_later(until - Instant::now(), |act, ctx| {
+                    act.contacts_pending = false;
+                    act.refresh_contacts(ctx);
+                });
+                return;
+            }
+        }
+        if let Err(wait) = self.friend_list.check() {
+            emit(RateLimited {
+                account: self.id(),
+                limiter: self.friend_list.name,
+                wait,
+            });
+            self.contacts_pending = true;
+            ctx.run_later(wait, |act, ctx| {
+                act.contacts_pending = false;
+                act.refresh_contacts(ctx);
+            });
+            return;
+        }
+        self.contacts_pending = true;
+        let gen = self.gen;
+        ctx.spawn(client.contacts().into_actor(self).map(move |res, act, _| {
+            act.contacts_pending = false;
+            match res {
+                Ok(c) => {
+                    if let Ok(json) = serde_json::to_vec(&c) {
+                        if let Err(e) = act.deps.store.save_contacts(act.id(), &json, now_secs()) {
+                            tracing::error!(account = %act.id(), error = %e, "store");
+                        }
+                    }
+                }
+                Err(ProtocolError::RateLimited { retry_after, .. }) => {
+                    emit(RetcodeReceived {
+                        account: act.id(),
+                        endpoint: "get_user_friends2",
+                        retcode: 6,
+                    });
+                    act.friend_list_blocked_until = Some(Instant::now() + retry_after);
+                }
+                Err(e) if gen == act.gen && e.is_session_lost() => {
+                    tracing::warn!(account = %act.id(), error = %e, "contacts: session lost");
+                }
+                Err(e) => {
+                    tracing::warn!(account = %act.id(), error = %e, "contacts refresh failed");
+                    if let ProtocolError::Retcode { retcode: 6, .. } = e {
+                        act.friend_list_blocked_until = Some(Instant::now() + FRIEND_LIST_COOLDOWN);
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Once a second: watchdog and child liveness.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        if self.state == Some(AccountState::Online) {
+            let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
+            if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
+                self.failures = 0;
+                self.status(|s| s.failures = Some(0));
+            }
+            let client = self.client.clone();
+            let watchdog = Duration::from_secs(self.cfg.supervision.watchdog_secs);
+            let poller_dead = self.poller.as_ref().map_or(true, |p| !p.connected());
+            if let Some(client) = client {
+                if poller_dead || self.last_poll.elapsed() > watchdog {
+                    let reason = if poller_dead {
+                        "poller died"
+                    } else {
+                        "poll silent longer than the watchdog"
+                    };
+                    emit(ActorRestarted {
+                        account: self.id(),
+                        actor: "poller",
+                        reason,
+                    });
+                    self.status(|s| {
+                        if let Some(r) = s.restarts.as_mut() {
+                            r.poller += 1
+                        }
+                    });
+                    self.last_poll = Instant::now();
+                    self.start_poller(ctx, &client);
+                }
+                if self.sender.as_ref().map_or(true, |s| !s.connected()) {
+                    emit(ActorRestarted {
+                        account: self.id(),
+                        actor: "sender",
+                        reason: "sender died",
+                    });
+                    self.status(|s| {
+                        if let Some(r) = s.restarts.as_mut() {
+                            r.sender += 1
+                        }
+                    });
+                    self.start_sender(ctx, &client);
+                }
+            }
+        }
+        let logging_in = matches!(
+            self.state,
+            Some(AccountState::Starting | AccountState::AwaitingScan | AccountState::LoggingIn)
+        );
+        if logging_in && self.login.as_ref().is_some_and(|l| !l.connected()) {
+            // A Login stops right after reporting; two ticks without that report mean it died.
+            self.login_dead_ticks += 1;
+            if self.login_dead_ticks >= 2 {
+                emit(ActorRestarted {
+                    account: self.id(),
+                    actor: "login",
+                    reason: "login died",
+                });
+                self.status(|s| {
+                    if let Some(r) = s.restarts.as_mut() {
+                        r.login += 1
+                    }
+                });
+                self.fail(ctx, "login died".into(), LoginMethod::Resume);
+            }
+        } else {
+            self.login_dead_ticks = 0;
+        }
+    }
+
+    /// What a poll retcode makes the account do.
+    fn on_retcode(
+        &mut self,
+        ctx: &mut Context<Self>,
+        retcode: i64,
+        action: Action,
+    ) -> PollDirective {
+        let why = format!("poll retcode {retcode}");
+        if let Some(o) = self.cfg.retcodes.get(&retcode).copied() {
+            return match o {
+                RetcodeAction::Repoll => PollDirective::Continue(IGNORED_RETCODE_PAUSE),
+                RetcodeAction::Relink => {
+                    self.reconnect(ctx, LoginMethod::Relink);
+                    PollDirective::Stop
+                }
+                RetcodeAction::Relogin => {
+                    self.reconnect(ctx, LoginMethod::Resume);
+                    PollDirective::Stop
+                }
+                RetcodeAction::Stop => {
+                    self.hold(AccountState::Stopped, why);
+                    PollDirective::Stop
+                }
+                RetcodeAction::Backoff => {
+                    self.fail(ctx, why, LoginMethod::Relink);
+                    PollDirective::Stop
+                }
+            };
+        }
+        match action {
+            Action::Continue | Action::Repoll => {
+                PollDirective::Continue(if retcode == 0 || retcode == 102 {
+                    Duration::ZERO
+                } else {
+                    IGNORED_RETCODE_PAUSE
+                })
+            }
+            Action::RefreshPtwebqq(_) => {
+                // The client already uses the new ptwebqq; keep it for the next resume.
+                if let Some(c) = &self.client {
+                    if let Err(e) = self.deps.store.save_session(self.id(), &c.session()) {
+                        tracing::error!(account = %self.id(), error = %e, "store");
+                    }
+                }
+                PollDirective::Continue(Duration::ZERO)
+            }
+            Action::Relink => {
+                self.reconnect(ctx, LoginMethod::Relink);
+                PollDirective::Stop
+            }
+            Action::Relogin => {
+                self.reconnect(ctx, LoginMethod::Resume);
+                PollDirective::Stop
+            }
+            Action::Stopped => {
+                self.hold(AccountState::Stopped, why);
+                PollDirective::Stop
+            }
+            Action::RateLimitedFor(d) => PollDirective::Continue(d),
+            Action::Fatal => {
+                self.fail(ctx, why, LoginMethod::Resume);
+                PollDirective::Stop
+            }
+            Action::Probe => {
+                // A doubtful 103 (§15.4): ask get_online_buddies2 whether the channel lives;
+                // keep polling if it does, relink if not.
+                let Some(client) = self.client.clone() else {
+                    return PollDirective::Continue(IGNORED_RETCODE_PAUSE);
+                };
+                let gen = self.gen;
+                ctx.spawn(client.probe().into_actor(self).map(move |alive, act, ctx| {
+                    if gen != act.gen || act.state != Some(AccountState::Online) {
+                        return;
+                    }
+                    match alive {
+                        Ok(true) => {
+                            if let Some(c) = act.client.clone() {
+                                act.start_poller(ctx, &c);
+                            }
+                        }
+                        _ => act.reconnect(ctx, LoginMethod::Relink),
+                    }
+                }));
+                PollDirective::Stop
+            }
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [0, min(cap, base·2^(n-1))].
+pub fn backoff_delay(failures: u32, base_ms: u64, cap_secs: u64, rng: &mut impl Rng) -> Duration {
+    let exp = failures.saturating_sub(1).min(32);
+    let ceiling = base_ms
+        .saturating_mul(1u64 << exp)
+        .min(cap_secs.saturating_mul(1000));
+    Duration::from_millis(rng.random_range(0..=ceiling))
+}
+
+impl Actor for Account {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let id = self.cfg.id.clone();
+        let qq = self.cfg.qq;
+        self.deps
+            .status
+            .entry(id.clone())
+            .and_modify(|s| {
+                s.qq = Some(qq);
+                s.error = None;
+            })
+            .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.cfg.contacts_refresh(), |act, ctx| {
+            act.refresh_contacts(ctx)
+        });
+        ctx.run_interval(Duration::from_secs(600), |act, _| {
+            let before = now_secs().saturating_sub(DEDUP_WINDOW_SECS);
+            if let Err(e) = act.deps.store.prune_dedup(act.id(), before) {
+                tracing::error!(account = %act.id(), error = %e, "store");
+            }
+        });
+        if let Ok(depth) = self.deps.store.outbox_len(&id) {
+            self.set_depth(depth);
+        }
+        // Messages recorded but not handled before a crash: handle them first, in order.
+        ctx.notify(ReplayInbox);
+        if !self.cfg.enabled {
+            self.set_state(
+                AccountState::Stopped,
+                Some("disabled in the account file".into()),
+            );
+            return;
+        }
+        match self.deps.store.load_hold(&id) {
+            Ok(Some((state, reason))) => {
+                self.set_state(state, Some(reason));
+            }
+            _ => self.begin(ctx),
+        }
+    }
+}
+
+impl Handler<ReplayInbox> for Account {
+    type Result = ();
+    fn handle(&mut self, _: ReplayInbox, _: &mut Context<Self>) {
+        let pending = match self.deps.store.inbox(self.id()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(account = %self.id(), error = %e, "inbox unreadable");
+                return;
+            }
+        };
+        for (seq, payload) in pending {
+            match serde_json::from_slice::<Incoming>(&payload) {
+                Ok(msg) => self.handle_one(seq, msg),
+                Err(e) => {
+                    tracing::error!(account = %self.id(), error = %e, "inbox entry unreadable; dropped");
+                    let _ = self.deps.store.inbox_done(self.id(), seq, &[]);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<LoginReport> for Account {
+    type Result = ();
+    fn handle(&mut self, r: LoginReport, ctx: &mut Context<Self>) {
+        match r {
+            LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
+                if self.deps.show_qr {
+                    super::login::print_qr(self.id(), self.cfg.qq, &png);
+                }
+                let png = Arc::new(png);
+                self.set_state(
+                    AccountState::AwaitingScan,
+                    Some(format!("scan the QR code with QQ {}", self.cfg.qq)),
+                );
+                self.status(|s| {
+                    s.qr_png = Some(png);
+                    s.qrsig = Some(qrsig);
+                    s.qr_at = Some(std::time::Instant::now());
+                });
+            }
+            LoginReport::Confirmed { gen } if gen == self.gen => {
+                self.set_state(AccountState::LoggingIn, Some("QR confirmed".into()));
+            }
+            LoginReport::Done { gen, method } if gen == self.gen => {
+                emit(LoginFinished {
+                    account: self.id(),
+                    method,
+                    ok: true,
+                    reason: None,
+                });
+                if let Some(c) = &self.client {
+                    if let Err(e) = self.deps.store.save_session(self.id(), &c.session()) {
+                        tracing::error!(account = %self.id(), error = %e, "session not saved");
+                    }
+                }
+                self.go_online(ctx);
+            }
+            LoginReport::Failed {
+                gen,
+                method,
+                reason,
+                rejected,
+            } if gen == self.gen => {
+                emit(LoginFinished {
+                    account: self.id(),
+                    method,
+                    ok: false,
+                    reason: Some(&reason),
+                });
+                match (method, rejected) {
+                    // Relink refused: the session may still resume (§5.2: relink, else relogin).
+                    (LoginMethod::Relink, true) => self.login(ctx, LoginMethod::Resume),
+                    (LoginMethod::Relink, false) => self.fail(ctx, reason, LoginMethod::Relink),
+                    // Saved cookies dead (expired, §11): a new scan is the only way.
+                    (LoginMethod::Resume, true) => {
+                        let _ = self.deps.store.delete_session(self.id());
+                        self.login(ctx, LoginMethod::Qr);
+                    }
+                    (LoginMethod::Resume, false) => self.fail(ctx, reason, LoginMethod::Resume),
+                    (LoginMethod::Qr, _) => self.fail(ctx, reason, LoginMethod::Qr),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler<PollReport> for Account {
+    type Result = MessageResult<PollReport>;
+    fn handle(&mut self, r: PollReport, ctx: &mut Context<Self>) -> Self::Result {
+        let current = match &r {
+            PollReport::Idle { gen }
+            | PollReport::Events { gen, .. }
+            | PollReport::Retcode { gen, .. }
+            | PollReport::Failed { gen, .. } => *gen == self.gen,
+        };
+        if !current || self.shutting_down || self.state != Some(AccountState::Online) {
+            return MessageResult(PollDirective::Stop);
+        }
+        MessageResult(match r {
+            PollReport::Idle { .. } => {
+                self.polled();
+                PollDirective::Continue(Duration::ZERO)
+            }
+            PollReport::Events { events, .. } => {
+                self.polled();
+                for ev in events {
+                    match ev {
+                        Decoded::Message(m) => self.accept(m),
+                        Decoded::Kick(reason) => {
+                            self.hold(AccountState::Stopped, format!("kicked: {reason}"));
+                            return MessageResult(PollDirective::Stop);
+                        }
+                        Decoded::Other(_) => {}
+                    }
+                }
+                PollDirective::Continue(Duration::ZERO)
+            }
+            PollReport::Retcode {
+                retcode, action, ..
+            } => {
+                self.polled();
+                self.on_retcode(ctx, retcode, action)
+            }
+            PollReport::Failed { reason, .. } => {
+                self.fail(ctx, format!("poll: {reason}"), LoginMethod::Relink);
+                PollDirective::Stop
+            }
+        })
+    }
+}
+
+impl Handler<SenderReport> for Account {
+    type Result = ();
+    fn handle(&mut self, r: SenderReport, ctx: &mut Context<Self>) {
+        match r {
+            SenderReport::Depth { depth, .. } => self.set_depth(depth),
+            SenderReport::SessionLost { gen, reason } if gen == self.gen => {
+                tracing::warn!(account = %self.id(), %reason, "send: session lost");
+                if self.state == Some(AccountState::Online) {
+                    self.reconnect(ctx, LoginMethod::Relink);
+                }
+            }
+            SenderReport::SessionLost { .. } => {}
+        }
+    }
+}
+
+impl Handler<Enqueue> for Account {
+    type Result = Result<crate::store::OutMsg, FleetError>;
+    fn handle(&mut self, m: Enqueue, _: &mut Context<Self>) -> Self::Result {
+        let msg = self.deps.store.enqueue(self.id(), &m.target, &m.text)?;
+        self.outbox_changed();
+        Ok(msg)
+    }
+}
+
+impl Handler<RefreshContacts> for Account {
+    type Result = ();
+    fn handle(&mut self, _: RefreshContacts, ctx: &mut Context<Self>) {
+        self.refresh_contacts(ctx);
+    }
+}
+
+impl Handler<Panic> for Account {
+    type Result = ();
+    fn handle(&mut self, _: Panic, _: &mut Context<Self>) {
+        panic!("debug panic injected into account {}", self.cfg.id);
+    }
+}
+
+impl Handler<Shutdown> for Account {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        self.cancel_backoff(ctx);
+        if let Some(a) = self.login.take() {
+            a.do_send(Stop);
+        }
+        if let Some(a) = self.poller.take() {
+            a.do_send(Stop);
+        }
+        let sender = self.sender.take();
+        Box::pin(
+            async move {
+                if let Some(s) = sender {
+                    let _ = s
+                        .send(Drain {
+                            deadline: DRAIN_DEADLINE,
+                        })
+                        .await;
+                    s.do_send(Stop);
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                if let Err(e) = act.deps.store.flush() {
+                    tracing::error!(account = %act.id(), error = %e, "flush at shutdown");
+                }
+                ctx.stop();
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "account_tests.rs"]
+mod tests;

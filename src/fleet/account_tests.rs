@@ -1,0 +1,511 @@
+//! Account state machine against a scripted WebQQ, under paused tokio time: minutes of
+//! backoff and watchdog run in milliseconds.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::*;
+use crate::config::AccountFile;
+use crate::fleet::status::StatusMap;
+use crate::fleet::webqq::fake::{FakeConnector, Script};
+use crate::protocol::{PollEvent, PollResult, ProtocolError, Session};
+use crate::store::SledStore;
+
+struct Harness {
+    script: Arc<Mutex<Script>>,
+    status: StatusMap,
+    store: Arc<SledStore>,
+    deps: Arc<Deps>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness(qq: u64) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
+    let script = Arc::new(Mutex::new(Script {
+        hold: Duration::from_secs(60),
+        scanned_by: qq,
+        scans_after: 2,
+        msg_id: 1000,
+        ..Script::default()
+    }));
+    let status: StatusMap = Default::default();
+    let deps = Arc::new(Deps {
+        store: store.clone(),
+        connector: Arc::new(FakeConnector {
+            script: script.clone(),
+            qq,
+        }),
+        status: status.clone(),
+        data_dir: dir.path().join("data"),
+        crash_before_handler: None,
+        show_qr: false,
+    });
+    Harness {
+        script,
+        status,
+        store,
+        deps,
+        _dir: dir,
+    }
+}
+
+fn paused<F: std::future::Future<Output = ()>>(f: F) {
+    let sys = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    });
+    sys.block_on(f);
+}
+
+fn state(h: &Harness, id: &str) -> Option<AccountState> {
+    h.status.get(id).map(|s| s.state)
+}
+
+/// Waits (simulated time) until the account is in `want`.
+async fn until_state(h: &Harness, id: &str, want: AccountState, within: Duration) {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if state(h, id) == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{id}: wanted {want}, still {:?} ({:?})",
+        state(h, id),
+        h.status.get(id).map(|s| s.error.clone())
+    );
+}
+
+async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn history(h: &Harness, id: &str) -> Vec<AccountState> {
+    h.status
+        .get(id)
+        .and_then(|s| s.history.clone())
+        .map(|v| v.into_iter().map(|t| t.state).collect())
+        .unwrap_or_default()
+}
+
+fn buddy_event(from: u64, msg_id: u64, text: &str) -> PollEvent {
+    crate::protocol::PollEvent::Unknown(serde_json::json!({
+        "poll_type": "message",
+        "value": {"content": [["font", {}], text], "from_uin": from, "msg_id": msg_id,
+                  "msg_type": 0, "time": 1, "to_uin": 1}
+    }))
+}
+
+fn cfg(id: &str, qq: u64) -> AccountFile {
+    let mut c = AccountFile::new(id, qq);
+    c.supervision.watchdog_secs = 90;
+    c
+}
+
+#[test]
+fn qr_login_then_echo_through_the_outbox() {
+    let h = harness(10001);
+    paused(async {
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::AwaitingScan, Duration::from_secs(5)).await;
+        assert!(h.status.get("a").unwrap().qr_png.is_some());
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        assert_eq!(
+            history(&h, "a"),
+            [
+                AccountState::Starting,
+                AccountState::AwaitingScan,
+                AccountState::LoggingIn,
+                AccountState::Online
+            ]
+        );
+        assert!(
+            h.store.load_session("a").unwrap().is_some(),
+            "session saved"
+        );
+        h.script
+            .lock()
+            .unwrap()
+            .polls
+            .push_back(Ok(PollResult::Events(vec![buddy_event(5, 1, "hello")])));
+        until("the echo", Duration::from_secs(30), || {
+            !h.script.lock().unwrap().sent.is_empty()
+        })
+        .await;
+        let sent = h.script.lock().unwrap().sent.clone();
+        assert_eq!(sent[0].0, crate::protocol::Target::Buddy(5));
+        assert_eq!(sent[0].1, "hello");
+        until("outbox drained", Duration::from_secs(5), || {
+            h.store.outbox_len("a").unwrap() == 0
+        })
+        .await;
+        // The msg_id the send used was saved in the session before it went out.
+        assert!(h.store.load_session("a").unwrap().unwrap().msg_id >= sent[0].2);
+    });
+}
+
+#[test]
+fn wrong_qq_scan_is_refused_and_backs_off() {
+    let h = harness(10001);
+    h.script.lock().unwrap().scanned_by = 99999;
+    paused(async {
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Backoff, Duration::from_secs(30)).await;
+        let err = h.status.get("a").unwrap().error.clone().unwrap();
+        assert!(err.contains("99999"), "{err}");
+        assert_eq!(h.script.lock().unwrap().counts.complete_login, 0);
+    });
+}
+
+#[test]
+fn saved_session_resumes_without_a_scan() {
+    let h = harness(10001);
+    h.store
+        .save_session(
+            "a",
+            &Session {
+                uin: 10001,
+                psessionid: "ps".into(),
+                ..Session::default()
+            },
+        )
+        .unwrap();
+    paused(async {
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        let c = h.script.lock().unwrap().counts.clone();
+        assert_eq!(c.fetch_qr, 0, "no QR for a saved session");
+        assert_eq!(c.relink + c.resume, 1);
+    });
+}
+
+#[test]
+fn dead_session_falls_back_to_a_scan() {
+    let h = harness(10001);
+    h.store
+        .save_session(
+            "a",
+            &Session {
+                uin: 10001,
+                ..Session::default()
+            },
+        )
+        .unwrap();
+    {
+        let mut s = h.script.lock().unwrap();
+        s.relinks.push_back(Err(ProtocolError::NotLoggedIn));
+        s.resumes.push_back(Err(ProtocolError::NotLoggedIn));
+    }
+    paused(async {
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let c = h.script.lock().unwrap().counts.clone();
+        assert_eq!((c.relink, c.resume), (1, 1));
+        assert!(c.fetch_qr >= 1);
+        assert!(history(&h, "a").contains(&AccountState::AwaitingScan));
+    });
+}
+
+#[test]
+fn retcodes_drive_relink_and_kick_stops() {
+    let h = harness(10001);
+    paused(async {
+        let addr = Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        // 121: relink, back online without a scan.
+        h.script
+            .lock()
+            .unwrap()
+            .polls
+            .push_back(Ok(PollResult::Retcode {
+                retcode: 121,
+                action: Action::Relink,
+            }));
+        until("relink", Duration::from_secs(10), || {
+            h.script.lock().unwrap().counts.relink == 1
+        })
+        .await;
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        let hist = history(&h, "a");
+        assert_eq!(
+            &hist[hist.len() - 2..],
+            [AccountState::LoggingIn, AccountState::Online]
+        );
+        // 102: just poll again.
+        let polls = h.script.lock().unwrap().counts.poll;
+        h.script
+            .lock()
+            .unwrap()
+            .polls
+            .push_back(Ok(PollResult::Retcode {
+                retcode: 102,
+                action: Action::Repoll,
+            }));
+        until("repoll", Duration::from_secs(5), || {
+            h.script.lock().unwrap().counts.poll > polls
+        })
+        .await;
+        assert_eq!(state(&h, "a"), Some(AccountState::Online));
+        // 103: probe; alive → keep polling (no relink); dead → relink.
+        {
+            let mut s = h.script.lock().unwrap();
+            s.probes.extend([Ok(true), Ok(false)]);
+            for _ in 0..2 {
+                s.polls.push_back(Ok(PollResult::Retcode {
+                    retcode: 103,
+                    action: Action::Probe,
+                }));
+            }
+        }
+        until(
+            "relink after the dead probe",
+            Duration::from_secs(10),
+            || h.script.lock().unwrap().counts.relink == 2,
+        )
+        .await;
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        assert!(h.script.lock().unwrap().probes.is_empty());
+        // A kick: stopped, and it stays stopped across a rebuild of the actor.
+        h.script
+            .lock()
+            .unwrap()
+            .polls
+            .push_back(Ok(PollResult::Events(vec![PollEvent::Unknown(
+                serde_json::json!({"poll_type":"kick_message","value":{"reason":"elsewhere"}}),
+            )])));
+        until_state(&h, "a", AccountState::Stopped, Duration::from_secs(10)).await;
+        assert!(h
+            .status
+            .get("a")
+            .unwrap()
+            .error
+            .clone()
+            .unwrap()
+            .contains("kicked"));
+        addr.send(Shutdown).await.unwrap();
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(state(&h, "a"), Some(AccountState::Stopped));
+    });
+}
+
+#[test]
+fn repeated_failures_back_off_then_park() {
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.supervision.park_after = 3;
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        {
+            let mut s = h.script.lock().unwrap();
+            // Every poll fails (transport), and so does every relink.
+            for _ in 0..40 {
+                s.polls.push_back(Err(ProtocolError::Transport {
+                    endpoint: crate::protocol::endpoints::Endpoint::Poll2,
+                    message: "reset".into(),
+                }));
+                s.relinks.push_back(Err(ProtocolError::Transport {
+                    endpoint: crate::protocol::endpoints::Endpoint::Login2,
+                    message: "reset".into(),
+                }));
+            }
+        }
+        until_state(&h, "a", AccountState::Backoff, Duration::from_secs(30)).await;
+        until_state(&h, "a", AccountState::Parked, Duration::from_secs(600)).await;
+        assert_eq!(
+            h.store.load_hold("a").unwrap().map(|h| h.0),
+            Some(AccountState::Parked)
+        );
+        // Parked stays parked: no more attempts.
+        let relinks = h.script.lock().unwrap().counts.relink;
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        assert_eq!(h.script.lock().unwrap().counts.relink, relinks);
+    });
+}
+
+#[test]
+fn watchdog_restarts_a_silent_poller() {
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.supervision.watchdog_secs = 20;
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        h.script.lock().unwrap().hang_polls = true;
+        until("a poller restart", Duration::from_secs(120), || {
+            h.status
+                .get("a")
+                .and_then(|s| s.restarts)
+                .is_some_and(|r| r.poller >= 1)
+        })
+        .await;
+        h.script.lock().unwrap().hang_polls = false;
+        let polls = h.script.lock().unwrap().counts.poll;
+        // The restarted Poller's poll answers (idle after the 60 s hold) and the next starts.
+        until("polling again", Duration::from_secs(200), || {
+            h.script.lock().unwrap().counts.poll > polls
+        })
+        .await;
+        assert_eq!(state(&h, "a"), Some(AccountState::Online));
+    });
+}
+
+#[test]
+fn duplicates_and_replays_reach_the_handler_once() {
+    let h = harness(10001);
+    let log = h._dir.path().join("log.jsonl");
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.handler = crate::config::HandlerKind::Log;
+        c.log_path = Some(log.clone());
+        Account::new(c.clone(), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        h.script.lock().unwrap().polls.extend([
+            Ok(PollResult::Events(vec![
+                buddy_event(5, 1, "one"),
+                buddy_event(5, 1, "one"),
+            ])),
+            Ok(PollResult::Events(vec![
+                buddy_event(5, 1, "one"),
+                buddy_event(5, 2, "two"),
+            ])),
+        ]);
+        until("two lines", Duration::from_secs(10), || {
+            std::fs::read_to_string(&log)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+                >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let texts: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<handler::Incoming>(l).unwrap().text)
+            .collect();
+        assert_eq!(texts, ["one", "two"]);
+    });
+    // A "crash" after recording and before handling: the restarted account handles it once.
+    let ev = handler::Incoming {
+        kind: handler::Kind::Buddy,
+        poll_type: "message".into(),
+        source: 5,
+        sender: 5,
+        msg_id: 3,
+        time: 0,
+        text: "three".into(),
+        self_echo: false,
+    };
+    h.store
+        .accept_incoming("a", &ev.dedup_key(), &serde_json::to_vec(&ev).unwrap(), 1)
+        .unwrap()
+        .unwrap();
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.handler = crate::config::HandlerKind::Log;
+        c.log_path = Some(log.clone());
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        h.script
+            .lock()
+            .unwrap()
+            .polls
+            .push_back(Ok(PollResult::Events(vec![buddy_event(5, 3, "three")])));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(h.store.inbox("a").unwrap().is_empty());
+}
+
+#[test]
+fn backoff_is_full_jitter_capped() {
+    let mut rng = rand::rng();
+    for n in 1..40 {
+        let d = backoff_delay(n, 1000, 300, &mut rng);
+        let ceiling = (1000u64 << (n - 1).min(20)).min(300_000);
+        assert!(d.as_millis() as u64 <= ceiling, "{n}: {d:?}");
+    }
+    let big: Vec<_> = (0..200)
+        .map(|_| backoff_delay(30, 1000, 300, &mut rng))
+        .collect();
+    assert!(big.iter().any(|d| d.as_secs() < 150) && big.iter().any(|d| d.as_secs() > 150));
+}
+
+#[test]
+fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
+    use crate::protocol::{SendOutcome, Target};
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.on_uncertain = crate::config::UncertainPolicy::Hold;
+        let addr = Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let rejected = || ProtocolError::SendRejected {
+            endpoint: crate::protocol::Endpoint::SendBuddyMsg2,
+            retcode: 1,
+            action: Action::Fatal,
+            pieces_delivered: 0,
+        };
+        {
+            let mut s = h.script.lock().unwrap();
+            s.sends.extend([
+                Err(rejected()),
+                Err(rejected()),
+                Err(rejected()),
+                Ok(SendOutcome::Uncertain),
+                Err(ProtocolError::Timeout {
+                    endpoint: crate::protocol::Endpoint::SendBuddyMsg2,
+                    after: Duration::from_secs(30),
+                }),
+            ]);
+        }
+        for text in ["refused", "maybe", "late"] {
+            addr.send(Enqueue {
+                target: Target::Buddy(7),
+                text: text.into(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        until("outbox drained", Duration::from_secs(120), || {
+            h.store.outbox_len("a").unwrap() == 0
+        })
+        .await;
+        let held: Vec<String> = h
+            .store
+            .held("a")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(held, ["refused", "maybe"]);
+        let sent: Vec<String> = h
+            .script
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .map(|s| s.1.clone())
+            .collect();
+        // "maybe" (1202) went out once and was never resent; "late" was retried after the
+        // timeout and delivered.
+        assert_eq!(sent, ["maybe", "late"]);
+    });
+}

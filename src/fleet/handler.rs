@@ -1,0 +1,344 @@
+//! What an account does with the messages it receives: the handler seam.
+//!
+//! A poll2 event becomes an [`Incoming`] (our own stable, serializable shape, stored in the
+//! inbox before any handler sees it), and the account's [`Handler`] turns it into replies,
+//! which go through the durable outbox like every other outgoing message. The built-in
+//! handlers are `echo` (the demo bot) and `log`; a later HTTP API or event stream plugs in
+//! here as another `Handler`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{PollEvent, Target};
+use crate::store::DedupKey;
+
+/// Which conversation a message belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Buddy,
+    Group,
+    Discu,
+    Sess,
+}
+
+impl Kind {
+    /// The label used by events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Buddy => "buddy",
+            Kind::Group => "group",
+            Kind::Discu => "discu",
+            Kind::Sess => "sess",
+        }
+    }
+}
+
+/// A received message, as handlers see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    pub kind: Kind,
+    /// poll2's `poll_type` (part of the dedup key).
+    pub poll_type: String,
+    /// The conversation: friend uin, group gid or discussion did (pseudo ids of this session).
+    pub source: u64,
+    /// Who wrote it (friend uin or member uin).
+    pub sender: u64,
+    pub msg_id: u64,
+    /// Server time, unix seconds.
+    pub time: u64,
+    /// Decoded text, faces as `[face:N]`.
+    pub text: String,
+    /// The account's own message coming back (WEBQQ.md §5.4): never answered, or two echo
+    /// bots (or one bot and its own echo) would talk forever.
+    pub self_echo: bool,
+}
+
+impl Incoming {
+    /// Where an answer goes. Temporary sessions (`sess`) get none: sending them was blocked
+    /// from 2016 (WEBQQ.md §8.1).
+    pub fn reply_target(&self) -> Option<Target> {
+        match self.kind {
+            Kind::Buddy => Some(Target::Buddy(self.source)),
+            Kind::Group => Some(Target::Group(self.source)),
+            Kind::Discu => Some(Target::Discu(self.source)),
+            Kind::Sess => None,
+        }
+    }
+
+    /// Its identity for deduplication (WEBQQ.md §5.4).
+    pub fn dedup_key(&self) -> DedupKey {
+        DedupKey {
+            poll_type: self.poll_type.clone(),
+            source: self.source,
+            msg_id: self.msg_id,
+        }
+    }
+}
+
+/// What a poll2 event means to the account.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    Message(Incoming),
+    /// Forced offline (`kick_message`).
+    Kick(String),
+    /// Everything else (status changes, typing, files...): not for handlers yet.
+    Other(&'static str),
+}
+
+/// Turns a poll2 event into what the account acts on.
+pub fn decode(ev: &PollEvent) -> Decoded {
+    let msg = |kind, source, sender, msg_id, time, text: String, self_echo| {
+        Decoded::Message(Incoming {
+            kind,
+            poll_type: ev.poll_type().to_string(),
+            source,
+            sender,
+            msg_id,
+            time,
+            text,
+            self_echo,
+        })
+    };
+    match ev {
+        PollEvent::Message(m) => msg(
+            Kind::Buddy,
+            m.from_uin,
+            m.from_uin,
+            m.msg_id,
+            m.time,
+            m.content.text(),
+            m.self_echo,
+        ),
+        PollEvent::GroupMessage(m) => msg(
+            Kind::Group,
+            m.gid,
+            m.send_uin,
+            m.msg_id,
+            m.time,
+            m.content.text(),
+            m.self_echo,
+        ),
+        PollEvent::DiscuMessage(m) => msg(
+            Kind::Discu,
+            m.did,
+            m.send_uin,
+            m.msg_id,
+            m.time,
+            m.content.text(),
+            m.self_echo,
+        ),
+        PollEvent::SessMessage(m) => msg(
+            Kind::Sess,
+            m.from_uin,
+            m.from_uin,
+            m.msg_id,
+            m.time,
+            m.content.text(),
+            m.self_echo,
+        ),
+        PollEvent::Kick { reason, .. } => Decoded::Kick(reason.clone()),
+        PollEvent::Unknown(v) => decode_raw(v),
+        other => Decoded::Other(other.poll_type()),
+    }
+}
+
+/// Decodes the raw `{"poll_type","value"}` shape (WEBQQ.md §5.3) for events the client
+/// hands over undecoded.
+pub fn decode_raw(v: &serde_json::Value) -> Decoded {
+    let pt = v.get("poll_type").and_then(|p| p.as_str()).unwrap_or("");
+    let val = v.get("value").cloned().unwrap_or_default();
+    let u = |k: &str| val.get(k).and_then(|x| x.as_u64());
+    let (kind, source, sender) = match pt {
+        "message" => (Kind::Buddy, u("from_uin"), u("from_uin")),
+        "group_message" => (Kind::Group, u("from_uin"), u("send_uin")),
+        "discu_message" => (Kind::Discu, u("did").or(u("from_uin")), u("send_uin")),
+        "sess_message" => (Kind::Sess, u("from_uin"), u("from_uin")),
+        "kick_message" => {
+            let reason = val
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or("kicked")
+                .to_string();
+            return Decoded::Kick(reason);
+        }
+        _ => return Decoded::Other("other"),
+    };
+    let (Some(source), Some(msg_id)) = (source, u("msg_id")) else {
+        return Decoded::Other("malformed");
+    };
+    Decoded::Message(Incoming {
+        kind,
+        poll_type: pt.to_string(),
+        source,
+        sender: sender.unwrap_or(source),
+        msg_id,
+        time: u("time").unwrap_or(0),
+        text: content_text(val.get("content")),
+        self_echo: false,
+    })
+}
+
+/// The text of a received `content` array: strings joined, faces as `[face:N]`, the font
+/// element dropped (WEBQQ.md §7.1).
+fn content_text(c: Option<&serde_json::Value>) -> String {
+    let mut out = String::new();
+    if let Some(items) = c.and_then(|c| c.as_array()) {
+        for it in items {
+            if let Some(s) = it.as_str() {
+                out.push_str(s);
+            } else if let Some(a) = it.as_array() {
+                if a.first().and_then(|x| x.as_str()) == Some("face") {
+                    let n = a.get(1).and_then(|x| x.as_u64()).unwrap_or(0);
+                    out.push_str(&format!("[face:{n}]"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An answer a handler wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub target: Target,
+    pub text: String,
+}
+
+/// Something that reacts to received messages, in order, one at a time per account.
+pub trait Handler: Send {
+    /// Handles one message; the replies go to the outbox atomically with marking the
+    /// message handled.
+    fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String>;
+}
+
+/// The demo bot: answers a message with its own text.
+pub struct Echo;
+
+impl Handler for Echo {
+    fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String> {
+        if msg.self_echo || msg.text.trim().is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(msg
+            .reply_target()
+            .map(|target| Reply {
+                target,
+                text: msg.text.clone(),
+            })
+            .into_iter()
+            .collect())
+    }
+}
+
+/// Appends each message as one JSON line to a file. The write reaches the kernel before the
+/// message is marked handled, so a killed process never loses a line it acknowledged.
+pub struct Log {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Log {
+    pub fn new(path: PathBuf) -> Log {
+        Log { path, file: None }
+    }
+}
+
+impl Handler for Log {
+    fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            self.file = Some(f);
+        }
+        let mut line = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let f = self.file.as_mut().expect("opened above");
+        f.write_all(&line).map_err(|e| {
+            self.file = None;
+            format!("{}: {e}", self.path.display())
+        })?;
+        Ok(vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_events_decode() {
+        let v = serde_json::json!({"poll_type":"group_message","value":{"content":[["font",{}],"hi ",["face",14]],"from_uin":55,"group_code":55,"msg_id":9,"msg_type":0,"send_uin":77,"time":1450686775,"to_uin":1}});
+        let Decoded::Message(m) = decode_raw(&v) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.kind, m.source, m.sender, m.msg_id),
+            (Kind::Group, 55, 77, 9)
+        );
+        assert_eq!(m.text, "hi [face:14]");
+        assert_eq!(m.reply_target(), Some(Target::Group(55)));
+        let k = serde_json::json!({"poll_type":"kick_message","value":{"reason":"elsewhere"}});
+        assert_eq!(decode_raw(&k), Decoded::Kick("elsewhere".into()));
+        let bad = serde_json::json!({"poll_type":"message","value":{"content":"x"}});
+        assert_eq!(decode_raw(&bad), Decoded::Other("malformed"));
+        assert_eq!(decode_raw(&serde_json::json!(7)), Decoded::Other("other"));
+    }
+
+    #[test]
+    fn echo_answers_but_never_its_own_echo() {
+        let mut m = Incoming {
+            kind: Kind::Buddy,
+            poll_type: "message".into(),
+            source: 5,
+            sender: 5,
+            msg_id: 1,
+            time: 0,
+            text: "ping".into(),
+            self_echo: false,
+        };
+        assert_eq!(
+            Echo.handle(&m).unwrap(),
+            vec![Reply {
+                target: Target::Buddy(5),
+                text: "ping".into()
+            }]
+        );
+        m.self_echo = true;
+        assert!(Echo.handle(&m).unwrap().is_empty());
+        m.self_echo = false;
+        m.kind = Kind::Sess;
+        assert!(Echo.handle(&m).unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_appends_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/a.jsonl");
+        let mut l = Log::new(p.clone());
+        let m = Incoming {
+            kind: Kind::Discu,
+            poll_type: "discu_message".into(),
+            source: 5,
+            sender: 6,
+            msg_id: 1,
+            time: 0,
+            text: "x".into(),
+            self_echo: false,
+        };
+        l.handle(&m).unwrap();
+        l.handle(&m).unwrap();
+        let text = std::fs::read_to_string(p).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let back: Incoming = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+}

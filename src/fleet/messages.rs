@@ -1,0 +1,185 @@
+//! Every actor message of the fleet, in one place.
+//!
+//! Children report to their Account; only the Account changes the account's state. Each
+//! child report carries the `gen` (generation) of the child that sent it: when the Account
+//! tears its children down and builds new ones, late reports from the old ones are ignored.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::handler::Decoded;
+use super::FleetError;
+use crate::config::{AccountFile, ConfigError};
+use crate::events::LoginMethod;
+use crate::protocol::{Action, Target};
+use crate::store::OutMsg;
+
+// ---- to the FleetSupervisor -------------------------------------------------------------
+
+/// An account file appeared or changed (from the watcher).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Upsert {
+    pub id: String,
+    /// Hash of the file's bytes: an unchanged file is not restarted.
+    pub fingerprint: u64,
+    pub file: Result<AccountFile, ConfigError>,
+}
+
+/// An account file disappeared.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Remove {
+    pub id: String,
+}
+
+/// Operator restart: clears `parked`/`stopped` and starts the account again.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), FleetError>")]
+pub struct Restart {
+    pub id: String,
+}
+
+/// Accept an outgoing message into an account's outbox (admin API).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<OutMsg, FleetError>")]
+pub struct EnqueueFor {
+    pub id: String,
+    pub target: Target,
+    pub text: String,
+}
+
+/// Ask an account to refresh its contacts (admin API; goes through the friend-list limiter).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), FleetError>")]
+pub struct RefreshContactsFor {
+    pub id: String,
+}
+
+/// Debug only: make an account's actor panic (tests of panic containment).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), FleetError>")]
+pub struct PanicFor {
+    pub id: String,
+}
+
+/// Stop every account gracefully (SIGINT/SIGTERM).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ShutdownFleet;
+
+// ---- to an Account ----------------------------------------------------------------------
+
+/// Accept an outgoing message (flushed before the reply).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<OutMsg, FleetError>")]
+pub struct Enqueue {
+    pub target: Target,
+    pub text: String,
+}
+
+/// Refresh the contacts cache now (still subject to the friend-list limiter).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RefreshContacts;
+
+/// Panic inside the actor (debug builds of tests only reach this through the API gate).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Panic;
+
+/// Stop polling, finish or requeue the send in flight, flush, then stop.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// From the Login child.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum LoginReport {
+    /// A QR code is ready to be scanned.
+    QrReady {
+        gen: u64,
+        png: Vec<u8>,
+        qrsig: String,
+    },
+    /// The phone confirmed: check_sig, getvfwebqq and login2 are running.
+    Confirmed { gen: u64 },
+    /// Logged in.
+    Done { gen: u64, method: LoginMethod },
+    /// The attempt failed.
+    Failed {
+        gen: u64,
+        method: LoginMethod,
+        reason: String,
+        /// The server said no (dead session, wrong QQ number), as opposed to a transport
+        /// problem worth retrying the same way.
+        rejected: bool,
+    },
+}
+
+/// What the Poller must do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollDirective {
+    /// Poll again (after the given pause).
+    Continue(Duration),
+    /// Stop: the Account is reconnecting or stopping.
+    Stop,
+}
+
+/// From the Poller. Sent with `send().await`, so events reach the handler in order and the
+/// next poll waits for the Account's decision.
+#[derive(Message, Debug)]
+#[rtype(result = "PollDirective")]
+pub enum PollReport {
+    /// The poll answered idle (102 / empty 0).
+    Idle { gen: u64 },
+    /// Events arrived.
+    Events { gen: u64, events: Vec<Decoded> },
+    /// A non-zero retcode with the client's suggested action.
+    Retcode {
+        gen: u64,
+        retcode: i64,
+        action: Action,
+    },
+    /// Several transport errors in a row.
+    Failed { gen: u64, reason: String },
+}
+
+/// From the Sender.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum SenderReport {
+    /// The outbox changed size.
+    Depth { gen: u64, depth: usize },
+    /// A send failed because the session is gone: reconnect.
+    SessionLost { gen: u64, reason: String },
+}
+
+/// Re-handle inbox entries left by a crash (sent by the Account to itself at start).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ReplayInbox;
+
+// ---- to a Sender -------------------------------------------------------------------------
+
+/// Something was added to the outbox: try to send.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Stop sending; resolves once no send is in flight (or after the deadline; the message
+/// stays in the outbox and is sent after the restart).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Drain {
+    pub deadline: Duration,
+}
+
+// ---- to any child ------------------------------------------------------------------------
+
+/// Stop now (an in-flight request is dropped).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Stop;

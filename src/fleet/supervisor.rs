@@ -1,0 +1,310 @@
+//! The FleetSupervisor: starts, restarts, rebuilds and removes Account actors.
+//!
+//! * Accounts are spread over one Arbiter per core (`hash(id) % K`).
+//! * A changed file restarts its account only after the old actor finished its graceful
+//!   shutdown, so two actors never poll or send for one account at once.
+//! * A panic kills an actix actor for good and its `Supervisor` does not restart it
+//!   (research §1.1): once a second the supervisor sweeps `connected()` and rebuilds dead
+//!   accounts; everything they need is in the store.
+//! * An invalid file shows its account as `invalid` with the error; nothing else changes.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::account::{Account, Deps};
+use super::messages::*;
+use super::status::{rfc3339_now, AccountStatus, Transition};
+use super::{AccountState, FleetError};
+use crate::config::AccountFile;
+use crate::events::{emit, AccountRemoved, AccountStateChanged, ActorRestarted};
+use crate::store::OutMsg;
+
+/// How long the whole fleet may take to shut down its accounts.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+struct Entry {
+    fingerprint: u64,
+    file: Option<AccountFile>,
+    addr: Option<Addr<Account>>,
+    /// Bumped on every change: a restart scheduled for an older version is dropped.
+    epoch: u64,
+}
+
+/// The root of the actor tree.
+pub struct FleetSupervisor {
+    deps: Arc<Deps>,
+    arbiters: Vec<ArbiterHandle>,
+    accounts: HashMap<String, Entry>,
+    shutting_down: bool,
+}
+
+impl FleetSupervisor {
+    /// `arbiters` empty: accounts run on the supervisor's own arbiter (unit tests).
+    pub fn new(deps: Arc<Deps>, arbiters: Vec<ArbiterHandle>) -> FleetSupervisor {
+        FleetSupervisor {
+            deps,
+            arbiters,
+            accounts: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    fn spawn_account(&self, file: AccountFile) -> Addr<Account> {
+        let deps = self.deps.clone();
+        if self.arbiters.is_empty() {
+            return Account::new(file, deps).start();
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        file.id.hash(&mut h);
+        let arb = &self.arbiters[(h.finish() % self.arbiters.len() as u64) as usize];
+        Account::start_in_arbiter(arb, move |_| Account::new(file, deps))
+    }
+
+    /// Starts the entry's account if its file is valid and it is still the same version.
+    fn start_entry(&mut self, id: &str, epoch: u64) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(e) = self.accounts.get(id) else {
+            return;
+        };
+        if e.epoch != epoch || e.addr.is_some() {
+            return;
+        }
+        let Some(file) = e.file.clone() else { return };
+        let addr = self.spawn_account(file);
+        if let Some(e) = self.accounts.get_mut(id) {
+            e.addr = Some(addr);
+        }
+    }
+
+    fn mark_invalid(&self, id: &str, error: String) {
+        let now = rfc3339_now();
+        let mut from = None;
+        self.deps
+            .status
+            .entry(id.to_string())
+            .and_modify(|s| {
+                from = Some(s.state);
+                s.state = AccountState::Invalid;
+                s.since = now.clone();
+                s.error = Some(error.clone());
+                s.qr_png = None;
+                s.qrsig = None;
+                if let Some(h) = s.history.as_mut() {
+                    h.push_back(Transition {
+                        state: AccountState::Invalid,
+                        at: now.clone(),
+                        reason: Some(error.clone()),
+                    });
+                }
+            })
+            .or_insert_with(|| {
+                let mut s = AccountStatus::new(id, None, AccountState::Invalid);
+                s.error = Some(error.clone());
+                s
+            });
+        if from != Some(AccountState::Invalid) {
+            emit(AccountStateChanged {
+                account: id,
+                from,
+                to: AccountState::Invalid,
+                reason: Some(&error),
+            });
+        }
+    }
+
+    /// Replaces an account: shuts the old actor down, then applies `after`.
+    fn replace(
+        &mut self,
+        id: String,
+        ctx: &mut Context<Self>,
+        after: impl FnOnce(&mut Self, &str, u64) + 'static,
+    ) {
+        let (old, epoch) = match self.accounts.get_mut(&id) {
+            Some(e) => {
+                e.epoch += 1;
+                (e.addr.take(), e.epoch)
+            }
+            None => return,
+        };
+        let fut = async move {
+            if let Some(old) = old {
+                let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, old.send(Shutdown)).await;
+            }
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |_, act, _| after(act, &id, epoch)),
+        );
+    }
+}
+
+impl Actor for FleetSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        // Safety net for panics: a dead Addr means the actor is gone for good.
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            if act.shutting_down {
+                return;
+            }
+            let dead: Vec<(String, AccountFile)> = act
+                .accounts
+                .iter()
+                .filter(|(_, e)| e.addr.as_ref().is_some_and(|a| !a.connected()))
+                .filter_map(|(id, e)| e.file.clone().map(|f| (id.clone(), f)))
+                .collect();
+            for (id, file) in dead {
+                emit(ActorRestarted {
+                    account: &id,
+                    actor: "account",
+                    reason: "actor died (panic); rebuilt from the store",
+                });
+                if let Some(mut s) = act.deps.status.get_mut(&id) {
+                    if let Some(r) = s.restarts.as_mut() {
+                        r.account += 1;
+                    }
+                }
+                let addr = act.spawn_account(file);
+                if let Some(e) = act.accounts.get_mut(&id) {
+                    e.addr = Some(addr);
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Upsert> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, u: Upsert, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        if let Some(e) = self.accounts.get(&u.id) {
+            if e.fingerprint == u.fingerprint {
+                return;
+            }
+        }
+        let entry = self.accounts.entry(u.id.clone()).or_insert(Entry {
+            fingerprint: u.fingerprint,
+            file: None,
+            addr: None,
+            epoch: 0,
+        });
+        entry.fingerprint = u.fingerprint;
+        match u.file {
+            Ok(file) => {
+                entry.file = Some(file);
+                // A changed file clears an operator hold (parked/stopped), as documented.
+                if let Err(e) = self.deps.store.set_hold(&u.id, None) {
+                    tracing::error!(account = %u.id, error = %e, "store");
+                }
+                self.replace(u.id, ctx, |act, id, epoch| act.start_entry(id, epoch));
+            }
+            Err(err) => {
+                entry.file = None;
+                let msg = err.to_string();
+                self.replace(u.id, ctx, move |act, id, _| act.mark_invalid(id, msg));
+            }
+        }
+    }
+}
+
+impl Handler<Remove> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, r: Remove, ctx: &mut Context<Self>) {
+        if !self.accounts.contains_key(&r.id) {
+            return;
+        }
+        self.replace(r.id, ctx, |act, id, epoch| {
+            if act.accounts.get(id).is_some_and(|e| e.epoch == epoch) {
+                act.accounts.remove(id);
+                let last = act.deps.status.remove(id).map(|(_, s)| s.state);
+                emit(AccountRemoved { account: id, last });
+            }
+        });
+    }
+}
+
+impl Handler<Restart> for FleetSupervisor {
+    type Result = Result<(), FleetError>;
+    fn handle(&mut self, r: Restart, ctx: &mut Context<Self>) -> Self::Result {
+        let e = self
+            .accounts
+            .get(&r.id)
+            .ok_or_else(|| FleetError::UnknownAccount(r.id.clone()))?;
+        if e.file.is_none() {
+            return Err(FleetError::NotRunning(r.id));
+        }
+        self.deps.store.set_hold(&r.id, None)?;
+        self.replace(r.id, ctx, |act, id, epoch| act.start_entry(id, epoch));
+        Ok(())
+    }
+}
+
+impl FleetSupervisor {
+    fn running(&self, id: &str) -> Result<Addr<Account>, FleetError> {
+        let e = self
+            .accounts
+            .get(id)
+            .ok_or_else(|| FleetError::UnknownAccount(id.to_string()))?;
+        e.addr
+            .clone()
+            .ok_or_else(|| FleetError::NotRunning(id.to_string()))
+    }
+}
+
+impl Handler<EnqueueFor> for FleetSupervisor {
+    type Result = ResponseFuture<Result<OutMsg, FleetError>>;
+    fn handle(&mut self, m: EnqueueFor, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.running(&m.id);
+        let id = m.id;
+        Box::pin(async move {
+            addr?
+                .send(Enqueue {
+                    target: m.target,
+                    text: m.text,
+                })
+                .await
+                .map_err(|_| FleetError::NotRunning(id))?
+        })
+    }
+}
+
+impl Handler<RefreshContactsFor> for FleetSupervisor {
+    type Result = Result<(), FleetError>;
+    fn handle(&mut self, m: RefreshContactsFor, _: &mut Context<Self>) -> Self::Result {
+        self.running(&m.id)?.do_send(RefreshContacts);
+        Ok(())
+    }
+}
+
+impl Handler<PanicFor> for FleetSupervisor {
+    type Result = Result<(), FleetError>;
+    fn handle(&mut self, m: PanicFor, _: &mut Context<Self>) -> Self::Result {
+        self.running(&m.id)?.do_send(Panic);
+        Ok(())
+    }
+}
+
+impl Handler<ShutdownFleet> for FleetSupervisor {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: ShutdownFleet, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let addrs: Vec<Addr<Account>> = self
+            .accounts
+            .values_mut()
+            .filter_map(|e| e.addr.take())
+            .collect();
+        Box::pin(async move {
+            let all = futures::future::join_all(addrs.iter().map(|a| a.send(Shutdown)));
+            let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, all).await;
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! The watcher of `accounts/`: hot-add, change and removal of account files.
+//!
+//! File events are debounced (notify-debouncer-full stitches an editor's write-to-temp +
+//! rename into one change) and only used as a nudge: on every nudge, and on a periodic
+//! rescan that repairs missed events (inotify queue overflows, network filesystems), the
+//! whole folder is read and compared by content fingerprint with what the FleetSupervisor
+//! was last told. It runs on its own thread and talks to the supervisor with `do_send`
+//! (an `Addr` is `Send`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use actix::prelude::*;
+use notify::RecursiveMode;
+
+use super::messages::{Remove, Upsert};
+use super::supervisor::FleetSupervisor;
+use crate::config::scan_dir;
+
+/// Debounce window for file events.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Keeps the watcher alive; dropping it stops the thread.
+pub struct WatcherHandle {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for WatcherHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the supervisor was last told: id → fingerprint.
+#[derive(Default)]
+pub struct Known(HashMap<String, u64>);
+
+impl Known {
+    /// Reads the folder and tells the supervisor what changed. Returns how many messages
+    /// were sent.
+    pub fn sync(&mut self, dir: &std::path::Path, sup: &Addr<FleetSupervisor>) -> usize {
+        let scanned = match scan_dir(dir) {
+            Ok(s) => s,
+            Err(e) => {
+                // The folder itself is gone or unreadable: keep the accounts running rather
+                // than stopping the whole fleet over a transient problem.
+                tracing::warn!(error = %e, "accounts folder unreadable; keeping accounts as they are");
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        let mut seen = HashMap::new();
+        for s in scanned {
+            seen.insert(s.id.clone(), s.fingerprint);
+            if self.0.get(&s.id) != Some(&s.fingerprint) {
+                sup.do_send(Upsert {
+                    id: s.id,
+                    fingerprint: s.fingerprint,
+                    file: s.file,
+                });
+                sent += 1;
+            }
+        }
+        for id in self.0.keys() {
+            if !seen.contains_key(id) {
+                sup.do_send(Remove { id: id.clone() });
+                sent += 1;
+            }
+        }
+        self.0 = seen;
+        sent
+    }
+}
+
+/// Scans `dir` once now (so accounts start at once), then watches it on a thread.
+pub fn spawn(
+    dir: PathBuf,
+    sup: Addr<FleetSupervisor>,
+    rescan: Duration,
+) -> Result<WatcherHandle, notify::Error> {
+    let mut known = Known::default();
+    known.sync(&dir, &sup);
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |_res| {
+        let _ = tx.send(());
+    })?;
+    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::Builder::new()
+        .name("accounts-watcher".into())
+        .spawn(move || {
+            // Owned by the thread: dropping it would stop the file events.
+            let _debouncer = debouncer;
+            while !stop2.load(Ordering::Relaxed) {
+                match rx.recv_timeout(rescan) {
+                    Ok(()) => {
+                        // Collapse a burst of nudges into one scan.
+                        while rx.try_recv().is_ok() {}
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(rescan);
+                    }
+                }
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                known.sync(&dir, &sup);
+            }
+        })
+        .map_err(notify::Error::io)?;
+    Ok(WatcherHandle { stop })
+}

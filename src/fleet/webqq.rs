@@ -1,0 +1,274 @@
+//! The seam between the actors and the protocol client.
+//!
+//! The actors talk to a `dyn WebQq`, never to `protocol::Client` directly, so their unit tests
+//! run against a scripted fake under paused tokio time (research §1.1 rule 4: a real socket
+//! and a paused clock don't mix: reqwest's timeouts would fire at once).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::protocol::{
+    Client, Contacts, Endpoints, PollResult, ProtocolError, Qr, QrStatus, SendOutcome, Session,
+    Target,
+};
+
+/// A boxed `'static` future: actors spawn these into their context.
+pub type Fut<T> = BoxFuture<'static, Result<T, ProtocolError>>;
+
+/// One account's WebQQ connection, as the actors use it.
+pub trait WebQq: Send + Sync + 'static {
+    fn fetch_qr(&self) -> Fut<Qr>;
+    fn check_qr(&self, qr: Qr) -> Fut<QrStatus>;
+    /// check_sig → getvfwebqq → login2 → warm-up; refuses a scan by another QQ number.
+    fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()>;
+    /// Log in again from the saved cookies, without a scan (WEBQQ.md §3.10).
+    fn resume(&self) -> Fut<()>;
+    /// login2 again on the current session (§3.7).
+    fn relink(&self) -> Fut<()>;
+    fn poll(&self) -> Fut<PollResult>;
+    /// Is the channel alive? (get_online_buddies2, the answer to a doubtful 103, §5.2)
+    fn probe(&self) -> Fut<bool>;
+    /// Sends `text` (split in pieces by the client, each taking the next msg_id).
+    fn send(&self, target: Target, text: String) -> Fut<SendOutcome>;
+    fn contacts(&self) -> Fut<Contacts>;
+    /// Everything needed to resume later (saved to the store after each login).
+    fn session(&self) -> Session;
+}
+
+/// Makes a connection for an account: fresh (QR login) or from a saved session.
+pub trait Connector: Send + Sync + 'static {
+    fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError>;
+}
+
+/// The real protocol client, at the real hosts or a simulator.
+pub struct ClientConnector {
+    pub endpoints: Endpoints,
+}
+
+impl Connector for ClientConnector {
+    fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
+        let client = match session {
+            Some(s) => Client::with_session(self.endpoints.clone(), s)?,
+            None => Client::new(self.endpoints.clone())?,
+        };
+        Ok(Arc::new(client))
+    }
+}
+
+impl WebQq for Client {
+    fn fetch_qr(&self) -> Fut<Qr> {
+        let c = self.clone();
+        Box::pin(async move { c.fetch_qr().await })
+    }
+    fn check_qr(&self, qr: Qr) -> Fut<QrStatus> {
+        let c = self.clone();
+        Box::pin(async move { c.check_qr(&qr).await })
+    }
+    fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.complete_login(&check_sig_url, Some(expect_qq)).await })
+    }
+    fn resume(&self) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.resume().await })
+    }
+    fn relink(&self) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.relink().await })
+    }
+    fn poll(&self) -> Fut<PollResult> {
+        let c = self.clone();
+        Box::pin(async move { c.poll().await })
+    }
+    fn probe(&self) -> Fut<bool> {
+        let c = self.clone();
+        Box::pin(async move { c.probe().await })
+    }
+    fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+        let c = self.clone();
+        Box::pin(async move { c.send(&target, &text).await })
+    }
+    fn contacts(&self) -> Fut<Contacts> {
+        let c = self.clone();
+        Box::pin(async move { c.contacts().await })
+    }
+    fn session(&self) -> Session {
+        Client::session(self)
+    }
+}
+
+/// A scripted WebQQ for actor unit tests (paused time).
+#[cfg(test)]
+pub mod fake {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// What the fake does; tests edit it while the actors run.
+    #[derive(Default)]
+    pub struct Script {
+        /// Answers of the next polls; when empty, a poll holds `hold` then answers Idle.
+        pub polls: VecDeque<Result<PollResult, ProtocolError>>,
+        /// How long an idle poll is held (like the server's 60 s).
+        pub hold: Duration,
+        /// When true, a poll never answers (for the watchdog).
+        pub hang_polls: bool,
+        /// check_qr answers Confirmed after this many checks.
+        pub scans_after: u32,
+        /// The QQ number that "scans".
+        pub scanned_by: u64,
+        /// Results of the next resume calls (default Ok).
+        pub resumes: VecDeque<Result<(), ProtocolError>>,
+        /// Results of the next relink calls (default Ok).
+        pub relinks: VecDeque<Result<(), ProtocolError>>,
+        /// Results of the next probes (default Ok(true)).
+        pub probes: VecDeque<Result<bool, ProtocolError>>,
+        /// Results of the next sends (default Delivered).
+        pub sends: VecDeque<Result<SendOutcome, ProtocolError>>,
+        /// What was sent: (target, text, msg_id).
+        pub sent: Vec<(Target, String, u64)>,
+        /// The next msg_id (like the client's counter).
+        pub msg_id: u64,
+        pub counts: Counts,
+    }
+
+    /// Calls made, by kind.
+    #[derive(Default, Clone, Debug)]
+    pub struct Counts {
+        pub fetch_qr: u32,
+        pub check_qr: u32,
+        pub complete_login: u32,
+        pub resume: u32,
+        pub relink: u32,
+        pub poll: u32,
+        pub contacts: u32,
+    }
+
+    /// The fake connection; all clones share the script.
+    #[derive(Clone)]
+    pub struct FakeWebQq {
+        pub script: Arc<Mutex<Script>>,
+        pub session: Session,
+    }
+
+    impl FakeWebQq {
+        fn s(&self) -> std::sync::MutexGuard<'_, Script> {
+            self.script.lock().unwrap()
+        }
+    }
+
+    impl WebQq for FakeWebQq {
+        fn fetch_qr(&self) -> Fut<Qr> {
+            self.s().counts.fetch_qr += 1;
+            Box::pin(async {
+                Ok(Qr {
+                    png: vec![0x89, b'P', b'N', b'G'],
+                    qrsig: "qrsig".into(),
+                })
+            })
+        }
+        fn check_qr(&self, _qr: Qr) -> Fut<QrStatus> {
+            let mut s = self.s();
+            s.counts.check_qr += 1;
+            let ans = if s.counts.check_qr > s.scans_after {
+                QrStatus::Confirmed {
+                    check_sig_url: "http://x/check_sig".into(),
+                    nick: "n".into(),
+                    qq: s.scanned_by,
+                }
+            } else {
+                QrStatus::Waiting
+            };
+            Box::pin(async move { Ok(ans) })
+        }
+        fn complete_login(&self, _url: String, _qq: u64) -> Fut<()> {
+            self.s().counts.complete_login += 1;
+            Box::pin(async { Ok(()) })
+        }
+        fn resume(&self) -> Fut<()> {
+            let mut s = self.s();
+            s.counts.resume += 1;
+            let r = s.resumes.pop_front().unwrap_or(Ok(()));
+            Box::pin(async move { r })
+        }
+        fn relink(&self) -> Fut<()> {
+            let mut s = self.s();
+            s.counts.relink += 1;
+            let r = s.relinks.pop_front().unwrap_or(Ok(()));
+            Box::pin(async move { r })
+        }
+        fn poll(&self) -> Fut<PollResult> {
+            let script = self.script.clone();
+            let hold = {
+                let mut s = self.s();
+                s.counts.poll += 1;
+                s.hold.max(Duration::from_millis(10))
+            };
+            // Like a held long poll: answers as soon as the test queues something, idle
+            // after `hold`, never while `hang_polls` is set.
+            Box::pin(async move {
+                let start = tokio::time::Instant::now();
+                loop {
+                    {
+                        let mut s = script.lock().unwrap();
+                        if !s.hang_polls {
+                            if let Some(r) = s.polls.pop_front() {
+                                return r;
+                            }
+                            if start.elapsed() >= hold {
+                                return Ok(PollResult::Idle);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        }
+        fn probe(&self) -> Fut<bool> {
+            let r = self.s().probes.pop_front().unwrap_or(Ok(true));
+            Box::pin(async move { r })
+        }
+        fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+            let mut s = self.s();
+            let msg_id = s.msg_id;
+            s.msg_id += 1;
+            let r = s.sends.pop_front().unwrap_or(Ok(SendOutcome::Delivered));
+            if r.is_ok() {
+                s.sent.push((target, text, msg_id));
+            }
+            Box::pin(async move { r })
+        }
+        fn contacts(&self) -> Fut<Contacts> {
+            self.s().counts.contacts += 1;
+            Box::pin(async { Ok(Contacts::default()) })
+        }
+        fn session(&self) -> Session {
+            Session {
+                msg_id: self.s().msg_id,
+                ..self.session.clone()
+            }
+        }
+    }
+
+    /// Hands out fakes sharing one script.
+    pub struct FakeConnector {
+        pub script: Arc<Mutex<Script>>,
+        pub qq: u64,
+    }
+
+    impl Connector for FakeConnector {
+        fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
+            Ok(Arc::new(FakeWebQq {
+                script: self.script.clone(),
+                session: session.unwrap_or(Session {
+                    uin: self.qq,
+                    psessionid: "ps".into(),
+                    ..Session::default()
+                }),
+            }))
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! The fleet end to end: the real `qqfleet run` binary against the real simulator, both on
+//! 127.0.0.1. The simulator runs in the test process (library), the fleet as a child process
+//! (so it can be SIGKILLed). A "phone" helper reads each account's QR code from the admin
+//! API, decodes it and scans it through the simulator's control API as the account's QQ.
+//!
+//! Every wait is a poll with a deadline; the simulator holds polls 1 s.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
+
+struct Sim {
+    base: String,
+    _handle: qqfleet::sim::SimHandle,
+}
+
+async fn sim() -> Sim {
+    let cfg = qqfleet::sim::SimConfig {
+        hold: Duration::from_secs(1),
+        send_min_interval: Duration::ZERO,
+        target_burst_per_min: 0,
+        ..qqfleet::sim::SimConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
+    Sim {
+        base: handle.base_url(),
+        _handle: handle,
+    }
+}
+
+struct Fleet {
+    child: Child,
+    api: String,
+    stderr: PathBuf,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Starts `qqfleet run --sim-url` and waits for its admin API line.
+fn start_fleet(dir: &Path, data: &str, sim: &Sim, env: &[(&str, &str)]) -> Fleet {
+    let stderr = dir.join(format!("{data}-{}.stderr", rand_suffix()));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--accounts"])
+        .arg(dir.join("accounts"))
+        .arg("--data")
+        .arg(dir.join(data))
+        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .env("RUST_LOG", "info,qqfleet=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("admin API: ") {
+                let _ = tx.send(rest.trim_end_matches("/api/accounts").to_string());
+            }
+        }
+    });
+    let api = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(a) => a,
+        Err(_) => panic!(
+            "fleet did not start: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        ),
+    };
+    Fleet { child, api, stderr }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn write_account(dir: &Path, id: &str, body: &str) {
+    let acc = dir.join("accounts");
+    std::fs::create_dir_all(&acc).unwrap();
+    // Write then rename, as editors do: the watcher never sees half a file.
+    let tmp = dir.join(format!(".{id}.tmp"));
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::rename(&tmp, acc.join(format!("{id}.toml"))).unwrap();
+}
+
+fn account_toml(qq: u64, extra: &str) -> String {
+    format!(
+        "qq = {qq}\nenabled = true\n{extra}\n[supervision]\nqr_check_secs = 1\n\n[limits]\nsend_per_minute = 300\nsend_burst = 5\ntarget_per_minute = 600\ntarget_burst = 50\n"
+    )
+}
+
+async fn get(url: &str) -> Value {
+    let r = http().get(url).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+async fn post(url: &str, body: Value) -> reqwest::Response {
+    http().post(url).json(&body).send().await.unwrap()
+}
+
+async fn account(f: &Fleet, id: &str) -> Option<Value> {
+    let r = http()
+        .get(format!("{}/api/accounts/{id}", f.api))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+async fn state_of(f: &Fleet, id: &str) -> Option<String> {
+    account(f, id)
+        .await
+        .and_then(|a| a["state"].as_str().map(String::from))
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `within`.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_state(f: &Fleet, id: &str, want: &str, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let a = account(f, id).await;
+        if a.as_ref().and_then(|a| a["state"].as_str()) == Some(want) {
+            return;
+        }
+        if Instant::now() > end {
+            panic!(
+                "{id}: wanted {want}, have {a:?}\n--- fleet log tail ---\n{}",
+                tail(&f.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tail(p: &Path) -> String {
+    let t = std::fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = t.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// The phone: reads the account's QR from the admin API, decodes the token from the image
+/// and scans it as `qq` through the simulator.
+async fn scan(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
+    let png = eventually("a QR code", Duration::from_secs(20), || async {
+        let r = http()
+            .get(format!("{}/api/accounts/{id}/qr", f.api))
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        Some(r.bytes().await.ok()?.to_vec())
+    })
+    .await;
+    let url = qqfleet::fleet::login::decode_qr(&png).expect("the QR PNG decodes");
+    let token = url
+        .split("k=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("token in the QR URL")
+        .to_string();
+    let r = post(
+        &format!("{}/sim/qr/scan", sim.base),
+        json!({"token": token, "qq": qq, "confirm": true}),
+    )
+    .await;
+    assert!(
+        r.status().is_success(),
+        "scan refused: {:?}",
+        r.text().await
+    );
+}
+
+async fn login(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
+    scan(f, sim, id, qq).await;
+    wait_state(f, id, "online", Duration::from_secs(20)).await;
+}
+
+async fn sim_account(sim: &Sim, qq: u64) -> Value {
+    get(&format!("{}/sim/accounts/{qq}", sim.base)).await
+}
+
+async fn sent(sim: &Sim, qq: u64) -> Vec<Value> {
+    get(&format!("{}/sim/sent?qq={qq}", sim.base))
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// First friend's uin in the current session.
+async fn friend_uin(sim: &Sim, qq: u64) -> (u64, u64) {
+    let c = get(&format!("{}/sim/accounts/{qq}/contacts", sim.base)).await;
+    let f = &c["friends"][0];
+    (f["qq"].as_u64().unwrap(), f["uin"].as_u64().unwrap())
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_accounts_log_in_by_qr_and_echo() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (id, qq) in [("a", 20001), ("b", 20002), ("c", 20003)] {
+        write_account(dir.path(), id, &account_toml(qq, "handler = \"echo\""));
+    }
+    let mut f = start_fleet(dir.path(), "data", &sim, &[]);
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", f.api))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for (id, qq) in [("a", 20001), ("b", 20002), ("c", 20003)] {
+        login(&f, &sim, id, qq).await;
+    }
+    let list = get(&format!("{}/api/accounts", f.api)).await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    for a in list {
+        for key in ["id", "qq", "state", "since", "last_poll_at", "error"] {
+            assert!(a.get(key).is_some(), "{key} missing in {a}");
+        }
+        assert_eq!(a["state"], "online");
+    }
+    // An injected message gets its echo, exactly once (the echo of the echo is ignored).
+    let r = post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20002, "kind": "buddy", "text": "hello fleet"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let (friend_qq, _) = friend_uin(&sim, 20002).await;
+    eventually("the echo in /sim/sent", Duration::from_secs(15), || async {
+        let s = sent(&sim, 20002).await;
+        s.iter().any(|m| m["text"] == "hello fleet").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = sent(&sim, 20002).await;
+    assert_eq!(s.len(), 1, "one answer, no echo loop: {s:?}");
+    assert_eq!(s[0]["kind"], "buddy");
+    assert_eq!(s[0]["to"], friend_qq);
+    // A group message is answered in the group.
+    let r = post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20003, "kind": "group", "text": "hi group"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    eventually("the group echo", Duration::from_secs(15), || async {
+        let s = sent(&sim, 20003).await;
+        s.iter()
+            .any(|m| m["text"] == "hi group" && m["kind"] == "group")
+            .then_some(())
+    })
+    .await;
+    // last_poll_at moves while online.
+    let a = account(&f, "a").await.unwrap();
+    assert!(a["last_poll_at"].is_string(), "{a}");
+    // /metrics answers in the Prometheus text format.
+    let m = reqwest::get(format!("{}/metrics", f.api)).await.unwrap();
+    assert_eq!(m.status(), 200);
+    assert_eq!(
+        m.headers()["content-type"].to_str().unwrap(),
+        "text/plain; version=0.0.4"
+    );
+    // A second process on the same data directory fails clearly.
+    let second = Command::new(BIN)
+        .args(["run", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another qqfleet process"), "{err}");
+    // SIGTERM: exit 0 within 5 s.
+    let t = Instant::now();
+    sigterm(&f.child);
+    let status = wait_exit(&mut f.child, Duration::from_secs(6)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", tail(&f.stderr));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_a_full_outbox_delivers_each_message_once_without_a_new_scan() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 5 sends a second: 50 messages take about 10 s, so the kill lands mid-outbox.
+    write_account(
+        dir.path(),
+        "a",
+        "qq = 20011\n[supervision]\nqr_check_secs = 1\n[limits]\nsend_per_minute = 300\nsend_burst = 1\ntarget_per_minute = 600\ntarget_burst = 50\n",
+    );
+    let mut f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20011).await;
+    let (friend_qq, uin) = friend_uin(&sim, 20011).await;
+    for i in 0..50 {
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": uin, "text": format!("m{i}")}),
+        )
+        .await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    }
+    eventually("some sent", Duration::from_secs(10), || async {
+        (sent(&sim, 20011).await.len() >= 5).then_some(())
+    })
+    .await;
+    f.child.kill().unwrap(); // SIGKILL
+    f.child.wait().unwrap();
+    let before = sent(&sim, 20011).await.len();
+    assert!(
+        before < 50,
+        "the kill came too late to test anything ({before})"
+    );
+    drop(f);
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    wait_state(&f, "a", "online", Duration::from_secs(20)).await;
+    eventually("all 50 delivered", Duration::from_secs(40), || async {
+        (sent(&sim, 20011).await.len() >= 50).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = sent(&sim, 20011).await;
+    let mut texts: Vec<String> = s
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(s.iter().all(|m| m["to"] == friend_qq));
+    texts.sort_by_key(|t| t[1..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, want, "each message exactly once");
+    let acc = sim_account(&sim, 20011).await;
+    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
+    assert!(
+        acc["resumes"].as_u64().unwrap() + acc["relinks"].as_u64().unwrap() >= 1,
+        "{acc}"
+    );
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["outbox"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_delivery_and_a_crash_before_handling_reach_the_handler_once() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled.jsonl");
+    write_account(
+        dir.path(),
+        "a",
+        &account_toml(
+            20021,
+            &format!("handler = \"log\"\nlog_path = \"{}\"", log.display()),
+        ),
+    );
+    let mut f = start_fleet(
+        dir.path(),
+        "data",
+        &sim,
+        &[
+            ("QQFLEET_DEBUG_HOOKS", "1"),
+            ("QQFLEET_DEBUG_CRASH_BEFORE_HANDLER", "a"),
+        ],
+    );
+    login(&f, &sim, "a", 20021).await;
+    // The next event comes twice; the process dies after recording it, before handling.
+    let r = post(
+        &format!("{}/sim/faults", sim.base),
+        json!({"qq": 20021, "endpoint": "poll2", "duplicate": true, "count": 1}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20021, "kind": "buddy", "text": "once"}),
+    )
+    .await;
+    let status = wait_exit(&mut f.child, Duration::from_secs(15)).expect("the crash hook fired");
+    assert!(!status.success());
+    assert!(!log.exists() || std::fs::read_to_string(&log).unwrap().is_empty());
+    drop(f);
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    wait_state(&f, "a", "online", Duration::from_secs(20)).await;
+    post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20021, "kind": "buddy", "text": "after"}),
+    )
+    .await;
+    eventually("both handled", Duration::from_secs(15), || async {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains("\"after\"").then_some(())
+    })
+    .await;
+    // Without a crash: the server delivers an event twice, the handler sees it once.
+    let r = post(
+        &format!("{}/sim/faults", sim.base),
+        json!({"qq": 20021, "endpoint": "poll2", "duplicate": true, "count": 1}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20021, "kind": "buddy", "text": "twice"}),
+    )
+    .await;
+    eventually("the duplicate dropped", Duration::from_secs(15), || async {
+        let t = std::fs::read_to_string(&f.stderr).unwrap_or_default();
+        t.contains("duplicate event dropped").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["once", "after", "twice"],
+        "each event handled exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_add_change_remove_and_invalid_leave_the_others_alone() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20031, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20031).await;
+    let a_since = account(&f, "a").await.unwrap()["since"].clone();
+
+    // Hot-add.
+    write_account(dir.path(), "b", &account_toml(20032, ""));
+    login(&f, &sim, "b", 20032).await;
+
+    // Change: restarted with the new settings, resumed without a scan.
+    write_account(dir.path(), "b", &account_toml(20032, "handler = \"log\""));
+    eventually("b restarted", Duration::from_secs(15), || async {
+        let b = account(&f, "b").await?;
+        let h = b["history"].as_array()?;
+        let n = h.iter().filter(|t| t["state"] == "online").count();
+        (n >= 2 && b["state"] == "online").then_some(())
+    })
+    .await;
+    assert_eq!(sim_account(&sim, 20032).await["logins"], 1);
+
+    // Invalid: shown with file, line and key.
+    write_account(dir.path(), "c", "qq = 20033\nhandlr = \"echo\"\n");
+    wait_state(&f, "c", "invalid", Duration::from_secs(15)).await;
+    let c = account(&f, "c").await.unwrap();
+    let err = c["error"].as_str().unwrap();
+    assert!(err.contains("c.toml:2") && err.contains("handlr"), "{err}");
+
+    // Fixing it starts it.
+    write_account(dir.path(), "c", &account_toml(20033, ""));
+    login(&f, &sim, "c", 20033).await;
+
+    // Remove: stopped and gone from the API.
+    std::fs::remove_file(dir.path().join("accounts/b.toml")).unwrap();
+    eventually("b removed", Duration::from_secs(15), || async {
+        account(&f, "b").await.is_none().then_some(())
+    })
+    .await;
+
+    // `a` never left `online`.
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["state"], "online");
+    assert_eq!(a["since"], a_since);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retcode_faults_lead_back_online_or_to_stopped() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20041, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20041).await;
+    let fault = |retcode: i64| {
+        let url = format!("{}/sim/faults", sim.base);
+        async move {
+            let r = post(
+                &url,
+                json!({"qq": 20041, "endpoint": "poll2", "retcode": retcode, "count": 1}),
+            )
+            .await;
+            assert!(r.status().is_success());
+        }
+    };
+    let history_len = || async {
+        account(&f, "a").await.unwrap()["history"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // 121 and 120: relink, back online, no scan.
+    for code in [121, 120] {
+        let relinks = sim_account(&sim, 20041).await["relinks"].as_u64().unwrap();
+        let h0 = history_len().await;
+        fault(code).await;
+        eventually(
+            &format!("relink after {code}"),
+            Duration::from_secs(15),
+            || async {
+                (sim_account(&sim, 20041).await["relinks"].as_u64().unwrap() > relinks)
+                    .then_some(())
+            },
+        )
+        .await;
+        wait_state(&f, "a", "online", Duration::from_secs(15)).await;
+        let a = account(&f, "a").await.unwrap();
+        let h = a["history"].as_array().unwrap();
+        let states: Vec<&str> = h[h0..]
+            .iter()
+            .map(|t| t["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["logging_in", "online"], "after {code}");
+    }
+    // 102, 116 (without p the client must not break), 100012: still online, no reconnect.
+    let relinks = sim_account(&sim, 20041).await["relinks"].as_u64().unwrap();
+    let h0 = history_len().await;
+    for code in [102, 100012] {
+        fault(code).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(state_of(&f, "a").await.as_deref(), Some("online"));
+    assert_eq!(history_len().await, h0);
+    assert_eq!(
+        sim_account(&sim, 20041).await["relinks"].as_u64().unwrap(),
+        relinks
+    );
+
+    // Expired session: relink and resume fail, a new scan brings it back.
+    post(&format!("{}/sim/expire", sim.base), json!({"qq": 20041})).await;
+    wait_state(&f, "a", "awaiting_scan", Duration::from_secs(20)).await;
+    login(&f, &sim, "a", 20041).await;
+    assert_eq!(sim_account(&sim, 20041).await["logins"], 2);
+
+    // Kick: stopped until an operator acts.
+    post(&format!("{}/sim/kick", sim.base), json!({"qq": 20041})).await;
+    wait_state(&f, "a", "stopped", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(state_of(&f, "a").await.as_deref(), Some("stopped"));
+    let r = post(&format!("{}/api/accounts/a/restart", f.api), json!({})).await;
+    assert_eq!(r.status(), 202);
+    eventually(
+        "restarted after the kick",
+        Duration::from_secs(20),
+        || async {
+            let s = state_of(&f, "a").await?;
+            (s == "online" || s == "awaiting_scan").then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_list_refresh_storm_never_gets_retcode_6() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20051, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20051).await;
+    for _ in 0..60 {
+        let r = post(
+            &format!("{}/api/accounts/a/contacts/refresh", f.api),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let acc = sim_account(&sim, 20051).await;
+    let calls = acc["calls"]["get_user_friends2"].as_u64().unwrap_or(0);
+    assert!(calls >= 1, "the refresh reached the server: {acc}");
+    assert!(calls <= 15, "{calls} friend-list calls: {acc}");
+    let sixes = acc["retcodes"]["get_user_friends2"]["6"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(sixes, 0, "{acc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_account_is_contained() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20061, ""));
+    write_account(dir.path(), "b", &account_toml(20062, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[("QQFLEET_DEBUG_HOOKS", "1")]);
+    login(&f, &sim, "a", 20061).await;
+    login(&f, &sim, "b", 20062).await;
+    let b_since = account(&f, "b").await.unwrap()["since"].clone();
+    let r = post(&format!("{}/api/accounts/a/debug/panic", f.api), json!({})).await;
+    assert_eq!(r.status(), 202);
+    eventually("a rebuilt", Duration::from_secs(15), || async {
+        let a = account(&f, "a").await?;
+        (a["restarts"]["account"].as_u64()? >= 1 && a["state"] == "online").then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim_account(&sim, 20061).await["logins"],
+        1,
+        "rebuilt from the store"
+    );
+    // b kept polling the whole time.
+    let b1 = account(&f, "b").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b2 = account(&f, "b").await.unwrap();
+    assert_eq!(b2["state"], "online");
+    assert_eq!(b2["since"], b_since);
+    assert_eq!(b2["restarts"]["account"], 0);
+    assert_ne!(b1["last_poll_at"], b2["last_poll_at"], "b still polls");
+}
