@@ -746,6 +746,21 @@ impl Qqfleet {
         format!("{}{}", read("stdout.log"), read("stderr.log"))
     }
 
+    /// The last `n` log lines (QR art left out), for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.contains(" INFO ")
+                    || l.contains(" WARN ")
+                    || l.contains(" ERROR ")
+                    || l.contains(" DEBUG ")
+            })
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Fails the test if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
