@@ -143,7 +143,19 @@ fn full_run(log_format: &str) {
     if log_format == "json" {
         // Every line is JSON (the QR art is printed for people only in the text format).
         for l in logs.lines().filter(|l| l.starts_with('{')) {
-            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            // A line that speaks of the account (its id or its QQ number) carries its id as a
+            // field, or inside an account span.
+            if l.contains("secretive") || l.contains(&QQ.to_string()) {
+                let spans = v["spans"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    v["fields"]["account"] == "secretive"
+                        || v["span"]["account"] == "secretive"
+                        || spans.iter().any(|s| s["account"] == "secretive"),
+                    "a line about the account without its id: {l}"
+                );
+            }
         }
     }
     assert!(
