@@ -310,6 +310,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     for alert in [
         "QQFleetAccountDown",
         "QQFleetReloginStorm",
+        "QQFleetReconnectLoop",
         "QQFleetFriendListLockout",
         "QQFleetOutboxBacklogGrowing",
         "QQFleetQrWaitingTooLong",
