@@ -135,6 +135,12 @@ impl Sender {
     ) {
         self.in_flight = false;
         let kind = kind_of(&msg.target);
+        // A timed-out send may well have been delivered (the request was on the wire): it
+        // gets the uncertain policy, never a blind resend.
+        let res = match res {
+            Err(ProtocolError::Timeout { .. }) => Ok(SendOutcome::Uncertain),
+            other => other,
+        };
         let stored = match res {
             Ok(SendOutcome::Delivered) => {
                 emit(MessageSent {
