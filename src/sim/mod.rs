@@ -257,6 +257,13 @@ pub fn config_from_args(args: &SimArgs) -> Result<SimConfig, SimError> {
 /// `listening on http://127.0.0.1:PORT` (tools wait for it).
 pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     let config = config_from_args(&args)?;
+    // The simulator hands out cookies and sessions to anyone who asks: loopback only.
+    if !args.listen.ip().is_loopback() {
+        return Err(SimError::BadArgument(format!(
+            "--listen {} is not a loopback address",
+            args.listen
+        )));
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| SimError::Bind {
