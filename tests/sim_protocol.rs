@@ -124,14 +124,14 @@ async fn qr_login_states_and_png() {
 #[tokio::test]
 async fn auto_scan_logs_in_a_fresh_account() {
     let sim = start(SimConfig {
-        auto_scan: Some(Duration::from_millis(200)),
+        auto_scan: Some(Duration::from_millis(1000)),
         ..cfg()
     })
     .await;
     let mut c = Client::new(&sim.base_url());
     c.ptqrshow().await;
     assert_eq!(c.ptqrlogin().await[0], "66");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_qr_confirmed(&c).await;
     c.finish_login().await;
     let (s, a) = control(&c, "GET", &format!("accounts/{}", c.qq), None).await;
     assert_eq!(s, 200);
@@ -501,27 +501,38 @@ async fn poll_hold_warmup_two_pollers_and_duplicate() {
         "{held:?}"
     );
 
-    // Two pollers: the older is answered at once, the newer gets the event.
-    let c = Arc::new(c);
-    let c1 = c.clone();
-    let first = tokio::spawn(async move { (c1.poll().await, Instant::now()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, st) = control(&c, "GET", "stats", None).await;
-    assert_eq!(st["pending_polls"], 1);
-    let c2 = c.clone();
-    let second = tokio::spawn(async move { c2.poll().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two pollers: the older is answered at once (long before the hold ends), the newer gets
+    // the event. Uses a second simulator with a long hold so "at once" is measurable.
+    let sim5 = start(SimConfig {
+        hold: Duration::from_secs(8),
+        ..cfg()
+    })
+    .await;
+    let p = Arc::new(login(&sim5.base_url(), 3456780).await);
+    let p1 = p.clone();
+    let first = tokio::spawn(async move { (p1.poll().await, Instant::now()) });
+    wait_pending(&p, 1).await;
+    let p2 = p.clone();
+    let started = Instant::now();
+    let second = tokio::spawn(async move { p2.poll().await });
+    let (older, answered) = tokio::time::timeout(Duration::from_secs(6), first)
+        .await
+        .expect("older poll answered before the hold ends")
+        .unwrap();
+    assert_eq!(older, json!({"retcode": 0, "result": []}));
+    assert!(answered.duration_since(started) < Duration::from_secs(6));
+    wait_pending(&p, 1).await;
     let (_, inj) = control(
-        &c,
+        &p,
         "POST",
         "inject",
-        Some(json!({"qq": 3456789, "kind": "buddy", "text": "x"})),
+        Some(json!({"qq": 3456780, "kind": "buddy", "text": "x"})),
     )
     .await;
-    let (older, _) = first.await.unwrap();
-    assert_eq!(older, json!({"retcode": 0, "result": []}));
     let newer = second.await.unwrap();
     assert_eq!(newer["result"][0]["value"]["msg_id"], inj["msg_id"]);
+    sim5.shutdown().await;
+    let c = Arc::new(c);
 
     // Duplicate fault: the next event comes in two consecutive answers with one msg_id.
     let (s, _) = control(
@@ -586,6 +597,14 @@ async fn second_login_kick_expiry_and_clock() {
     assert_eq!(c.poll().await["retcode"], 103);
     let (_, a) = control(&c, "GET", "accounts/5678901", None).await;
     assert_eq!(a["online"], false);
+    let (s, _) = control(
+        &c,
+        "POST",
+        "inject",
+        Some(json!({"qq": 5678901, "kind": "buddy", "text": "x"})),
+    )
+    .await;
+    assert_eq!(s, 409);
     assert_eq!(c.friends().await, json!({"retcode": 100000}));
     let r = c
         .send("send_buddy_msg2", ("to", json!(1)), &[json!("x")])
@@ -1217,7 +1236,7 @@ async fn cli_prints_listening_first() {
         assert!(base.starts_with("http://127.0.0.1:"), "{first}");
         let mut c = Client::new(&base);
         c.ptqrshow().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_qr_confirmed(&c).await;
         c.finish_login().await;
         c.poll().await
     };

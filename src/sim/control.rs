@@ -217,9 +217,9 @@ pub async fn qr_confirm(State(sim): S, Json(b): Json<ScanRequest>) -> Response {
 
 /// `POST /sim/inject` → `{"msg_id":n}`.
 pub async fn post_inject(State(sim): S, Json(b): Json<InjectRequest>) -> Response {
-    let now = sim.clock.now_secs();
+    let now = sim.now();
     let mut w = sim.world();
-    match inject(&mut w, &b, now) {
+    match inject(&mut w, &b, now, sim.lifetime_ms()) {
         Ok(id) => Json(json!({"msg_id": id})).into_response(),
         Err(e) => {
             let code = match e {

@@ -167,7 +167,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let now = sim.clock.now_secs();
+        let now = sim.now();
         let mut w = sim.world();
         let online: Vec<u64> = w
             .accounts
@@ -191,7 +191,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
                 text: Some(LINES[rng.random_range(0..LINES.len())].to_string()),
                 status: None,
             };
-            let _ = events::inject(&mut w, &req, now);
+            let _ = events::inject(&mut w, &req, now, sim.lifetime_ms());
         }
     }
 }

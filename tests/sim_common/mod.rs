@@ -365,3 +365,32 @@ pub async fn login(base: &str, qq: u64) -> Client {
     assert_eq!(c.qq, qq);
     c
 }
+
+/// Waits (bounded) until the simulator holds `n` polls.
+pub async fn wait_pending(c: &Client, n: u64) {
+    for _ in 0..100 {
+        let (_, st) = control(c, "GET", "stats", None).await;
+        if st["pending_polls"] == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("pending_polls never reached {n}");
+}
+
+/// Waits (bounded) until the client's QR is confirmed (auto-scan).
+pub async fn wait_qr_confirmed(c: &Client) {
+    let qrsig = c.cookie("qrsig").expect("qrsig");
+    for _ in 0..100 {
+        let (_, qrs) = control(c, "GET", "qr", None).await;
+        let confirmed = qrs.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|q| q["qrsig"] == qrsig.as_str() && q["state"] == "confirmed")
+        });
+        if confirmed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("QR never confirmed");
+}
