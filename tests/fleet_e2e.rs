@@ -685,6 +685,35 @@ async fn a_panic_in_one_account_is_contained() {
     assert_ne!(b1["last_poll_at"], b2["last_poll_at"], "b still polls");
 }
 
+#[test]
+fn check_names_file_line_and_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "good", "qq = 20071\n");
+    write_account(dir.path(), "bad", "qq = 20072\n[limits]\nsend_burts = 3\n");
+    write_account(dir.path(), "worse", "qq = \"twelve\"\n");
+    let out = Command::new(BIN)
+        .args(["check", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3: key `limits.send_burts`"), "{err}");
+    assert!(err.contains("worse.toml:1: key `qq`"), "{err}");
+    std::fs::remove_file(dir.path().join("accounts/bad.toml")).unwrap();
+    std::fs::remove_file(dir.path().join("accounts/worse.toml")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ---- scale (run by hand: `QQFLEET_SCALE_BIN=target/release/qqfleet cargo test --test
 // fleet_e2e scale -- --ignored --nocapture`) -------------------------------------------------
 
