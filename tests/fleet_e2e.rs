@@ -20,11 +20,15 @@ struct Sim {
 }
 
 async fn sim() -> Sim {
+    sim_with(qqfleet::sim::SimConfig::default()).await
+}
+
+async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
     let cfg = qqfleet::sim::SimConfig {
         hold: Duration::from_secs(1),
         send_min_interval: Duration::ZERO,
         target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
+        ..cfg
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
@@ -588,7 +592,7 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
             .collect();
         assert_eq!(states, ["logging_in", "online"], "after {code}");
     }
-    // 102, 116 (without p the client must not break), 100012: still online, no reconnect.
+    // 102 and 100012 (ignorable, §5.2): still online, no reconnect.
     let relinks = sim_account(&sim, 20041).await["relinks"].as_u64().unwrap();
     let h0 = history_len().await;
     for code in [102, 100012] {
@@ -683,6 +687,53 @@ async fn a_panic_in_one_account_is_contained() {
     assert_eq!(b2["since"], b_since);
     assert_eq!(b2["restarts"]["account"], 0);
     assert_ne!(b1["last_poll_at"], b2["last_poll_at"], "b still polls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ptwebqq_rotation_116_keeps_the_account_online() {
+    let sim = sim_with(qqfleet::sim::SimConfig {
+        ptwebqq_rotation: Some(Duration::from_secs(2)),
+        ..qqfleet::sim::SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20081, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20081).await;
+    let h0 = account(&f, "a").await.unwrap()["history"]
+        .as_array()
+        .unwrap()
+        .len();
+    eventually("two 116 answers", Duration::from_secs(20), || async {
+        let acc = sim_account(&sim, 20081).await;
+        (acc["retcodes"]["poll2"]["116"].as_u64()? >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["state"], "online");
+    assert_eq!(
+        a["history"].as_array().unwrap().len(),
+        h0,
+        "no reconnect: {a}"
+    );
+    let acc = sim_account(&sim, 20081).await;
+    assert_eq!(acc["relinks"], 0, "{acc}");
+    // Polls after the rotation carry the new ptwebqq (the simulator refuses old ones).
+    let r = post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20081, "kind": "buddy", "text": "still here"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    eventually("echo after rotation", Duration::from_secs(15), || async {
+        sent(&sim, 20081)
+            .await
+            .iter()
+            .any(|m| m["text"] == "still here")
+            .then_some(())
+    })
+    .await;
 }
 
 #[test]
