@@ -736,6 +736,37 @@ async fn ptwebqq_rotation_116_keeps_the_account_online() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_restarts_a_silent_poller() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(
+        dir.path(),
+        "a",
+        "qq = 20091\n[supervision]\nqr_check_secs = 1\nwatchdog_secs = 3\n",
+    );
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20091).await;
+    // The next polls hang for 20 s (the hold is 1 s).
+    let r = post(
+        &format!("{}/sim/faults", sim.base),
+        json!({"qq": 20091, "endpoint": "poll2", "delay_ms": 20000, "count": 1}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    eventually("a poller restart", Duration::from_secs(15), || async {
+        let a = account(&f, "a").await?;
+        (a["restarts"]["poller"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    let before = account(&f, "a").await.unwrap()["last_poll_at"].clone();
+    eventually("polling again", Duration::from_secs(10), || async {
+        let a = account(&f, "a").await?;
+        (a["last_poll_at"] != before && a["state"] == "online").then_some(())
+    })
+    .await;
+}
+
 #[test]
 fn check_names_file_line_and_key_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
