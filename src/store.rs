@@ -60,6 +60,10 @@ pub struct OutMsg {
     pub msg_id: Option<u64>,
     /// Failed attempts so far (transport errors); drives the sender's retry delay.
     pub attempts: u32,
+    /// Refusals by the server (not transport trouble), across reconnects: a message refused
+    /// this often is held, not retried forever.
+    #[serde(default)]
+    pub rejections: u32,
     /// Unix seconds of acceptance.
     pub accepted_at: u64,
 }
@@ -264,6 +268,7 @@ impl SledStore {
                         text: text.clone(),
                         msg_id: None,
                         attempts: 0,
+                        rejections: 0,
                         accepted_at: now,
                     };
                     outbox.insert(seq_key(id, *seq), encode(&msg))?;

@@ -767,6 +767,44 @@ async fn the_watchdog_restarts_a_silent_poller() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20101, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20101).await;
+    let (_, uin) = friend_uin(&sim, 20101).await;
+    // A uin of no friend in this session: the server answers 100001 every time.
+    for (to, text) in [(1u64, "to nobody"), (uin, "to a friend")] {
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": to, "text": text}),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+    eventually(
+        "the good one delivered",
+        Duration::from_secs(40),
+        || async {
+            sent(&sim, 20101)
+                .await
+                .iter()
+                .any(|m| m["text"] == "to a friend")
+                .then_some(())
+        },
+    )
+    .await;
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert_eq!(ob["pending"].as_array().unwrap().len(), 0, "{ob}");
+    let held = ob["held"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{ob}");
+    assert_eq!(held[0]["text"], "to nobody");
+    wait_state(&f, "a", "online", Duration::from_secs(10)).await;
+    assert_eq!(sim_account(&sim, 20101).await["logins"], 1);
+}
+
 #[test]
 fn check_names_file_line_and_key_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();

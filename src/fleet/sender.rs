@@ -174,21 +174,14 @@ impl Sender {
                         retcode: *retcode,
                     });
                 }
-                if e.is_session_lost() || needs_relink(&e) {
-                    // The message stays at the head; the next Sender sends it after the
-                    // reconnect, with the same msg_id.
-                    self.draining = true;
-                    self.account.do_send(SenderReport::SessionLost {
-                        gen: self.gen,
-                        reason: e.to_string(),
-                    });
-                    self.notify_drained();
-                    return;
-                }
                 msg.attempts += 1;
-                if !e.is_transient() && msg.attempts >= MAX_REJECTIONS {
-                    // Refused again and again (a stale uin, a text the server will never
-                    // take): set it aside so it cannot block the messages behind it.
+                if !e.is_transient() {
+                    msg.rejections += 1;
+                }
+                if msg.rejections >= MAX_REJECTIONS {
+                    // Refused again and again, across reconnects (a stale uin draws 100001,
+                    // a session error, on every fresh session): it is the message, not the
+                    // session. Set it aside so it cannot block the messages behind it.
                     tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
                         "send refused {MAX_REJECTIONS} times; held for an operator");
                     let r = self.store.hold_outgoing(&self.id, &msg);
@@ -198,6 +191,20 @@ impl Sender {
                     self.after_send(ctx);
                     return;
                 }
+                if let Err(e) = self.store.update_outbox(&self.id, &msg) {
+                    tracing::error!(account = %self.id, error = %e, "outbox update failed");
+                }
+                if e.is_session_lost() || needs_relink(&e) {
+                    // The message stays at the head; the next Sender sends it after the
+                    // reconnect.
+                    self.draining = true;
+                    self.account.do_send(SenderReport::SessionLost {
+                        gen: self.gen,
+                        reason: e.to_string(),
+                    });
+                    self.notify_drained();
+                    return;
+                }
                 let wait = match &e {
                     ProtocolError::RateLimited { retry_after, .. } => *retry_after,
                     _ => Duration::from_secs(1) * 2u32.saturating_pow(msg.attempts.min(6)),
@@ -205,9 +212,8 @@ impl Sender {
                 .min(MAX_RETRY);
                 tracing::warn!(account = %self.id, seq = msg.seq, attempts = msg.attempts,
                     error = %e, "send failed; will retry the same message");
-                let r = self.store.update_outbox(&self.id, &msg);
                 self.later(wait, ctx);
-                r
+                Ok(())
             }
         };
         if let Err(e) = stored {
