@@ -931,13 +931,15 @@ async fn scale_many_accounts_online_and_resumed() {
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
         let mut api = None;
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
+        for l in lines.by_ref().map_while(Result::ok) {
             if let Some(rest) = l.strip_prefix("admin API: ") {
                 api = Some(rest.trim_end_matches("/api/accounts").to_string());
                 break;
             }
         }
+        std::thread::spawn(move || for _ in lines {});
         (child, api.unwrap())
     };
     let t0 = Instant::now();
