@@ -617,6 +617,17 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
     wait_state(&f, "a", "stopped", Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(state_of(&f, "a").await.as_deref(), Some("stopped"));
+    // It stays stopped across a restart of the process, until an operator acts.
+    let mut f = f;
+    sigterm(&f.child);
+    assert!(wait_exit(&mut f.child, Duration::from_secs(6)).is_some());
+    drop(f);
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    wait_state(&f, "a", "stopped", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["state"], "stopped");
+    assert!(a["error"].as_str().unwrap_or("").contains("kick"), "{a}");
     let r = post(&format!("{}/api/accounts/a/restart", f.api), json!({})).await;
     assert_eq!(r.status(), 202);
     eventually(
