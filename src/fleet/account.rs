@@ -35,8 +35,8 @@ use super::webqq::{Connector, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
-    emit, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod, MessageReceived,
-    OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoginFinished, LoginMethod,
+    MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError};
@@ -432,10 +432,10 @@ impl Account {
                 }
                 self.handle_one(seq, msg);
             }
-            Ok(None) => {
-                tracing::info!(account = %self.id(), poll_type = %msg.poll_type,
-                    msg_id = msg.msg_id, "duplicate event dropped");
-            }
+            Ok(None) => emit(DuplicateDropped {
+                account: self.id(),
+                poll_type: &msg.poll_type,
+            }),
             Err(e) => {
                 // Without the record a crash could deliver it twice: drop it loudly.
                 tracing::error!(account = %self.id(), error = %e,

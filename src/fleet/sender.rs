@@ -19,7 +19,7 @@ use super::account::Account;
 use super::messages::{Drain, SenderReport, Stop, Wake};
 use super::webqq::WebQq;
 use crate::config::UncertainPolicy;
-use crate::events::{emit, MessageSent, RateLimited, RetcodeReceived};
+use crate::events::{emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceived};
 use crate::limits::Limits;
 use crate::protocol::{ProtocolError, SendOutcome, Target};
 use crate::store::{OutMsg, Store};
@@ -158,7 +158,13 @@ impl Sender {
                 });
                 match self.on_uncertain {
                     UncertainPolicy::AssumeDelivered => self.store.ack(&self.id, msg.seq),
-                    UncertainPolicy::Hold => self.store.hold_outgoing(&self.id, &msg),
+                    UncertainPolicy::Hold => {
+                        emit(OutgoingHeld {
+                            account: &self.id,
+                            reason: "uncertain",
+                        });
+                        self.store.hold_outgoing(&self.id, &msg)
+                    }
                 }
             }
             Err(e) => {
@@ -183,7 +189,11 @@ impl Sender {
                     // a session error, on every fresh session): it is the message, not the
                     // session. Set it aside so it cannot block the messages behind it.
                     tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
-                        "send refused {MAX_REJECTIONS} times; held for an operator");
+                        "send refused {MAX_REJECTIONS} times");
+                    emit(OutgoingHeld {
+                        account: &self.id,
+                        reason: "refused",
+                    });
                     let r = self.store.hold_outgoing(&self.id, &msg);
                     if let Err(e) = r {
                         tracing::error!(account = %self.id, error = %e, "outbox update failed");
