@@ -816,6 +816,55 @@ async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
     assert_eq!(sim_account(&sim, 20101).await["logins"], 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_follow_their_target_into_a_new_session() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // One send every 5 s: the queue outlives the session.
+    write_account(
+        dir.path(),
+        "a",
+        "qq = 20111\n[supervision]\nqr_check_secs = 1\n[limits]\nsend_per_minute = 12\nsend_burst = 1\n",
+    );
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20111).await;
+    eventually("contacts fetched", Duration::from_secs(10), || async {
+        let acc = sim_account(&sim, 20111).await;
+        (acc["calls"]["get_user_friends2"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (friend_qq, old_uin) = friend_uin(&sim, 20111).await;
+    for i in 0..3 {
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": old_uin, "text": format!("q{i}")}),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+    // The session dies (as after two days); a new scan makes a new session, new uins.
+    post(&format!("{}/sim/expire", sim.base), json!({"qq": 20111})).await;
+    wait_state(&f, "a", "awaiting_scan", Duration::from_secs(20)).await;
+    login(&f, &sim, "a", 20111).await;
+    let (_, new_uin) = friend_uin(&sim, 20111).await;
+    assert_ne!(
+        new_uin, old_uin,
+        "the simulator gives new pseudo uins per session"
+    );
+    eventually("all three delivered", Duration::from_secs(40), || async {
+        let s = sent(&sim, 20111).await;
+        (s.len() >= 3).then_some(())
+    })
+    .await;
+    let s = sent(&sim, 20111).await;
+    let texts: Vec<&str> = s.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["q0", "q1", "q2"]);
+    assert!(s.iter().all(|m| m["to"] == friend_qq), "{s:?}");
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert_eq!(ob["held"].as_array().unwrap().len(), 0, "{ob}");
+}
+
 #[test]
 fn check_names_file_line_and_key_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();

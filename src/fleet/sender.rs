@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use actix::prelude::*;
 
 use super::account::Account;
@@ -26,6 +28,8 @@ use crate::store::{OutMsg, Store};
 
 /// Longest pause between two attempts of one message after transport errors.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// How long a message accepted in another session waits for this session's contacts.
+const CONTACTS_WAIT: Duration = Duration::from_secs(10);
 /// Refusals (not transport trouble, not a lost session) before a message is held.
 const MAX_REJECTIONS: u32 = 3;
 
@@ -46,6 +50,8 @@ pub struct Sender {
     draining: bool,
     /// Who waits for the send in flight to end.
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Since when a message waits for this session's contacts (see `resolve`).
+    waiting_contacts: Option<Instant>,
 }
 
 impl Sender {
@@ -70,6 +76,7 @@ impl Sender {
             timer: None,
             draining: false,
             drained: Vec::new(),
+            waiting_contacts: None,
         }
     }
 
@@ -86,7 +93,7 @@ impl Sender {
         if self.in_flight || self.draining || self.timer.is_some() {
             return;
         }
-        let head = match self.store.outbox_head(&self.id) {
+        let mut head = match self.store.outbox_head(&self.id) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -95,6 +102,9 @@ impl Sender {
                 return;
             }
         };
+        if !self.resolve(&mut head, ctx) {
+            return;
+        }
         if let Err((limiter, wait)) = self.limits.check_send(&target_key(&head.target)) {
             emit(RateLimited {
                 account: &self.id,
@@ -107,7 +117,6 @@ impl Sender {
         // Record the msg_id this attempt will use, in the outbox entry and in the saved
         // session (the client's counter), before it goes out: after a crash the restored
         // client sends this same entry with this same msg_id again.
-        let mut head = head;
         let session = self.client.session();
         head.msg_id = Some(session.msg_id);
         let saved = self
@@ -125,6 +134,50 @@ impl Sender {
             fut.into_actor(self)
                 .map(move |res, act, ctx| act.sent(head, res, ctx)),
         );
+    }
+
+    /// Maps a message accepted in an earlier session to this session's pseudo uin by the
+    /// name kept with it. Returns false when it should wait a little for the contacts.
+    fn resolve(&mut self, msg: &mut OutMsg, ctx: &mut Context<Self>) -> bool {
+        let Some(name) = msg.to_name.clone() else {
+            return true;
+        };
+        let Some(c) = self.client.cached_contacts() else {
+            // A fresh session fetches its contacts right after login: give it a moment.
+            let since = *self.waiting_contacts.get_or_insert_with(Instant::now);
+            if since.elapsed() < CONTACTS_WAIT {
+                self.later(Duration::from_millis(500), ctx);
+                return false;
+            }
+            return true;
+        };
+        let known = match &msg.target {
+            Target::Buddy(uin) => c.friend(*uin).is_some(),
+            Target::Group(gid) => c.group(*gid).is_some(),
+            Target::Discu(did) => c.discu(*did).is_some(),
+            Target::Sess { .. } => true,
+        };
+        if known {
+            return true;
+        }
+        let found = match &msg.target {
+            Target::Buddy(_) => c.friend_by_name(&name).map(|f| Target::Buddy(f.uin)),
+            Target::Group(_) => c.group_by_name(&name).map(|g| Target::Group(g.gid)),
+            Target::Discu(_) => c.discu_by_name(&name).map(|d| Target::Discu(d.did)),
+            Target::Sess { .. } => return true,
+        };
+        match found {
+            Ok(t) => {
+                tracing::info!(account = %self.id, seq = msg.seq,
+                    "target re-resolved by name in the new session");
+                msg.target = t;
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
+                    "target unknown in this session; sending as accepted");
+            }
+        }
+        true
     }
 
     fn sent(
