@@ -621,3 +621,40 @@ fn remove_series<T: prometheus::core::MetricVecBuilder>(
         }
     }
 }
+
+// ---- Added by the fleet (to merge into the events above; no metrics yet) ----------------
+
+/// A received event was already recorded and is dropped: a duplicate delivery by the server
+/// (WEBQQ.md §5.4) or a replay; the handler never sees it twice.
+pub struct DuplicateDropped<'a> {
+    pub account: &'a str,
+    pub poll_type: &'a str,
+}
+
+impl Event for DuplicateDropped<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            poll_type = self.poll_type,
+            "duplicate event dropped"
+        );
+    }
+}
+
+/// An outgoing message was set aside for an operator instead of being sent again
+/// (`reason`: `uncertain` for 1202 or a timeout under the `hold` policy, `refused` after
+/// repeated refusals).
+pub struct OutgoingHeld<'a> {
+    pub account: &'a str,
+    pub reason: &'static str,
+}
+
+impl Event for OutgoingHeld<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            reason = self.reason,
+            "outgoing message held for an operator"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! The protocol client's decoders against the real payloads in `tests/fixtures/` (copied from
+//! The protocol client's decoders against the real payloads in `tests/fixtures_protocol/` (copied from
 //! the shared fixture set; provenance in its README), the content codec and splitter
 //! properties, and decoders fed arbitrary bytes.
 
@@ -22,7 +22,7 @@ use serde_json::Value;
 
 fn fixture(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("tests/fixtures_protocol")
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -550,7 +550,10 @@ fn canonical_faces(text: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // PROPTEST_CASES=N runs a longer fuzz session (the default keeps CI fast)
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn splitter_pieces_fit_and_concatenate(text in "(\\PC| |\\n){0,2000}") {

@@ -477,7 +477,18 @@ impl Client {
         form_r: Option<String>,
     ) -> Result<Value, ProtocolError> {
         self.check_rate_limit(ep)?;
-        let v = self.call_json(ep, query, form_r).await?;
+        let mut attempt = 1;
+        let v = loop {
+            match self.call_json(ep, query, form_r.clone()).await {
+                Ok(v) => break v,
+                Err(e) if attempt < READ_ATTEMPTS && retry_read(ep, &e) => {
+                    tracing::debug!(endpoint = %ep, error = %e, attempt, "retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.result_of(ep, v)
     }
 
@@ -908,11 +919,27 @@ impl Client {
         self.warm_up().await
     }
 
-    /// Resumes a saved session without a scan (§3.10): `pt4_auth` with the supertoken →
-    /// check_sig → channel login; else cookie replay (getvfwebqq + login2). When the server
-    /// refuses, the ptlogin cookies are dead: `SessionDead`. Transport errors stay transport
-    /// errors (the session may still be fine).
+    /// Resumes a saved session without a scan (§3.10). In order: if the saved channel still
+    /// answers `get_online_buddies2`, keep it (pandolia tested a pickled session this way);
+    /// else `pt4_auth` with the supertoken → check_sig → channel login; else cookie replay
+    /// (getvfwebqq + login2). When the server refuses all of them, the ptlogin cookies are
+    /// dead: `SessionDead`. Transport errors stay transport errors (the session may still be
+    /// fine).
     pub async fn resume(&self) -> Result<(), ProtocolError> {
+        self.resume_with(true).await
+    }
+
+    /// [`Client::resume`] that always builds a new channel (skips the probe of the saved one).
+    pub async fn resume_new_channel(&self) -> Result<(), ProtocolError> {
+        self.resume_with(false).await
+    }
+
+    async fn resume_with(&self, probe_first: bool) -> Result<(), ProtocolError> {
+        if probe_first && self.channel().is_ok() && self.probe().await? {
+            tracing::info!("saved channel still alive");
+            self.state().kicked = None;
+            return Ok(());
+        }
         let expect = Some(self.state().uin).filter(|&u| u != 0);
         let dead = |e: ProtocolError| match e {
             ProtocolError::Retcode {
@@ -931,6 +958,13 @@ impl Client {
             ProtocolError::Undecodable {
                 endpoint, reason, ..
             } => ProtocolError::SessionDead { endpoint, reason },
+            // check_sig refuses a dead ptsigx with a 4xx
+            ProtocolError::HttpStatus { endpoint, status } if (400..500).contains(&status) => {
+                ProtocolError::SessionDead {
+                    endpoint,
+                    reason: format!("HTTP {status}"),
+                }
+            }
             other => other,
         };
         if let (Some(supertoken), Some(_)) = (self.cookie("supertoken"), self.cookie("superuin")) {
@@ -1004,6 +1038,9 @@ impl Client {
             return Ok(PollResult::Idle);
         }
         let v = decode_json(ep, &a)?;
+        if retcode_of(&v).is_none() {
+            return Err(ProtocolError::undecodable(ep, "no retcode", &a.body));
+        }
         Ok(self.handle_poll_answer(v))
     }
 
@@ -1104,6 +1141,9 @@ impl Client {
     /// delivered: treat it like `Uncertain` (do not resend blindly).
     pub async fn send(&self, target: &Target, text: &str) -> Result<SendOutcome, ProtocolError> {
         self.check_kicked()?;
+        if text.is_empty() {
+            return Err(ProtocolError::EmptyMessage);
+        }
         let ep = target.endpoint();
         let (_, _, psessionid, clientid) = self.channel()?;
         let group_sig = match target {
@@ -1346,6 +1386,34 @@ impl Client {
         self.state().contacts = Some(Arc::new(c.clone()));
         Ok(c)
     }
+}
+
+/// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and
+/// get_group_name_list_mask2 occasionally answered HTTP 404 and clients retried ≤ 3 times).
+const READ_ATTEMPTS: u32 = 3;
+
+/// Whether a failed call may simply be repeated: read-only calls only (never a send: it may
+/// have arrived; never login2: it would open a second channel), on a gateway status or a
+/// connection failure, not on a timeout (the caller already waited) or a retcode.
+fn retry_read(ep: Endpoint, e: &ProtocolError) -> bool {
+    let read_only = matches!(
+        ep,
+        Endpoint::Getvfwebqq
+            | Endpoint::GetSelfInfo2
+            | Endpoint::GetGroupNameListMask2
+            | Endpoint::GetGroupInfoExt2
+            | Endpoint::GetDiscusList
+            | Endpoint::GetDiscuInfo
+            | Endpoint::GetOnlineBuddies2
+            | Endpoint::GetRecentList2
+            | Endpoint::GetC2cmsgSig2
+    );
+    read_only
+        && match e {
+            ProtocolError::HttpStatus { status, .. } => matches!(status, 404 | 502 | 503 | 504),
+            ProtocolError::Transport { .. } => true,
+            _ => false,
+        }
 }
 
 /// `retcode` as a number (it came as number or string).

@@ -101,6 +101,10 @@ pub enum ProtocolError {
         candidates: Vec<String>,
     },
 
+    /// Nothing to send (an empty text).
+    #[error("refusing to send an empty message")]
+    EmptyMessage,
+
     /// The saved session could not be loaded (broken cookie jar serialization).
     #[error("saved session is unreadable: {0}")]
     BadSession(String),

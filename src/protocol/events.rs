@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::client::{SessVia, Target};
 use super::content::Content;
 
 /// A friend message (`message`).
@@ -199,6 +200,25 @@ impl PollEvent {
             PollEvent::GroupMessage(m) => Some(m.content.text()),
             PollEvent::DiscuMessage(m) => Some(m.content.text()),
             PollEvent::SessMessage(m) => Some(m.content.text()),
+            _ => None,
+        }
+    }
+
+    /// Whom to answer: the friend, the group (gid), the discussion (did) or the temporary
+    /// session the message came from (§5.3: reply with the event's own ids).
+    pub fn reply_target(&self) -> Option<Target> {
+        match self {
+            PollEvent::Message(m) => Some(Target::Buddy(m.from_uin)),
+            PollEvent::GroupMessage(m) => Some(Target::Group(m.gid)),
+            PollEvent::DiscuMessage(m) => Some(Target::Discu(m.did)),
+            PollEvent::SessMessage(m) => Some(Target::Sess {
+                to: m.from_uin,
+                via: if m.service_type == 1 {
+                    SessVia::Discu(m.id)
+                } else {
+                    SessVia::Group(m.id)
+                },
+            }),
             _ => None,
         }
     }

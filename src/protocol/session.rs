@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct Session {
     /// Own QQ number (= own uin, §1).
     pub uin: u64,
-    /// The whole cookie jar as JSON lines, session cookies included (`ptwebqq` has no
+    /// The whole cookie jar (cookie_store's JSON array), session cookies included (`ptwebqq` has no
     /// Expires: a plain save would drop it; research §1.3).
     pub cookies: String,
     /// Input of getvfwebqq, login2, poll2 and the friend hash; rotated by poll 116 (§5.2).

@@ -28,11 +28,21 @@ pub async fn health() -> Json<Value> {
     Json(json!({"ok": true}))
 }
 
-fn account_json(w: &World, a: &Account) -> Value {
-    let sessions = w.sessions.values().filter(|s| s.qq == a.qq).count();
+fn account_json(sim: &Sim, w: &World, a: &Account) -> Value {
+    let (now, life) = (sim.now(), sim.lifetime_ms());
+    let live = |s: &&super::world::Session| {
+        s.state == super::world::SessionState::Alive && w.login_alive(s.login_id, now, life)
+    };
+    let sessions = w
+        .sessions
+        .values()
+        .filter(|s| s.qq == a.qq)
+        .filter(live)
+        .count();
     let online = a
         .active_session
         .and_then(|sid| w.sessions.get(&sid))
+        .filter(live)
         .is_some();
     json!({
         "qq": a.qq, "nick": a.nick, "online": online, "sessions": sessions,
@@ -75,7 +85,7 @@ pub async fn create_account(State(sim): S, Json(b): Json<AccountRequest>) -> Res
         regenerate,
     );
     let a = &w.accounts[&b.qq];
-    Json(account_json(&w, a)).into_response()
+    Json(account_json(&sim, &w, a)).into_response()
 }
 
 /// `GET /sim/accounts`: the QQ numbers (addition).
@@ -90,7 +100,7 @@ pub async fn list_accounts(State(sim): S) -> Json<Value> {
 pub async fn get_account(State(sim): S, Path(qq): Path<u64>) -> Response {
     let w = sim.world();
     match w.accounts.get(&qq) {
-        Some(a) => Json(account_json(&w, a)).into_response(),
+        Some(a) => Json(account_json(&sim, &w, a)).into_response(),
         None => bad(StatusCode::NOT_FOUND, "unknown account"),
     }
 }
@@ -207,9 +217,9 @@ pub async fn qr_confirm(State(sim): S, Json(b): Json<ScanRequest>) -> Response {
 
 /// `POST /sim/inject` → `{"msg_id":n}`.
 pub async fn post_inject(State(sim): S, Json(b): Json<InjectRequest>) -> Response {
-    let now = sim.clock.now_secs();
+    let now = sim.now();
     let mut w = sim.world();
-    match inject(&mut w, &b, now) {
+    match inject(&mut w, &b, now, sim.lifetime_ms()) {
         Ok(id) => Json(json!({"msg_id": id})).into_response(),
         Err(e) => {
             let code = match e {

@@ -66,8 +66,16 @@ impl InjectError {
     }
 }
 
-/// Queues an incoming event on the account's active session; returns its msg_id.
-pub fn inject(w: &mut World, req: &InjectRequest, now_secs: u64) -> Result<i64, InjectError> {
+/// Queues an incoming event on the account's active session; returns its msg_id. `now_ms`
+/// and `lifetime_ms` decide whether that session's login still lives (an expired session
+/// would never deliver the event, so the injection is refused).
+pub fn inject(
+    w: &mut World,
+    req: &InjectRequest,
+    now_ms: u64,
+    lifetime_ms: u64,
+) -> Result<i64, InjectError> {
+    let now_secs = now_ms / 1000;
     let acc = w.accounts.get(&req.qq).ok_or(InjectError::UnknownAccount)?;
     let contacts = acc.contacts.clone();
     let own = acc.qq;
@@ -79,6 +87,13 @@ pub fn inject(w: &mut World, req: &InjectRequest, now_secs: u64) -> Result<i64, 
             .ok_or(InjectError::UnknownAccount)?;
         acc.next_msg_id
     };
+    let login_id = w
+        .active_session_mut(req.qq)
+        .map(|s| s.login_id)
+        .ok_or(InjectError::NotOnline)?;
+    if !w.login_alive(login_id, now_ms, lifetime_ms) {
+        return Err(InjectError::NotOnline);
+    }
     let s = w.active_session_mut(req.qq).ok_or(InjectError::NotOnline)?;
     let ev = match req.kind {
         InjectKind::Buddy | InjectKind::InputNotify | InjectKind::Status => {

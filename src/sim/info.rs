@@ -302,3 +302,24 @@ pub fn get_single_long_nick2(sim: &Sim, req: &Req) -> Outcome {
         None => err(6, Some(ctx.qq)),
     }
 }
+
+/// `get_friend_uin2` (§6.10): the real number behind a pseudo uin (`type=1`) or gid
+/// (`type=4`). It worked until 2017-04; older clients still call it.
+pub fn get_friend_uin2(sim: &Sim, req: &Req) -> Outcome {
+    let w = sim.world();
+    let ctx = match api_session(sim, &w, req, None) {
+        Ok(c) => c,
+        Err(c) => return err(c, req.qq_hint()),
+    };
+    let tuin: Option<u64> = req.q("tuin").and_then(|v| v.trim().parse().ok());
+    let s = &w.sessions[&ctx.sid];
+    let account = match (tuin, req.q("type")) {
+        (Some(u), Some("4")) => s.group_of_gid(u),
+        (Some(u), _) => s.qq_of_uin(u),
+        _ => None,
+    };
+    match (account, tuin) {
+        (Some(a), Some(u)) => ok(json!({"uiuin": "", "account": a, "uin": u}), ctx.qq),
+        _ => err(6, Some(ctx.qq)),
+    }
+}

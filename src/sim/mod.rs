@@ -167,7 +167,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let now = sim.clock.now_secs();
+        let now = sim.now();
         let mut w = sim.world();
         let online: Vec<u64> = w
             .accounts
@@ -191,7 +191,7 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
                 text: Some(LINES[rng.random_range(0..LINES.len())].to_string()),
                 status: None,
             };
-            let _ = events::inject(&mut w, &req, now);
+            let _ = events::inject(&mut w, &req, now, sim.lifetime_ms());
         }
     }
 }
@@ -257,6 +257,13 @@ pub fn config_from_args(args: &SimArgs) -> Result<SimConfig, SimError> {
 /// `listening on http://127.0.0.1:PORT` (tools wait for it).
 pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     let config = config_from_args(&args)?;
+    // The simulator hands out cookies and sessions to anyone who asks: loopback only.
+    if !args.listen.ip().is_loopback() {
+        return Err(SimError::BadArgument(format!(
+            "--listen {} is not a loopback address",
+            args.listen
+        )));
+    }
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| SimError::Bind {

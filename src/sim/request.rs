@@ -145,12 +145,24 @@ impl Req {
         path.contains("web2.qq.com/proxy.html") || path.contains("web2.qq.com/cfproxy.html")
     }
 
-    /// `http://HOST` of the simulator as this client reaches it.
+    /// `http://HOST` of the simulator as this client reaches it. The `Host` header is used
+    /// only when it names a loopback address or `localhost` (a client that sets `Host` to the
+    /// real host name by hand must still get URLs that lead back here).
     pub fn base_url(&self, fallback: std::net::SocketAddr) -> String {
-        match &self.host_header {
-            Some(h) if !h.is_empty() && !h.contains('/') => format!("http://{h}"),
-            _ => format!("http://{fallback}"),
+        if let Some(h) = &self.host_header {
+            let is_local = h
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback())
+                || h.starts_with("localhost:");
+            if is_local {
+                return format!("http://{h}");
+            }
         }
+        let mut addr = fallback;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
     }
 
     /// The account hinted by the `uin` (or `superuin`) cookie, for fault matching and
@@ -304,6 +316,17 @@ mod tests {
         assert_eq!(req(&[], None, "").r_json(), Err(RError::Missing));
         assert_eq!(req(&[], None, "r=%7B").r_json(), Err(RError::BadJson));
         assert_eq!(req(&[], None, "r=5").r_json(), Err(RError::BadJson));
+    }
+
+    #[test]
+    fn base_url_only_trusts_loopback_hosts() {
+        let fb: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let b = |h: &str| req(&[("host", h)], None, "").base_url(fb);
+        assert_eq!(b("127.0.0.1:5"), "http://127.0.0.1:5");
+        assert_eq!(b("localhost:5"), "http://localhost:5");
+        assert_eq!(b("ssl.ptlogin2.qq.com"), "http://127.0.0.1:9");
+        let any: std::net::SocketAddr = "0.0.0.0:7".parse().unwrap();
+        assert_eq!(req(&[], None, "").base_url(any), "http://127.0.0.1:7");
     }
 
     #[test]

@@ -21,6 +21,9 @@ use super::state::Sim;
 
 type Handler = fn(&Sim, &Req) -> Outcome;
 
+/// Longest time a request body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a protocol path is.
 #[derive(Clone, Copy)]
 enum Route {
@@ -84,6 +87,7 @@ fn route(host: &str, path: &str) -> Option<Route> {
             "/api/get_self_info2" => Route::Sync(info::get_self_info2),
             "/api/get_friend_info2" => Route::Sync(info::get_friend_info2),
             "/api/get_single_long_nick2" => Route::Sync(info::get_single_long_nick2),
+            "/api/get_friend_uin2" => Route::Sync(info::get_friend_uin2),
             _ => return None,
         }),
         "d1.web2.qq.com" | "d.web2.qq.com" => Some(match path {
@@ -168,7 +172,10 @@ fn fault_answer(sim: &Sim, req: &Req, endpoint: &str, code: i64) -> Outcome {
     Outcome::new(resp, qq, Some(code))
 }
 
+/// Counts the answer for its account and logs it. Only the endpoint, the QQ number, the code
+/// and the HTTP status are logged, never a cookie, token or session id.
 fn record(sim: &Sim, endpoint: &str, o: &Outcome) {
+    tracing::debug!(endpoint, qq = ?o.qq, retcode = ?o.retcode, status = o.resp.status().as_u16(), "sim request");
     let Some(qq) = o.qq else {
         return;
     };
@@ -198,9 +205,12 @@ async fn protocol(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         return status(StatusCode::NOT_FOUND, "not found");
     };
     let endpoint = rest.rsplit('/').next().unwrap_or("").to_string();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+    // A body that never finishes must not hold the connection for ever.
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY));
+    let bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return status(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        Err(_) => return status(StatusCode::REQUEST_TIMEOUT, "body too slow"),
     };
     let abort = parts.extensions.get::<ConnAbort>().cloned();
     let req = Req::new(
