@@ -321,6 +321,46 @@ impl Event for ActorRestarted<'_> {
     }
 }
 
+/// A received event was already recorded and is dropped: a duplicate delivery by the server
+/// (WEBQQ.md §5.4) or a replay; the handler never sees it twice.
+pub struct DuplicateDropped<'a> {
+    pub account: &'a str,
+    pub poll_type: &'a str,
+}
+
+impl Event for DuplicateDropped<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            poll_type = self.poll_type,
+            "duplicate event dropped"
+        );
+        metrics().duplicates_dropped.inc();
+    }
+}
+
+/// An outgoing message was set aside for an operator instead of being sent again
+/// (`reason`: `uncertain` for 1202 or a timeout under the `hold` policy, `refused` after
+/// repeated refusals).
+pub struct OutgoingHeld<'a> {
+    pub account: &'a str,
+    pub reason: &'static str,
+}
+
+impl Event for OutgoingHeld<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            reason = self.reason,
+            "outgoing message held for an operator"
+        );
+        metrics()
+            .messages_held
+            .with_label_values(&[self.account, self.reason])
+            .inc();
+    }
+}
+
 /// The Prometheus text exposition of every qqfleet metric (served on `/metrics`).
 ///
 /// Includes the process metrics (`process_*`) read from `/proc` at each call.
@@ -335,6 +375,9 @@ pub fn render_metrics() -> String {
             String::new()
         })
 }
+
+/// The `reason` values of [`OutgoingHeld`], created at 0 for every account.
+pub const HELD_REASONS: [&str; 2] = ["uncertain", "refused"];
 
 /// Buckets of `qqfleet_poll_duration_seconds`, in seconds.
 ///
@@ -388,6 +431,9 @@ pub struct Metrics {
     outbox: IntGaugeVec,
     rate_limited: IntCounterVec,
     actor_restarts: IntCounterVec,
+    /// Fleet-wide: the log line says which account and poll type.
+    duplicates_dropped: prometheus::IntCounter,
+    messages_held: IntCounterVec,
     /// The current state of every account we have heard of. The per-state counts are derived
     /// from this map, not from the `from` field of the events, so they stay exact even if an
     /// event is lost or arrives twice.
@@ -494,6 +540,17 @@ impl Metrics {
             "Actors restarted or rebuilt, by actor (account, login, poller, sender).",
             &["actor"],
         );
+        let duplicates_dropped = prometheus::IntCounter::with_opts(opts(
+            "qqfleet_duplicates_dropped_total",
+            "Received events dropped because they were already recorded (a duplicate delivery or a replay).",
+        ))
+        .expect("valid metric");
+        reg(Box::new(duplicates_dropped.clone()));
+        let messages_held = counter_vec(
+            "qqfleet_messages_held_total",
+            "Outgoing messages set aside for an operator instead of being sent again, by reason (uncertain, refused).",
+            &["account", "reason"],
+        );
         // Fleet-wide and few: every actor kind exists at 0, so the restarts panel and rate()
         // see the first restart.
         for actor in ["account", "login", "poller", "sender"] {
@@ -528,6 +585,8 @@ impl Metrics {
             outbox,
             rate_limited,
             actor_restarts,
+            duplicates_dropped,
+            messages_held,
             states: Mutex::new(HashMap::new()),
         }
     }
@@ -567,6 +626,12 @@ impl Metrics {
                         .inc_by(0);
                 }
                 self.outbox.with_label_values(&[account]).set(0);
+                // A held message needs an operator: the first one must show in increase().
+                for reason in HELD_REASONS {
+                    self.messages_held
+                        .with_label_values(&[account, reason])
+                        .inc_by(0);
+                }
             }
         }
         self.accounts[Self::state_index(to)].inc();
@@ -596,6 +661,7 @@ impl Metrics {
         remove_series(&self.messages_sent, account);
         remove_series(&self.outbox, account);
         remove_series(&self.rate_limited, account);
+        remove_series(&self.messages_held, account);
     }
 }
 
@@ -619,42 +685,5 @@ fn remove_series<T: prometheus::core::MetricVecBuilder>(
                 let _ = vec.remove(&labels);
             }
         }
-    }
-}
-
-// ---- Added by the fleet (to merge into the events above; no metrics yet) ----------------
-
-/// A received event was already recorded and is dropped: a duplicate delivery by the server
-/// (WEBQQ.md §5.4) or a replay; the handler never sees it twice.
-pub struct DuplicateDropped<'a> {
-    pub account: &'a str,
-    pub poll_type: &'a str,
-}
-
-impl Event for DuplicateDropped<'_> {
-    fn emit(self) {
-        tracing::info!(
-            account = self.account,
-            poll_type = self.poll_type,
-            "duplicate event dropped"
-        );
-    }
-}
-
-/// An outgoing message was set aside for an operator instead of being sent again
-/// (`reason`: `uncertain` for 1202 or a timeout under the `hold` policy, `refused` after
-/// repeated refusals).
-pub struct OutgoingHeld<'a> {
-    pub account: &'a str,
-    pub reason: &'static str,
-}
-
-impl Event for OutgoingHeld<'_> {
-    fn emit(self) {
-        tracing::warn!(
-            account = self.account,
-            reason = self.reason,
-            "outgoing message held for an operator"
-        );
     }
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use metrics_harness::{has_label, promtool, series_lines, series_name};
 use qqfleet::events::{
-    emit, render_metrics, AccountRemoved, AccountStateChanged, ActorRestarted, LoginFinished,
-    LoginMethod, MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited,
-    ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, render_metrics, AccountRemoved, AccountStateChanged, ActorRestarted, DuplicateDropped,
+    LoginFinished, LoginMethod, MessageReceived, MessageSent, OutboxDepth, OutgoingHeld,
+    PollCompleted, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use qqfleet::fleet::AccountState;
 
@@ -105,6 +105,14 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         actor: "poller",
         reason: "watchdog",
     });
+    emit(OutgoingHeld {
+        account: a,
+        reason: "refused",
+    });
+    emit(DuplicateDropped {
+        account: a,
+        poll_type: "message",
+    });
     let text = render_metrics();
     for family in [
         "qqfleet_accounts",
@@ -119,6 +127,8 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         "qqfleet_outbox_messages",
         "qqfleet_rate_limited_total",
         "qqfleet_actor_restarts_total",
+        "qqfleet_messages_held_total",
+        "qqfleet_duplicates_dropped_total",
         "qqfleet_build_info",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
@@ -302,6 +312,10 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
             account: id,
             kind: "group",
             result: "failed",
+        });
+        emit(OutgoingHeld {
+            account: id,
+            reason: "uncertain",
         });
     }
     let text = render_metrics();
