@@ -8,9 +8,10 @@ SIM_LISTEN ?= 127.0.0.1:8900
 build:
 	$(CARGO) build --release --bin qqfleet
 
-## The demo: the simulator on a loopback port.
+## The demo: the fleet in accounts/ against the embedded simulator, with a demo phone that
+## scans every QR code and simulated friends who talk to the bots. Ctrl-C stops it.
 run: build
-	./target/release/qqfleet sim --listen $(SIM_LISTEN)
+	./target/release/qqfleet run --sim --accounts accounts --data data --listen $(LISTEN)
 
 ## Every test: unit, fixtures, and integration tests against the real simulator over loopback.
 test:

@@ -146,6 +146,41 @@ async def read_answer(reader, timeout):
     return await asyncio.wait_for(reader.readexactly(length), timeout)
 
 
+def inject_all(port, qqs):
+    """Injects one buddy message per account over one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for qq in qqs:
+        conn.request("POST", "/sim/inject", body=json.dumps({"qq": qq, "kind": "buddy", "text": "churn"}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+    conn.close()
+
+
+async def churn(port, pid, sessions, conns, skip, report):
+    """Every held poll gets one event and parks a new poll at once on the same connection,
+    as clients did; measures the simulator's CPU while 10,000 events go through."""
+    idx = [i for i in range(len(sessions)) if i not in skip]
+
+    async def one(i):
+        reader, writer = conns[i]
+        ans = json.loads(await read_answer(reader, 120))
+        assert ans["result"][0]["poll_type"] == "message", ans
+        writer.write(poll_request(port, sessions[i]))
+        await writer.drain()
+
+    c0, w0 = proc_cpu_secs(pid), time.monotonic()
+    readers = asyncio.gather(*(one(i) for i in idx))
+    await asyncio.to_thread(inject_all, port, [sessions[i]["qq"] for i in idx])
+    await readers
+    c1, w1 = proc_cpu_secs(pid), time.monotonic()
+    report["churn_events"] = len(idx)
+    report["churn_secs"] = round(w1 - w0, 2)
+    report["churn_sim_cpu_percent"] = round(100 * (c1 - c0) / (w1 - w0), 1)
+    report["churn_events_per_sec"] = round(len(idx) / (w1 - w0))
+
+
 def stats(port):
     _, _, body = Http(port).request("GET", "/sim/stats")
     return json.loads(body)
@@ -185,6 +220,8 @@ async def main_async(args, port, pid, sessions, report):
     report["deliver_sample"] = len(lat)
     report["deliver_ms_p50"] = round(1000 * lat[len(lat) // 2], 2) if lat else None
     report["deliver_ms_max"] = round(1000 * lat[-1], 2) if lat else None
+    if args.churn:
+        await churn(port, pid, sessions, conns, set(sample), report)
     for _, w in conns:
         w.close()
     await asyncio.sleep(1)
@@ -198,6 +235,8 @@ def main():
     ap.add_argument("--real-logins", type=int, default=5)
     ap.add_argument("--idle-secs", type=float, default=10.0)
     ap.add_argument("--deliver-sample", type=int, default=100)
+    ap.add_argument("--churn", action="store_true",
+                    help="also deliver one event to every held poll and re-park it, measuring CPU")
     args = ap.parse_args()
     if not 1 <= args.sessions <= 20000:
         sys.exit("--sessions must be 1..=20000")

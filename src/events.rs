@@ -5,8 +5,26 @@
 //! dashboard series and the log line that explains it can never drift apart.
 //!
 //! Secrets (cookies, ptwebqq, skey, psessionid, vfwebqq) never enter an event.
+//!
+//! # Metrics
+//!
+//! Every family lives in one process-wide [`Registry`] built on first use (see [`Metrics`]);
+//! `docs/METRICS.md` lists them with their labels and meaning, and the dashboards and alerts in
+//! `dashboards/` rely on those names. Label rules, from the cost measured per account:
+//! histograms never carry `account`; per-account series are created only when something
+//! happens to that account (except the few an idle account needs to be graphed at all); label
+//! values are bounded (retcodes outside the known table become `other`); and
+//! [`AccountRemoved`] deletes every series of the account, so a fleet that churns accounts
+//! does not grow its `/metrics` forever.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::fleet::AccountState;
 
@@ -84,6 +102,7 @@ impl Event for AccountStateChanged<'_> {
             reason = self.reason,
             "account state changed"
         );
+        metrics().state_changed(self.account, self.to);
     }
 }
 
@@ -96,7 +115,12 @@ pub struct AccountRemoved<'a> {
 
 impl Event for AccountRemoved<'_> {
     fn emit(self) {
-        tracing::info!(account = self.account, "account removed");
+        tracing::info!(
+            account = self.account,
+            last = self.last.map(|s| s.as_str()),
+            "account removed"
+        );
+        metrics().remove_account(self.account);
     }
 }
 
@@ -115,6 +139,10 @@ impl Event for PollCompleted<'_> {
             elapsed_ms = self.elapsed.as_millis() as u64,
             "poll completed"
         );
+        metrics()
+            .poll_duration
+            .with_label_values(&[self.outcome])
+            .observe(self.elapsed.as_secs_f64());
     }
 }
 
@@ -133,6 +161,10 @@ impl Event for RetcodeReceived<'_> {
             retcode = self.retcode,
             "retcode received"
         );
+        metrics()
+            .retcodes
+            .with_label_values(&[self.account, self.endpoint, retcode_label(self.retcode)])
+            .inc();
     }
 }
 
@@ -161,6 +193,11 @@ impl Event for LoginFinished<'_> {
                 "login failed"
             );
         }
+        let result = if self.ok { "ok" } else { "failed" };
+        metrics()
+            .logins
+            .with_label_values(&[self.account, self.method.as_str(), result])
+            .inc();
     }
 }
 
@@ -179,6 +216,10 @@ impl Event for ReconnectStarted<'_> {
             reason = self.reason,
             "reconnecting"
         );
+        metrics()
+            .reconnects
+            .with_label_values(&[self.account, self.kind.as_str()])
+            .inc();
     }
 }
 
@@ -191,6 +232,10 @@ pub struct MessageReceived<'a> {
 impl Event for MessageReceived<'_> {
     fn emit(self) {
         tracing::debug!(account = self.account, kind = self.kind, "message received");
+        metrics()
+            .messages_received
+            .with_label_values(&[self.account, self.kind])
+            .inc();
     }
 }
 
@@ -209,6 +254,10 @@ impl Event for MessageSent<'_> {
             result = self.result,
             "message sent"
         );
+        metrics()
+            .messages_sent
+            .with_label_values(&[self.account, self.kind, self.result])
+            .inc();
     }
 }
 
@@ -221,6 +270,10 @@ pub struct OutboxDepth<'a> {
 impl Event for OutboxDepth<'_> {
     fn emit(self) {
         tracing::trace!(account = self.account, depth = self.depth, "outbox depth");
+        metrics()
+            .outbox
+            .with_label_values(&[self.account])
+            .set(i64::try_from(self.depth).unwrap_or(i64::MAX));
     }
 }
 
@@ -239,6 +292,10 @@ impl Event for RateLimited<'_> {
             wait_ms = self.wait.as_millis() as u64,
             "rate limited"
         );
+        metrics()
+            .rate_limited
+            .with_label_values(&[self.account, self.limiter])
+            .inc();
     }
 }
 
@@ -257,12 +314,312 @@ impl Event for ActorRestarted<'_> {
             reason = self.reason,
             "actor restarted"
         );
+        metrics()
+            .actor_restarts
+            .with_label_values(&[self.actor])
+            .inc();
     }
 }
 
 /// The Prometheus text exposition of every qqfleet metric (served on `/metrics`).
+///
+/// Includes the process metrics (`process_*`) read from `/proc` at each call.
 pub fn render_metrics() -> String {
-    String::new()
+    let families = metrics().registry.gather();
+    TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_else(|e| {
+            // Encoding our own well-formed families cannot fail; if it ever does, the scrape
+            // must say so rather than serve a truncated page that looks healthy.
+            tracing::error!(error = %e, "encoding metrics failed");
+            String::new()
+        })
+}
+
+/// Buckets of `qqfleet_poll_duration_seconds`, in seconds.
+///
+/// A poll2 long poll is held up to 60 s by the server before the idle answer, so the buckets
+/// are fine around that (55-65 s) to tell a normal idle return from a hold that ran long, and
+/// reach 120 s so that a hung connection still lands in a finite bucket. The small buckets
+/// show polls that return early: events waiting, errors, a dropped connection.
+pub const POLL_BUCKETS: [f64; 16] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 55.0, 60.0, 65.0, 90.0, 120.0,
+];
+
+/// Retcodes the protocol notes know (WEBQQ.md §3, §5.2, §7, §8); the `retcode` label takes
+/// only these values, any other code is counted as `other`. A misbehaving server (or a
+/// simulator fault with a made-up code) must not be able to create series without bound.
+pub const KNOWN_RETCODES: [i64; 25] = [
+    -1, 0, 6, 50, 65, 66, 67, 68, 100, 102, 103, 108, 109, 110, 114, 116, 120, 121, 122, 1202,
+    100000, 100001, 100003, 100006, 100012,
+];
+
+/// The `retcode` label value of a code (see [`KNOWN_RETCODES`]).
+pub fn retcode_label(code: i64) -> &'static str {
+    // Static strings: the label is built on every retcode, and the table is small.
+    const LABELS: [&str; 25] = [
+        "-1", "0", "6", "50", "65", "66", "67", "68", "100", "102", "103", "108", "109", "110",
+        "114", "116", "120", "121", "122", "1202", "100000", "100001", "100003", "100006",
+        "100012",
+    ];
+    KNOWN_RETCODES
+        .iter()
+        .position(|&c| c == code)
+        .map_or("other", |i| LABELS[i])
+}
+
+/// Every metric handle, resolved once, in one process-wide registry.
+///
+/// A custom registry rather than the crate's default one, so that nothing a dependency
+/// registers leaks onto our `/metrics`; the process collector, which the crate only adds to its
+/// default registry, is registered here by hand.
+pub struct Metrics {
+    registry: Registry,
+    /// `qqfleet_accounts{state}`, one handle per state in [`AccountState::ALL`] order.
+    accounts: [IntGauge; 8],
+    account_up: IntGaugeVec,
+    account_state: IntGaugeVec,
+    poll_duration: HistogramVec,
+    reconnects: IntCounterVec,
+    retcodes: IntCounterVec,
+    logins: IntCounterVec,
+    messages_received: IntCounterVec,
+    messages_sent: IntCounterVec,
+    outbox: IntGaugeVec,
+    rate_limited: IntCounterVec,
+    actor_restarts: IntCounterVec,
+    /// The current state of every account we have heard of. The per-state counts are derived
+    /// from this map, not from the `from` field of the events, so they stay exact even if an
+    /// event is lost or arrives twice.
+    states: Mutex<HashMap<String, AccountState>>,
+}
+
+/// The process-wide metrics (built and registered on first use).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn Collector>| {
+            registry
+                .register(c)
+                .expect("qqfleet metric names are unique and valid");
+        };
+
+        let accounts_vec = IntGaugeVec::new(
+            opts("qqfleet_accounts", "Accounts in each state."),
+            &["state"],
+        )
+        .expect("valid metric");
+        reg(Box::new(accounts_vec.clone()));
+        // Every state is present from the start (at 0), so "how many are parked" is a number,
+        // never an empty result.
+        let accounts = AccountState::ALL.map(|s| accounts_vec.with_label_values(&[s.as_str()]));
+
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let v = IntGaugeVec::new(opts(name, help), labels).expect("valid metric");
+            reg(Box::new(v.clone()));
+            v
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let v = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
+            reg(Box::new(v.clone()));
+            v
+        };
+
+        let account_up = gauge_vec(
+            "qqfleet_account_up",
+            "1 while the account is online (polling and able to send), else 0.",
+            &["account"],
+        );
+        let account_state = gauge_vec(
+            "qqfleet_account_state",
+            "1 for the current state of each account (one series per account).",
+            &["account", "state"],
+        );
+        let poll_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "qqfleet_poll_duration_seconds",
+                "Duration of poll2 long polls, fleet-wide, by outcome.",
+            )
+            .buckets(POLL_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        reg(Box::new(poll_duration.clone()));
+        let reconnects = counter_vec(
+            "qqfleet_reconnects_total",
+            "Reconnects started, by kind (relink, relogin, resume).",
+            &["account", "kind"],
+        );
+        let retcodes = counter_vec(
+            "qqfleet_retcodes_total",
+            "Non-zero retcodes received, by endpoint and code (unknown codes as other).",
+            &["account", "endpoint", "retcode"],
+        );
+        let logins = counter_vec(
+            "qqfleet_logins_total",
+            "Login attempts finished, by method (qr, resume, relink) and result (ok, failed).",
+            &["account", "method", "result"],
+        );
+        let messages_received = counter_vec(
+            "qqfleet_messages_received_total",
+            "Incoming messages handed to the account's handler, by kind.",
+            &["account", "kind"],
+        );
+        let messages_sent = counter_vec(
+            "qqfleet_messages_sent_total",
+            "Outgoing messages finished, by kind and result (delivered, uncertain, failed).",
+            &["account", "kind", "result"],
+        );
+        let outbox = gauge_vec(
+            "qqfleet_outbox_messages",
+            "Messages accepted into the account's durable outbox and not yet finished.",
+            &["account"],
+        );
+        let rate_limited = counter_vec(
+            "qqfleet_rate_limited_total",
+            "Calls a limiter made wait, by limiter (friend_list, send, send_target).",
+            &["account", "limiter"],
+        );
+        let actor_restarts = counter_vec(
+            "qqfleet_actor_restarts_total",
+            "Actors restarted or rebuilt, by actor (account, login, poller, sender).",
+            &["actor"],
+        );
+        // Fleet-wide and few: every actor kind exists at 0, so the restarts panel and rate()
+        // see the first restart.
+        for actor in ["account", "login", "poller", "sender"] {
+            actor_restarts.with_label_values(&[actor]).inc_by(0);
+        }
+        let build_info = gauge_vec(
+            "qqfleet_build_info",
+            "Always 1; the version label says which qqfleet is running.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        // The crate registers its process collector only on its default registry.
+        #[cfg(target_os = "linux")]
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+
+        Metrics {
+            registry,
+            accounts,
+            account_up,
+            account_state,
+            poll_duration,
+            reconnects,
+            retcodes,
+            logins,
+            messages_received,
+            messages_sent,
+            outbox,
+            rate_limited,
+            actor_restarts,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn state_index(state: AccountState) -> usize {
+        AccountState::ALL
+            .iter()
+            .position(|&s| s == state)
+            .expect("ALL lists every state")
+    }
+
+    /// Moves the per-state counts and the account's own series to `to`.
+    fn state_changed(&self, account: &str, to: AccountState) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = states.insert(account.to_owned(), to);
+        if previous == Some(to) {
+            return;
+        }
+        match previous {
+            Some(p) => {
+                self.accounts[Self::state_index(p)].dec();
+                let _ = self
+                    .account_state
+                    .remove_label_values(&[account, p.as_str()]);
+            }
+            None => {
+                // A new account: the series an operator graphs for every account exist from
+                // its first moment, so that the first reconnect shows in rate() and the
+                // backlog table lists idle accounts at 0.
+                for kind in [
+                    ReconnectKind::Relink,
+                    ReconnectKind::Relogin,
+                    ReconnectKind::Resume,
+                ] {
+                    self.reconnects
+                        .with_label_values(&[account, kind.as_str()])
+                        .inc_by(0);
+                }
+                self.outbox.with_label_values(&[account]).set(0);
+            }
+        }
+        self.accounts[Self::state_index(to)].inc();
+        self.account_state
+            .with_label_values(&[account, to.as_str()])
+            .set(1);
+        self.account_up
+            .with_label_values(&[account])
+            .set(i64::from(to == AccountState::Online));
+    }
+
+    /// Forgets an account: its state leaves the per-state counts and every series labelled
+    /// with it is deleted.
+    fn remove_account(&self, account: &str) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = states.remove(account) {
+            self.accounts[Self::state_index(p)].dec();
+        }
+        // Under the lock, so that a state change racing the removal cannot re-create a series
+        // between the scan and the delete.
+        remove_series(&self.account_up, account);
+        remove_series(&self.account_state, account);
+        remove_series(&self.reconnects, account);
+        remove_series(&self.retcodes, account);
+        remove_series(&self.logins, account);
+        remove_series(&self.messages_received, account);
+        remove_series(&self.messages_sent, account);
+        remove_series(&self.outbox, account);
+        remove_series(&self.rate_limited, account);
+    }
+}
+
+/// Deletes every series of `vec` whose `account` label is `account`.
+///
+/// The crate can only delete a series by its full label set, so the account's series are found
+/// by collecting the family; removal is rare (an account file deleted), so the scan is cheap
+/// enough.
+fn remove_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    account: &str,
+) {
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("account") == Some(&account) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 // ---- Added by the fleet (to merge into the events above; no metrics yet) ----------------

@@ -3,7 +3,17 @@
 //! Human-readable lines by default; `--log-format json` for machines. The filter comes from
 //! `RUST_LOG` (default `info`). Logs go to stderr so that stdout stays free for the lines that
 //! tools read (the simulator's `listening on ...`).
+//!
+//! Every line about an account carries its id as the `account` field: the events of
+//! [`crate::events`] have it as a field, and work done for one account runs inside
+//! [`account_span`], whose field every line within inherits (text: `account{account=..}:`
+//! prefix; JSON: the `span`/`spans` objects).
+//!
+//! Secrets (cookies, ptwebqq, skey, psessionid, vfwebqq) are never logged: nothing logs a
+//! request URL, body or header, and the events carry no such field.
 
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -20,11 +30,34 @@ pub enum LogFormat {
 /// which keeps tests that start several components in one process simple.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // try_init also routes the `log` records of dependencies into the same subscriber.
+    // Colours only on a terminal: a log file or a pipe gets plain lines a grep can read.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = subscriber(format, filter, std::io::stderr, ansi).try_init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: separate so tests can capture the
+/// exact lines a run would print.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().finish()),
+    }
+}
+
+/// The span to run an account's work in, so every line logged inside carries its id.
+pub fn account_span(account: &str) -> tracing::Span {
+    tracing::info_span!("account", account = account)
 }

@@ -263,6 +263,23 @@ async fn full_life_inject_poll_send_sent() {
         .await;
     assert_eq!(rl["retcode"], 0, "{rl}");
 
+    // Unknown ids: 6 on the info API, 100001 on the channel.
+    for path in [
+        format!("s.web2.qq.com/api/get_friend_info2?tuin=1&vfwebqq={}&clientid=53999199&psessionid={}&t=1", c.vfwebqq, c.psessionid),
+        format!("s.web2.qq.com/api/get_single_long_nick2?tuin=1&vfwebqq={}&t=1", c.vfwebqq),
+        format!("s.web2.qq.com/api/get_friend_uin2?tuin=1&type=1&vfwebqq={}&t=1", c.vfwebqq),
+    ] {
+        assert_eq!(c.get_json(&path, S_REF).await, json!({"retcode": 6}), "{path}");
+    }
+    let v = c
+        .get_json(&format!("d1.web2.qq.com/channel/get_discu_info?did=1&vfwebqq={}&clientid=53999199&psessionid={}&t=1", c.vfwebqq, c.psessionid), D_REF)
+        .await;
+    assert_eq!(v["retcode"], 6);
+    let v = c
+        .get_json(&format!("d1.web2.qq.com/channel/get_c2cmsg_sig2?id=1&to_uin=1&service_type=0&clientid=53999199&psessionid={}&t=1", c.psessionid), D_REF)
+        .await;
+    assert_eq!(v["retcode"], 100001);
+
     // Contacts from the control API carry this session's uins.
     let (_, contacts) = control(&c, "GET", "accounts/1234567/contacts", None).await;
     assert_eq!(contacts["friends"][0]["uin"], fuin);
@@ -490,7 +507,7 @@ async fn poll_hold_warmup_two_pollers_and_duplicate() {
     // Before the warm-up: 103 at once (§3.8).
     let t0 = Instant::now();
     assert_eq!(c.poll().await, json!({"errmsg": "error", "retcode": 103}));
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(t0.elapsed() < Duration::from_millis(900));
     c.online_buddies().await;
     // The hold is real, then the idle answer exactly as §16 chose.
     let t0 = Instant::now();
@@ -645,6 +662,19 @@ async fn second_login_kick_expiry_and_clock() {
     sim.shutdown().await;
 }
 
+async fn first_friend_uin(c: &Client) -> Value {
+    let (_, k) = control(c, "GET", &format!("accounts/{}/contacts", c.qq), None).await;
+    k["friends"][0]["uin"].clone()
+}
+
+/// A buddy send with a fixed msg_id and text, as a client resending after a crash would.
+async fn send_fixed(c: &Client, to: Value) -> Value {
+    let r = json!({"to": to, "content": Client::content(&[json!("exactly once")]), "face": 0,
+                   "clientid": 53999199, "msg_id": 7_000_001, "psessionid": c.psessionid});
+    c.post_r("d1.web2.qq.com/channel/send_buddy_msg2", D_REF, &r)
+        .await
+}
+
 #[tokio::test]
 async fn resume_pt4_auth_cookie_replay_and_relink() {
     let sim = start(cfg()).await;
@@ -692,6 +722,20 @@ async fn resume_pt4_auth_cookie_replay_and_relink() {
     assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
     assert_eq!(a["relinks"], 1);
+
+    // Exactly-once across a crash and a new login: the resend carries the friend's new
+    // pseudo uin, the same msg_id and text, and is acknowledged without a second delivery.
+    let ok = json!({"errCode": 0, "msg": "send ok"});
+    let first_uin = first_friend_uin(&c).await;
+    assert_eq!(send_fixed(&c, first_uin.clone()).await, ok);
+    c.channel_login().await;
+    let second_uin = first_friend_uin(&c).await;
+    assert_ne!(first_uin, second_uin);
+    assert_eq!(send_fixed(&c, second_uin).await, ok);
+    let (_, sent) = control(&c, "GET", "sent?qq=7890123", None).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
+    let (_, a) = control(&c, "GET", "accounts/7890123", None).await;
+    assert_eq!(a["duplicates_dropped"], 1);
     sim.shutdown().await;
 }
 
@@ -826,6 +870,8 @@ async fn fault_queue() {
         )
         .await;
     assert_eq!(h["retcode"], 0, "{h}");
+    // A client that ignores the rotation still polls (the body's ptwebqq is not checked).
+    assert_eq!(c.poll().await, json!({"retcode": 0, "result": []}));
     // HTTP status, delay, drop; "*" and qq null.
     fault(json!({"qq": null, "endpoint": "get_online_buddies2", "http_status": 502})).await;
     let (s, _) = c
@@ -850,6 +896,21 @@ async fn fault_queue() {
         .post_r("d1.web2.qq.com/channel/send_qun_msg2", D_REF, &json!({}))
         .await;
     assert_eq!(r, json!({"retcode": 1202, "errmsg": ""}));
+    // 1202 but delivered anyway (§8.2): the answer is an error, the message arrives, and a
+    // resend with the same msg_id is acknowledged without a second delivery.
+    fault(json!({"qq": 9012345, "endpoint": "send_buddy_msg2", "retcode": 1202, "deliver": true}))
+        .await;
+    let fuin = first_friend_uin(&c).await;
+    assert_eq!(
+        send_fixed(&c, fuin.clone()).await,
+        json!({"retcode": 1202, "errmsg": ""})
+    );
+    assert_eq!(
+        send_fixed(&c, fuin).await,
+        json!({"errCode": 0, "msg": "send ok"})
+    );
+    let (_, sent) = control(&c, "GET", "sent?qq=9012345", None).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
     fault(json!({"qq": 9012345, "endpoint": "get_user_friends2", "retcode": 100003})).await;
     assert_eq!(c.friends().await, json!({"retcode": 100003}));
     // Bad fault bodies.
@@ -1176,6 +1237,29 @@ async fn pages_status_and_logouts() {
         .await;
     assert_eq!(v, json!({"retcode": 100000}));
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_simulator() {
+    let sim = start(cfg()).await;
+    let c = Client::new(&sim.base_url());
+    assert_eq!(control(&c, "GET", "health", None).await.0, 200);
+    drop(sim);
+    let mut stopped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh = reqwest::Client::new();
+        if fresh
+            .get(format!("{}/sim/health", c.base))
+            .send()
+            .await
+            .is_err()
+        {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped);
 }
 
 #[tokio::test]

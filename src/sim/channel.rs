@@ -250,11 +250,9 @@ pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
             Ok(c) => c,
             Err(code) => return err(EP, code, qq_hint),
         };
+        // The `ptwebqq` of the poll body is not checked: from 2018 the service ignored it
+        // (clients sent ""), and a widely used client never applied a 116 rotation to it.
         let login = &w.logins[&ctx.login_id];
-        let body_ptwebqq = text(r.get("ptwebqq")).unwrap_or_default();
-        if !body_ptwebqq.is_empty() && body_ptwebqq != login.ptwebqq {
-            return err(EP, 103, Some(ctx.qq));
-        }
         let rotate_due = sim.cfg.ptwebqq_rotation.is_some_and(|d| {
             sim.now().saturating_sub(login.ptwebqq_set_ms) >= d.as_millis() as u64
         });
@@ -326,15 +324,15 @@ fn poll_step(sim: &Sim, ctx: SessionCtx, my_gen: u64) -> Step {
         return Step::Answer(idle(sim, ctx.qq));
     }
     if let Some(ev) = s.queue.pop_front() {
-        let notify = s.notify.clone();
         drop(w);
+        // Fault `duplicate`: the same event goes back to the front of the queue, so the next
+        // answer repeats it with the same msg_id.
         if sim.faults().take_duplicate(ctx.qq) {
             let mut w = sim.world();
             if let Some(s) = w.sessions.get_mut(&ctx.sid) {
                 s.queue.push_front(ev.clone());
             }
         }
-        let _ = notify;
         return Step::Answer(event_answer(&ev, ctx.qq));
     }
     Step::Wait(s.notify.clone())
@@ -456,7 +454,8 @@ pub fn send(sim: &Sim, req: &Req, kind: SendKind) -> Outcome {
     let key = DedupKey {
         msg_id,
         target: format!("{}:{}", kind.sent_kind(), to),
-        content: content_raw.as_str().unwrap_or_default().to_string(),
+        // The decoded text, so a resend whose font item differs still counts as the same.
+        content: decoded.text.clone(),
     };
     let window = sim.cfg.send_dedup_window.as_millis() as u64;
     while let Some((t, _)) = acc.dedup.front() {

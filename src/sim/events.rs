@@ -157,7 +157,17 @@ pub fn inject(
                 let (_gid, code) = s.group_ids(g.number);
                 (code, g.members.clone(), 0)
             };
-            let from = pick_member(&members, own, req.from)?;
+            // `from` defaults to the first friend, as for buddy messages; a friend or a member
+            // of the group/discussion may be named.
+            let is_friend = |q: u64| contacts.friends.iter().any(|p| p.qq == q);
+            let from = match req.from {
+                Some(f) if is_friend(f) => f,
+                None => match contacts.friends.first() {
+                    Some(f) => f.qq,
+                    None => pick_member(&members, own, None)?,
+                },
+                Some(_) => pick_member(&members, own, req.from)?,
+            };
             let uin = s.uin_of(from);
             json!({"poll_type":"sess_message","value":{
                 "msg_id": msg_id, "from_uin": uin, "to_uin": own, "msg_id2": msg_id2(msg_id),

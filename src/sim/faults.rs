@@ -14,6 +14,9 @@ pub const MAX_FAULTS: usize = 10_000;
 pub enum FaultAction {
     /// Answer with this retcode in the endpoint's real error shape.
     Retcode(i64),
+    /// Serve the request normally (a send is delivered), then answer with this retcode: the
+    /// real service's "1202 but delivered anyway" (§8.2).
+    RetcodeAfterServing(i64),
     /// Answer with this HTTP status and no protocol body (gateway errors, §2).
     HttpStatus(u16),
     /// Wait this long, then serve the request normally.
@@ -54,6 +57,9 @@ pub struct FaultRequest {
     pub duplicate: Option<bool>,
     #[serde(default)]
     pub count: Option<u32>,
+    /// With `retcode`: serve the request first (deliver the send), then answer the retcode.
+    #[serde(default)]
+    pub deliver: Option<bool>,
 }
 
 impl FaultRequest {
@@ -61,7 +67,13 @@ impl FaultRequest {
     pub fn into_fault(self) -> Result<Fault, String> {
         let mut actions = Vec::new();
         if let Some(r) = self.retcode {
-            actions.push(FaultAction::Retcode(r));
+            actions.push(if self.deliver == Some(true) {
+                FaultAction::RetcodeAfterServing(r)
+            } else {
+                FaultAction::Retcode(r)
+            });
+        } else if self.deliver.is_some() {
+            return Err("deliver goes with retcode".into());
         }
         if let Some(s) = self.http_status {
             if !(100..=599).contains(&s) {

@@ -104,7 +104,8 @@ pub enum SimError {
     Signal(std::io::Error),
 }
 
-/// A running simulator.
+/// A running simulator. Dropping it stops the simulator (as [`SimHandle::shutdown`] does,
+/// without waiting), so keep it for as long as the simulator should run.
 #[derive(Debug)]
 pub struct SimHandle {
     /// Where it listens.

@@ -235,9 +235,13 @@ async fn protocol(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut r = Response::new(Body::from(code.canonical_reason().unwrap_or("")));
             *r.status_mut() = code;
-            return r;
+            let o = Outcome::new(r, req.qq_hint(), None);
+            record(&sim, &endpoint, &o);
+            return o.resp;
         }
         Some(FaultAction::Drop) => {
+            let o = Outcome::new(Response::new(Body::empty()), req.qq_hint(), None);
+            record(&sim, &endpoint, &o);
             if let Some(a) = &req.abort {
                 a.abort();
                 // The connection task drops this future together with the connection.
@@ -250,15 +254,29 @@ async fn protocol(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             record(&sim, &endpoint, &o);
             return o.resp;
         }
-        Some(FaultAction::Duplicate) | None => {}
+        Some(FaultAction::RetcodeAfterServing(_)) | Some(FaultAction::Duplicate) | None => {}
     }
-    let o = match rt {
+    let after = match fault {
+        Some(FaultAction::RetcodeAfterServing(code)) => {
+            Some((code, req.qq_hint(), req.host.clone()))
+        }
+        _ => None,
+    };
+    let mut o = match rt {
         Route::Ptqrshow => ptlogin::ptqrshow(&sim, &req),
         Route::Sync(f) => f(&sim, &req),
         Route::Poll2 => channel::poll2(sim.clone(), req).await,
         Route::Page(p) => Outcome::new(html(p.to_string()), None, None),
         Route::Empty => Outcome::new(Response::new(Body::empty()), None, None),
     };
+    if let Some((code, hint, host)) = after {
+        // The work is done (a send delivered); only the answer says otherwise.
+        let shape = match host.as_str() {
+            "s.web2.qq.com" => api_error(code),
+            _ => channel_error(&endpoint, code),
+        };
+        o = Outcome::new(json_line(&shape), o.qq.or(hint), Some(code));
+    }
     record(&sim, &endpoint, &o);
     o.resp
 }

@@ -1,0 +1,450 @@
+//! The metrics written by `events::emit`: every contract family, the per-state counts, the
+//! removal of an account's series, the label bounds, the series budget per idle account, and
+//! `promtool check metrics` on the real exposition.
+//!
+//! The registry is process-wide and tests run in parallel threads, so each test uses account
+//! ids of its own and looks only at its own series.
+
+mod metrics_harness;
+
+use std::time::Duration;
+
+use metrics_harness::{has_label, promtool, series_lines, series_name};
+use qqfleet::events::{
+    emit, render_metrics, AccountRemoved, AccountStateChanged, ActorRestarted, LoginFinished,
+    LoginMethod, MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited,
+    ReconnectKind, ReconnectStarted, RetcodeReceived,
+};
+use qqfleet::fleet::AccountState;
+
+/// Moves `account` through the states a QR login passes, as the Account actor does.
+fn bring_online(account: &str) {
+    let path = [
+        AccountState::Starting,
+        AccountState::AwaitingScan,
+        AccountState::LoggingIn,
+        AccountState::Online,
+    ];
+    let mut from = None;
+    for to in path {
+        emit(AccountStateChanged {
+            account,
+            from,
+            to,
+            reason: None,
+        });
+        from = Some(to);
+    }
+    emit(LoginFinished {
+        account,
+        method: LoginMethod::Qr,
+        ok: true,
+        reason: None,
+    });
+}
+
+/// The series of one account in the current exposition.
+fn account_series(text: &str, account: &str) -> Vec<String> {
+    series_lines(text)
+        .into_iter()
+        .filter(|l| has_label(l, "account", account))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of the one series of `name` whose labels include every pair of `labels`.
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let found: Vec<f64> = series_lines(text)
+        .into_iter()
+        .filter(|l| series_name(l) == name && labels.iter().all(|(k, v)| has_label(l, k, v)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?} matches {found:?}");
+    found.first().copied()
+}
+
+#[test]
+fn every_contract_family_is_exposed_with_help_and_type() {
+    let a = "fam-a";
+    bring_online(a);
+    emit(PollCompleted {
+        account: a,
+        outcome: "idle",
+        elapsed: Duration::from_secs(60),
+    });
+    emit(RetcodeReceived {
+        account: a,
+        endpoint: "get_user_friends2",
+        retcode: 6,
+    });
+    emit(ReconnectStarted {
+        account: a,
+        kind: ReconnectKind::Relink,
+        reason: "poll retcode 121",
+    });
+    emit(MessageReceived {
+        account: a,
+        kind: "buddy",
+    });
+    emit(MessageSent {
+        account: a,
+        kind: "buddy",
+        result: "delivered",
+    });
+    emit(OutboxDepth {
+        account: a,
+        depth: 3,
+    });
+    emit(RateLimited {
+        account: a,
+        limiter: "send",
+        wait: Duration::from_millis(300),
+    });
+    emit(ActorRestarted {
+        account: a,
+        actor: "poller",
+        reason: "watchdog",
+    });
+    let text = render_metrics();
+    for family in [
+        "qqfleet_accounts",
+        "qqfleet_account_up",
+        "qqfleet_account_state",
+        "qqfleet_poll_duration_seconds",
+        "qqfleet_reconnects_total",
+        "qqfleet_retcodes_total",
+        "qqfleet_logins_total",
+        "qqfleet_messages_received_total",
+        "qqfleet_messages_sent_total",
+        "qqfleet_outbox_messages",
+        "qqfleet_rate_limited_total",
+        "qqfleet_actor_restarts_total",
+        "qqfleet_build_info",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} "))
+                && text.contains(&format!("# TYPE {family} ")),
+            "{family} has no HELP/TYPE in:\n{text}"
+        );
+    }
+    assert_eq!(
+        value(&text, "qqfleet_account_up", &[("account", a)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_account_state",
+            &[("account", a), ("state", "online")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_retcodes_total",
+            &[
+                ("account", a),
+                ("endpoint", "get_user_friends2"),
+                ("retcode", "6")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_reconnects_total",
+            &[("account", a), ("kind", "relink")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_reconnects_total",
+            &[("account", a), ("kind", "relogin")]
+        ),
+        Some(0.0),
+        "reconnect kinds start at 0 so the first one shows in rate()"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_logins_total",
+            &[("account", a), ("method", "qr"), ("result", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_messages_sent_total",
+            &[("account", a), ("kind", "buddy"), ("result", "delivered")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "qqfleet_outbox_messages", &[("account", a)]),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_rate_limited_total",
+            &[("account", a), ("limiter", "send")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &text,
+            "qqfleet_actor_restarts_total",
+            &[("actor", "poller")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    // A 60 s idle poll lands in the 60 s bucket, not the 55 s one.
+    assert!(
+        value(
+            &text,
+            "qqfleet_poll_duration_seconds_bucket",
+            &[("outcome", "idle"), ("le", "60")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(value(&text, "process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    // Fleet-wide histograms never carry an account.
+    assert!(!series_lines(&text)
+        .iter()
+        .any(|l| l.starts_with("qqfleet_poll_duration_seconds") && l.contains("account=")));
+    // Secrets never reach the exposition, whatever else is in it.
+    for secret in ["ptwebqq", "skey", "psessionid", "vfwebqq", "cookie"] {
+        assert!(
+            !text.to_lowercase().contains(secret),
+            "{secret} in /metrics"
+        );
+    }
+}
+
+#[test]
+fn every_actor_kind_has_a_restart_series_from_the_start() {
+    let text = render_metrics();
+    for actor in ["account", "login", "poller", "sender"] {
+        assert!(
+            value(&text, "qqfleet_actor_restarts_total", &[("actor", actor)]).is_some(),
+            "qqfleet_actor_restarts_total{{actor=\"{actor}\"}} missing"
+        );
+    }
+}
+
+#[test]
+fn all_eight_states_are_always_present() {
+    let text = render_metrics();
+    for s in AccountState::ALL {
+        assert!(
+            value(&text, "qqfleet_accounts", &[("state", s.as_str())]).is_some(),
+            "qqfleet_accounts{{state=\"{s}\"}} missing"
+        );
+    }
+}
+
+#[test]
+fn state_changes_move_one_account_between_states_and_removal_deletes_its_series() {
+    // The fleet-wide counts are shared with other tests running now, so this test reads the
+    // per-account series, and checks the per-state counts only through its own 50 accounts
+    // in a state no other test uses (`parked`) while they are there.
+    let ids: Vec<String> = (0..50).map(|i| format!("mv-{i}")).collect();
+    let before = value(
+        &render_metrics(),
+        "qqfleet_accounts",
+        &[("state", "parked")],
+    )
+    .unwrap();
+    for id in &ids {
+        bring_online(id);
+        emit(AccountStateChanged {
+            account: id,
+            from: Some(AccountState::Online),
+            to: AccountState::Backoff,
+            reason: Some("poll retcode 103"),
+        });
+        // A repeated event (or a wrong `from`) must not double-count.
+        for _ in 0..2 {
+            emit(AccountStateChanged {
+                account: id,
+                from: Some(AccountState::Online),
+                to: AccountState::Parked,
+                reason: Some("too many failures"),
+            });
+        }
+        emit(RetcodeReceived {
+            account: id,
+            endpoint: "poll2",
+            retcode: 103,
+        });
+        emit(MessageSent {
+            account: id,
+            kind: "group",
+            result: "failed",
+        });
+    }
+    let text = render_metrics();
+    assert_eq!(
+        value(&text, "qqfleet_accounts", &[("state", "parked")]).unwrap() - before,
+        50.0
+    );
+    let one = account_series(&text, "mv-7");
+    assert_eq!(
+        value(&text, "qqfleet_account_up", &[("account", "mv-7")]),
+        Some(0.0)
+    );
+    let states: Vec<&String> = one
+        .iter()
+        .filter(|l| series_name(l) == "qqfleet_account_state")
+        .collect();
+    assert_eq!(states.len(), 1, "one state series per account: {states:?}");
+    assert!(has_label(states[0], "state", "parked"));
+
+    for id in &ids {
+        emit(AccountRemoved {
+            account: id,
+            last: Some(AccountState::Parked),
+        });
+    }
+    let text = render_metrics();
+    assert_eq!(
+        value(&text, "qqfleet_accounts", &[("state", "parked")]).unwrap(),
+        before,
+        "removed accounts leave the per-state counts"
+    );
+    for id in &ids {
+        assert_eq!(
+            account_series(&text, id),
+            Vec::<String>::new(),
+            "{id} left series"
+        );
+    }
+    // Removing an unknown account is harmless.
+    emit(AccountRemoved {
+        account: "never-seen",
+        last: None,
+    });
+}
+
+#[test]
+fn unknown_retcodes_are_counted_as_other() {
+    let a = "rc-a";
+    for code in [987_654, -42, 31337] {
+        emit(RetcodeReceived {
+            account: a,
+            endpoint: "send_qun_msg2",
+            retcode: code,
+        });
+    }
+    emit(RetcodeReceived {
+        account: a,
+        endpoint: "send_qun_msg2",
+        retcode: 1202,
+    });
+    let text = render_metrics();
+    let mine = account_series(&text, a);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert_eq!(
+        value(
+            &text,
+            "qqfleet_retcodes_total",
+            &[("account", a), ("retcode", "other")]
+        ),
+        Some(3.0)
+    );
+}
+
+/// The budget of the issue: at most 20 series per idle online account, counted for 100
+/// accounts that each logged in by QR, polled idle a few times, and whose outbox is empty.
+#[test]
+fn an_idle_online_account_costs_at_most_20_series() {
+    let ids: Vec<String> = (0..100).map(|i| format!("idle-{i:03}")).collect();
+    for id in &ids {
+        bring_online(id);
+        for _ in 0..3 {
+            emit(PollCompleted {
+                account: id,
+                outcome: "idle",
+                elapsed: Duration::from_secs(60),
+            });
+            // An E1/E2-style idle answer is a retcode too.
+            emit(RetcodeReceived {
+                account: id,
+                endpoint: "poll2",
+                retcode: 102,
+            });
+        }
+        emit(OutboxDepth {
+            account: id,
+            depth: 0,
+        });
+    }
+    let text = render_metrics();
+    let total: usize = ids.iter().map(|id| account_series(&text, id).len()).sum();
+    let per_account = total as f64 / ids.len() as f64;
+    eprintln!("series per idle online account: {per_account}");
+    for id in &ids {
+        let n = account_series(&text, id).len();
+        assert!(n <= 20, "{id} has {n} series");
+    }
+    assert!(per_account <= 20.0);
+    // And the fleet-wide part does not grow with accounts: nothing without an account label
+    // carries an idle-NNN value.
+    assert!(series_lines(&text)
+        .iter()
+        .filter(|l| !l.contains("account="))
+        .all(|l| !l.contains("idle-")));
+    // The exposition parses as Prometheus text.
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("exposition parses");
+    assert!(parsed.samples.len() > 100 * 7);
+}
+
+/// `promtool check metrics` lints the exposition the way Prometheus' own tooling does
+/// (counter suffixes, HELP lines, units, label names).
+#[test]
+fn promtool_check_metrics_passes() {
+    let a = "lint-a";
+    bring_online(a);
+    emit(PollCompleted {
+        account: a,
+        outcome: "events",
+        elapsed: Duration::from_millis(120),
+    });
+    emit(MessageReceived {
+        account: a,
+        kind: "group",
+    });
+    let text = render_metrics();
+    let (ok, out) = promtool(&["check", "metrics"], Some(&text), None);
+    assert!(ok, "promtool check metrics failed:\n{out}");
+
+    // And the check is real: a counter without `_total` is flagged.
+    let (ok, _) = promtool(
+        &["check", "metrics"],
+        Some("# HELP bad_counter x\n# TYPE bad_counter counter\nbad_counter 1\n"),
+        None,
+    );
+    assert!(!ok, "promtool accepted a counter without _total");
+}

@@ -1,0 +1,158 @@
+//! The log lines of the events: each carries the account's id, in the human format and in
+//! JSON, and lines logged inside an account's span inherit it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qqfleet::events::{
+    emit, AccountRemoved, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod,
+    MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited, ReconnectKind,
+    ReconnectStarted, RetcodeReceived,
+};
+use qqfleet::fleet::AccountState;
+use qqfleet::logging::{account_span, subscriber, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// A writer that keeps what it is given, so the test reads the exact lines a run prints.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+/// Emits one of every event for `account`; returns how many events that was.
+fn emit_all(account: &str) -> usize {
+    emit(AccountStateChanged {
+        account,
+        from: None,
+        to: AccountState::Starting,
+        reason: None,
+    });
+    emit(AccountStateChanged {
+        account,
+        from: Some(AccountState::Starting),
+        to: AccountState::Online,
+        reason: Some("resumed"),
+    });
+    emit(PollCompleted {
+        account,
+        outcome: "idle",
+        elapsed: Duration::from_secs(60),
+    });
+    emit(RetcodeReceived {
+        account,
+        endpoint: "poll2",
+        retcode: 121,
+    });
+    emit(LoginFinished {
+        account,
+        method: LoginMethod::Resume,
+        ok: true,
+        reason: None,
+    });
+    emit(LoginFinished {
+        account,
+        method: LoginMethod::Qr,
+        ok: false,
+        reason: Some("qr expired"),
+    });
+    emit(ReconnectStarted {
+        account,
+        kind: ReconnectKind::Relink,
+        reason: "poll retcode 121",
+    });
+    emit(MessageReceived {
+        account,
+        kind: "group",
+    });
+    emit(MessageSent {
+        account,
+        kind: "group",
+        result: "uncertain",
+    });
+    emit(OutboxDepth { account, depth: 2 });
+    emit(RateLimited {
+        account,
+        limiter: "friend_list",
+        wait: Duration::from_secs(3),
+    });
+    emit(ActorRestarted {
+        account,
+        actor: "sender",
+        reason: "panic",
+    });
+    emit(AccountRemoved {
+        account,
+        last: Some(AccountState::Online),
+    });
+    13
+}
+
+fn capture(format: LogFormat, f: impl FnOnce()) -> Vec<String> {
+    let out = Capture::default();
+    let sub = subscriber(format, EnvFilter::new("trace"), out.clone(), false);
+    tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn every_event_line_carries_the_account_in_text() {
+    let mut n = 0;
+    let lines = capture(LogFormat::Text, || n = emit_all("log-text-a"));
+    assert_eq!(lines.len(), n, "{lines:#?}");
+    for l in &lines {
+        assert!(
+            l.contains("account=\"log-text-a\"") || l.contains("account=log-text-a"),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn every_event_line_is_json_with_the_account_field() {
+    let mut n = 0;
+    let lines = capture(LogFormat::Json, || n = emit_all("log-json-a"));
+    assert_eq!(lines.len(), n, "{lines:#?}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(v["fields"]["account"], "log-json-a", "{l}");
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+}
+
+#[test]
+fn lines_inside_an_account_span_inherit_its_id() {
+    let text = capture(LogFormat::Text, || {
+        let _g = account_span("log-span-a").entered();
+        tracing::warn!("contacts refresh failed");
+    });
+    assert_eq!(text.len(), 1);
+    assert!(
+        text[0].contains("account{account=\"log-span-a\"}")
+            || text[0].contains("account=log-span-a"),
+        "{}",
+        text[0]
+    );
+    let json = capture(LogFormat::Json, || {
+        let _g = account_span("log-span-b").entered();
+        tracing::warn!("contacts refresh failed");
+    });
+    let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+    assert_eq!(v["span"]["account"], "log-span-b", "{}", json[0]);
+}
