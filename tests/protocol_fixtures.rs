@@ -710,3 +710,143 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+#[test]
+fn events_without_real_samples_decode_from_the_documented_shapes() {
+    // §5.3 lists these with their fields but no capture exists: shapes written from the text
+    let ev = |t: &str, v: Value| decode_event(&serde_json::json!({"poll_type": t, "value": v}));
+    assert_eq!(
+        ev(
+            "notify_offfile",
+            serde_json::json!({"msg_id":1,"from_uin":7,"action":2,"filename":"12.jpg","filesize":137972})
+        ),
+        PollEvent::NotifyOffFile {
+            from_uin: Some(7),
+            filename: "12.jpg".into()
+        }
+    );
+    assert!(matches!(
+        ev(
+            "filesrv_transfer",
+            serde_json::json!({"file_count":1,"lc_id":3,"file_infos":[]})
+        ),
+        PollEvent::FilesrvTransfer { .. }
+    ));
+    assert_eq!(
+        ev(
+            "system_message",
+            serde_json::json!({"type":"verify_required","from_uin":9,"account":12345,"msg":"hi","allow":1,"stat":10,"client_type":1})
+        ),
+        PollEvent::System {
+            kind: "verify_required".into(),
+            from_uin: Some(9),
+            account: Some(12345),
+            msg: Some("hi".into())
+        }
+    );
+    assert_eq!(
+        ev(
+            "buddylist_change",
+            serde_json::json!({"added_friends":[{"uin":1,"groupid":0}],"removed_friends":[{"uin":2}]})
+        ),
+        PollEvent::BuddyListChange {
+            added: vec![1],
+            removed: vec![2]
+        }
+    );
+    assert!(matches!(
+        ev("tips", serde_json::json!({})),
+        PollEvent::Tips { .. }
+    ));
+    // numbers given as strings (§2) are accepted
+    let PollEvent::Message(m) = ev(
+        "message",
+        serde_json::json!({"from_uin":"3785096088","msg_id":"1","time":"2","to_uin":1,"content":["x"]}),
+    ) else {
+        panic!()
+    };
+    assert_eq!(m.from_uin, 3785096088);
+}
+
+#[test]
+fn lookups_by_name_report_ambiguity_with_candidates() {
+    use qqfleet::protocol::{Contacts, Discu, Friend, Group};
+    let friend = |uin, nick: &str, mark: Option<&str>| Friend {
+        uin,
+        nick: nick.into(),
+        markname: mark.map(str::to_string),
+        category: 0,
+        face: 0,
+        is_vip: false,
+    };
+    let group = |gid, name: &str, mark: Option<&str>| Group {
+        gid,
+        code: gid + 1,
+        name: name.into(),
+        markname: mark.map(str::to_string),
+        owner: None,
+        members: vec![],
+    };
+    let c = Contacts {
+        friends: vec![
+            friend(1, "小明", None),
+            friend(2, "小明", Some("同事小明")),
+            friend(3, "老王", Some("小明")),
+        ],
+        groups: vec![
+            group(10, "测试群", None),
+            group(11, "测试群", Some("工作群")),
+        ],
+        discus: vec![Discu {
+            did: 20,
+            name: "讨论组".into(),
+            owner: None,
+            members: vec![],
+        }],
+        ..Contacts::default()
+    };
+    assert_eq!(c.friend(2).unwrap().display_name(), "同事小明");
+    // a markname match wins over nick matches
+    assert_eq!(c.friend_by_name("小明").unwrap().uin, 3);
+    assert_eq!(c.friend_by_markname("同事小明").unwrap().uin, 2);
+    match c.friend_by_nick("小明") {
+        Err(ProtocolError::Ambiguous { candidates, .. }) => {
+            assert_eq!(candidates.len(), 2);
+            assert!(candidates.iter().any(|s| s.contains("uin 1")));
+            assert!(candidates.iter().any(|s| s.contains("uin 2")));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.friend_by_name("nobody"),
+        Err(ProtocolError::NotFound { .. })
+    ));
+    match c.group_by_name("测试群") {
+        Err(e @ ProtocolError::Ambiguous { .. }) => {
+            assert!(e.to_string().contains("gid 10") && e.to_string().contains("gid 11"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.group_by_name("工作群").unwrap().gid, 11);
+    assert_eq!(c.discu_by_name("讨论组").unwrap().did, 20);
+    assert!(c.discu_by_name("x").is_err());
+}
+
+#[test]
+fn contact_names_are_html_unescaped() {
+    let r = serde_json::json!({
+        "friends": [{"uin": 1, "categories": 0, "flag": 0}],
+        "info": [{"uin": 1, "nick": "Tom&amp;Jerry&nbsp;&lt;3", "face": 0, "flag": 0}],
+        "marknames": [{"uin": 1, "markname": "&quot;猫&quot;", "type": 0}],
+        "categories": [], "vipinfo": []
+    });
+    let (f, _) = decode_friends(&r).unwrap();
+    assert_eq!(f[0].nick, "Tom&Jerry <3");
+    assert_eq!(f[0].markname.as_deref(), Some("\"猫\""));
+    let g = decode_groups(&serde_json::json!({
+        "gnamelist": [{"gid": 5, "code": 6, "name": "a&amp;b", "flag": 0}],
+        "gmarklist": [], "gmasklist": []
+    }))
+    .unwrap();
+    assert_eq!(g[0].name, "a&b");
+}

@@ -972,7 +972,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
 #[tokio::test]
 async fn poll_and_send_run_concurrently_on_clones() {
     let sim = Sim::start(SimConfig {
-        hold: Duration::from_secs(3),
+        hold: Duration::from_secs(6),
         ..quiet_config()
     })
     .await;
@@ -993,9 +993,10 @@ async fn poll_and_send_run_concurrently_on_clones() {
     );
     sender.contacts().await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "send waited for the poll"
     );
+    assert!(!held.is_finished(), "the poll was still held meanwhile");
     sim.inject(json!({"kind": "buddy", "text": "wake"})).await;
     let r = tokio::time::timeout(Duration::from_secs(5), held)
         .await
@@ -1090,4 +1091,85 @@ async fn logs_debug_and_errors_never_show_secrets() {
             );
         }
     }
+}
+
+/// Kills the child process when dropped (the test started it).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_login_command_logs_in_shows_contacts_and_prints_messages() {
+    use std::io::BufRead;
+
+    let sim = Sim::start(SimConfig {
+        auto_scan: Some(Duration::from_millis(100)),
+        ..quiet_config()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("qr.png");
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
+            .args(["login", "--sim-url", &sim.base, "--qr-file"])
+            .arg(&png)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // a thread forwards stdout lines; the runtime keeps serving the simulator meanwhile
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out: Vec<String> = Vec::new();
+    async fn read_until(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        out: &mut Vec<String>,
+        needle: &str,
+    ) {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(l) = rx.recv().await {
+                let hit = l.contains(needle);
+                out.push(l);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true), "no {needle:?} in: {}", out.join("\n"));
+    }
+    read_until(&mut rx, &mut out, "waiting for messages").await;
+    let text = out.join("\n");
+    assert!(text.contains("QR code written to"), "{text}");
+    assert!(text.contains('▀') || text.contains('▄'), "{text}");
+    assert!(text.contains("online as"), "{text}");
+    assert!(
+        text.contains("friends,") && text.contains("  group "),
+        "{text}"
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    let qq = sim.get("/sim/accounts").await[0].as_u64().unwrap();
+    sim.post(
+        "/sim/inject",
+        json!({"qq": qq, "kind": "buddy", "text": "hello operator"}),
+    )
+    .await;
+    read_until(&mut rx, &mut out, "hello operator").await;
+    drop(child);
 }

@@ -252,9 +252,10 @@ impl Client {
         session: Option<Session>,
         opts: ClientOptions,
     ) -> Result<Client, ProtocolError> {
+        #[cfg(not(feature = "tls"))]
         if endpoints.sim_base.is_none() {
-            // The crate is built without a TLS backend (reqwest default-features off), and
-            // every real host needs https from 2018-12 (§2 "Scheme").
+            // Built without the `tls` feature (reqwest default-features off), and every real
+            // host needs https from 2018-12 (§2 "Scheme").
             return Err(ProtocolError::TlsUnavailable);
         }
         let store = match &session {
@@ -265,7 +266,15 @@ impl Client {
             _ => CookieStore::default(),
         };
         let jar = Arc::new(CookieStoreMutex::new(store));
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        #[cfg(feature = "tls")]
+        let builder = if endpoints.sim_base.is_none() {
+            let tls = shared_tls_config().ok_or(ProtocolError::TlsUnavailable)?;
+            builder.tls_backend_preconfigured(tls.clone())
+        } else {
+            builder
+        };
+        let http = builder
             .cookie_provider(jar.clone())
             // check_sig's cookies come on a 302 (§3.5): we take redirects by hand so that
             // nothing is lost and only URLs of the service are followed.
@@ -354,18 +363,17 @@ impl Client {
 
     /// The value of a cookie by name (any domain/path), unexpired only.
     fn cookie(&self, name: &str) -> Option<String> {
+        // The same name can live on several domains (p_skey on web2.qq.com and its cookie
+        // proxy copy on w.qq.com, §3.5) with the same value; prefer a non-empty one.
         let jar = self.jar();
-        let mut found: Option<(usize, String)> = None;
-        for c in jar.iter_unexpired() {
-            if c.name() == name {
-                // prefer the most specific path (the cookie proxy copies are path-scoped)
-                let len = c.path().map(|p| p.len()).unwrap_or(0);
-                if found.as_ref().map_or(true, |(l, _)| len < *l) {
-                    found = Some((len, c.value().to_string()));
-                }
+        let mut found: Option<String> = None;
+        for c in jar.iter_unexpired().filter(|c| c.name() == name) {
+            if !c.value().is_empty() {
+                return Some(c.value().to_string());
             }
+            found.get_or_insert_with(String::new);
         }
-        found.map(|(_, v)| v)
+        found
     }
 
     /// Sets a cookie as a server would have: on the real hosts with `Domain=<domain>`, on a
@@ -1388,6 +1396,26 @@ impl Client {
     }
 }
 
+/// The one rustls configuration every account shares (research §1.3: a config per client
+/// costs ~100 KiB and 2 ms; a shared one ~4 KiB). Roots are compiled in (webpki-roots), so
+/// nothing is read from the system.
+#[cfg(feature = "tls")]
+pub fn shared_tls_config() -> Option<&'static rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Option<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let builder = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?;
+            Some(builder.with_root_certificates(roots).with_no_client_auth())
+        })
+        .as_ref()
+}
+
 /// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and
 /// get_group_name_list_mask2 occasionally answered HTTP 404 and clients retried ≤ 3 times).
 const READ_ATTEMPTS: u32 = 3;
@@ -1528,5 +1556,36 @@ pub fn classify_send(
     match table.action(ep, retcode, None) {
         Action::Continue => Ok(SendOutcome::Delivered),
         a => Err((retcode, a)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn real_hosts_need_the_tls_feature() {
+        assert!(matches!(
+            Client::new(Endpoints::real()),
+            Err(ProtocolError::TlsUnavailable)
+        ));
+        assert!(Client::new(Endpoints::sim("http://127.0.0.1:1")).is_ok());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn real_hosts_share_one_tls_config() {
+        let a = shared_tls_config().unwrap() as *const rustls::ClientConfig;
+        let b = shared_tls_config().unwrap() as *const rustls::ClientConfig;
+        assert_eq!(a, b);
+        assert!(!shared_tls_config()
+            .unwrap()
+            .crypto_provider()
+            .cipher_suites
+            .is_empty());
+        for _ in 0..3 {
+            Client::new(Endpoints::real()).unwrap();
+        }
     }
 }
