@@ -161,10 +161,12 @@ impl Event for RetcodeReceived<'_> {
             retcode = self.retcode,
             "retcode received"
         );
-        metrics()
-            .retcodes
-            .with_label_values(&[self.account, self.endpoint, retcode_label(self.retcode)])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.retcodes,
+            Family::Retcodes,
+            &[self.account, self.endpoint, retcode_label(self.retcode)],
+        );
     }
 }
 
@@ -194,10 +196,12 @@ impl Event for LoginFinished<'_> {
             );
         }
         let result = if self.ok { "ok" } else { "failed" };
-        metrics()
-            .logins
-            .with_label_values(&[self.account, self.method.as_str(), result])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.logins,
+            Family::Logins,
+            &[self.account, self.method.as_str(), result],
+        );
     }
 }
 
@@ -216,10 +220,12 @@ impl Event for ReconnectStarted<'_> {
             reason = self.reason,
             "reconnecting"
         );
-        metrics()
-            .reconnects
-            .with_label_values(&[self.account, self.kind.as_str()])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.reconnects,
+            Family::Reconnects,
+            &[self.account, self.kind.as_str()],
+        );
     }
 }
 
@@ -232,10 +238,12 @@ pub struct MessageReceived<'a> {
 impl Event for MessageReceived<'_> {
     fn emit(self) {
         tracing::debug!(account = self.account, kind = self.kind, "message received");
-        metrics()
-            .messages_received
-            .with_label_values(&[self.account, self.kind])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.messages_received,
+            Family::MessagesReceived,
+            &[self.account, self.kind],
+        );
     }
 }
 
@@ -254,10 +262,12 @@ impl Event for MessageSent<'_> {
             result = self.result,
             "message sent"
         );
-        metrics()
-            .messages_sent
-            .with_label_values(&[self.account, self.kind, self.result])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.messages_sent,
+            Family::MessagesSent,
+            &[self.account, self.kind, self.result],
+        );
     }
 }
 
@@ -270,8 +280,10 @@ pub struct OutboxDepth<'a> {
 impl Event for OutboxDepth<'_> {
     fn emit(self) {
         tracing::trace!(account = self.account, depth = self.depth, "outbox depth");
-        metrics()
-            .outbox
+        let m = metrics();
+        let mut accounts = m.lock();
+        accounts.entry(self.account.to_owned()).or_default();
+        m.outbox
             .with_label_values(&[self.account])
             .set(i64::try_from(self.depth).unwrap_or(i64::MAX));
     }
@@ -292,10 +304,12 @@ impl Event for RateLimited<'_> {
             wait_ms = self.wait.as_millis() as u64,
             "rate limited"
         );
-        metrics()
-            .rate_limited
-            .with_label_values(&[self.account, self.limiter])
-            .inc();
+        let m = metrics();
+        m.inc_tracked(
+            &m.rate_limited,
+            Family::RateLimited,
+            &[self.account, self.limiter],
+        );
     }
 }
 
@@ -321,6 +335,48 @@ impl Event for ActorRestarted<'_> {
     }
 }
 
+/// A received event was already recorded and is dropped: a duplicate delivery by the server
+/// (WEBQQ.md §5.4) or a replay; the handler never sees it twice.
+pub struct DuplicateDropped<'a> {
+    pub account: &'a str,
+    pub poll_type: &'a str,
+}
+
+impl Event for DuplicateDropped<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            poll_type = self.poll_type,
+            "duplicate event dropped"
+        );
+        metrics().duplicates_dropped.inc();
+    }
+}
+
+/// An outgoing message was set aside for an operator instead of being sent again
+/// (`reason`: `uncertain` for 1202 or a timeout under the `hold` policy, `refused` after
+/// repeated refusals).
+pub struct OutgoingHeld<'a> {
+    pub account: &'a str,
+    pub reason: &'static str,
+}
+
+impl Event for OutgoingHeld<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            reason = self.reason,
+            "outgoing message held for an operator"
+        );
+        let m = metrics();
+        m.inc_tracked(
+            &m.messages_held,
+            Family::MessagesHeld,
+            &[self.account, self.reason],
+        );
+    }
+}
+
 /// The Prometheus text exposition of every qqfleet metric (served on `/metrics`).
 ///
 /// Includes the process metrics (`process_*`) read from `/proc` at each call.
@@ -335,6 +391,9 @@ pub fn render_metrics() -> String {
             String::new()
         })
 }
+
+/// The `reason` values of [`OutgoingHeld`], created at 0 for every account.
+pub const HELD_REASONS: [&str; 2] = ["uncertain", "refused"];
 
 /// Buckets of `qqfleet_poll_duration_seconds`, in seconds.
 ///
@@ -376,7 +435,7 @@ pub fn retcode_label(code: i64) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     /// `qqfleet_accounts{state}`, one handle per state in [`AccountState::ALL`] order.
-    accounts: [IntGauge; 8],
+    per_state: [IntGauge; 8],
     account_up: IntGaugeVec,
     account_state: IntGaugeVec,
     poll_duration: HistogramVec,
@@ -388,10 +447,12 @@ pub struct Metrics {
     outbox: IntGaugeVec,
     rate_limited: IntCounterVec,
     actor_restarts: IntCounterVec,
-    /// The current state of every account we have heard of. The per-state counts are derived
-    /// from this map, not from the `from` field of the events, so they stay exact even if an
-    /// event is lost or arrives twice.
-    states: Mutex<HashMap<String, AccountState>>,
+    /// Fleet-wide: the log line says which account and poll type.
+    duplicates_dropped: prometheus::IntCounter,
+    messages_held: IntCounterVec,
+    /// Every account we have heard of: its current state and the label values of its series
+    /// (see [`AccountSeries`]).
+    accounts: Mutex<HashMap<String, AccountSeries>>,
 }
 
 /// The process-wide metrics (built and registered on first use).
@@ -494,6 +555,17 @@ impl Metrics {
             "Actors restarted or rebuilt, by actor (account, login, poller, sender).",
             &["actor"],
         );
+        let duplicates_dropped = prometheus::IntCounter::with_opts(opts(
+            "qqfleet_duplicates_dropped_total",
+            "Received events dropped because they were already recorded (a duplicate delivery or a replay).",
+        ))
+        .expect("valid metric");
+        reg(Box::new(duplicates_dropped.clone()));
+        let messages_held = counter_vec(
+            "qqfleet_messages_held_total",
+            "Outgoing messages set aside for an operator instead of being sent again, by reason (uncertain, refused).",
+            &["account", "reason"],
+        );
         // Fleet-wide and few: every actor kind exists at 0, so the restarts panel and rate()
         // see the first restart.
         for actor in ["account", "login", "poller", "sender"] {
@@ -516,7 +588,7 @@ impl Metrics {
 
         Metrics {
             registry,
-            accounts,
+            per_state: accounts,
             account_up,
             account_state,
             poll_duration,
@@ -528,7 +600,9 @@ impl Metrics {
             outbox,
             rate_limited,
             actor_restarts,
-            states: Mutex::new(HashMap::new()),
+            duplicates_dropped,
+            messages_held,
+            accounts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -539,37 +613,61 @@ impl Metrics {
             .expect("ALL lists every state")
     }
 
+    /// The account map, even after a panic elsewhere poisoned it (its data stays consistent:
+    /// every update is a single insert or remove).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountSeries>> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Increments the series `labels` (account first) of `vec`, noting its label values for
+    /// the account's removal. Under the account lock, so a removal cannot miss a series being
+    /// created at the same moment.
+    fn inc_tracked(&self, vec: &IntCounterVec, family: Family, labels: &[&str]) {
+        let mut accounts = self.lock();
+        let entry = accounts.entry(labels[0].to_owned()).or_default();
+        entry.note(family, &labels[1..]);
+        vec.with_label_values(labels).inc();
+    }
+
     /// Moves the per-state counts and the account's own series to `to`.
     fn state_changed(&self, account: &str, to: AccountState) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = states.insert(account.to_owned(), to);
+        let mut accounts = self.lock();
+        let entry = accounts.entry(account.to_owned()).or_default();
+        let previous = entry.state.replace(to);
         if previous == Some(to) {
             return;
         }
         match previous {
             Some(p) => {
-                self.accounts[Self::state_index(p)].dec();
+                self.per_state[Self::state_index(p)].dec();
                 let _ = self
                     .account_state
                     .remove_label_values(&[account, p.as_str()]);
             }
             None => {
                 // A new account: the series an operator graphs for every account exist from
-                // its first moment, so that the first reconnect shows in rate() and the
-                // backlog table lists idle accounts at 0.
+                // its first moment, so that the first reconnect or held message shows in
+                // increase() and the backlog table lists idle accounts at 0.
                 for kind in [
                     ReconnectKind::Relink,
                     ReconnectKind::Relogin,
                     ReconnectKind::Resume,
                 ] {
+                    entry.note(Family::Reconnects, &[kind.as_str()]);
                     self.reconnects
                         .with_label_values(&[account, kind.as_str()])
+                        .inc_by(0);
+                }
+                for reason in HELD_REASONS {
+                    entry.note(Family::MessagesHeld, &[reason]);
+                    self.messages_held
+                        .with_label_values(&[account, reason])
                         .inc_by(0);
                 }
                 self.outbox.with_label_values(&[account]).set(0);
             }
         }
-        self.accounts[Self::state_index(to)].inc();
+        self.per_state[Self::state_index(to)].inc();
         self.account_state
             .with_label_values(&[account, to.as_str()])
             .set(1);
@@ -579,45 +677,72 @@ impl Metrics {
     }
 
     /// Forgets an account: its state leaves the per-state counts and every series labelled
-    /// with it is deleted.
+    /// with it is deleted, by the label values noted when each was created (the crate can
+    /// only delete a series by its full label set; scanning every family instead cost 87 ms
+    /// per removal at 10,000 accounts).
     fn remove_account(&self, account: &str) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = states.remove(account) {
-            self.accounts[Self::state_index(p)].dec();
+        let mut accounts = self.lock();
+        let Some(entry) = accounts.remove(account) else {
+            return;
+        };
+        if let Some(p) = entry.state {
+            self.per_state[Self::state_index(p)].dec();
+            let _ = self
+                .account_state
+                .remove_label_values(&[account, p.as_str()]);
         }
-        // Under the lock, so that a state change racing the removal cannot re-create a series
-        // between the scan and the delete.
-        remove_series(&self.account_up, account);
-        remove_series(&self.account_state, account);
-        remove_series(&self.reconnects, account);
-        remove_series(&self.retcodes, account);
-        remove_series(&self.logins, account);
-        remove_series(&self.messages_received, account);
-        remove_series(&self.messages_sent, account);
-        remove_series(&self.outbox, account);
-        remove_series(&self.rate_limited, account);
+        let _ = self.account_up.remove_label_values(&[account]);
+        let _ = self.outbox.remove_label_values(&[account]);
+        for (family, rest) in &entry.series {
+            let mut labels: Vec<&str> = Vec::with_capacity(rest.len() + 1);
+            labels.push(account);
+            labels.extend(rest.iter().map(String::as_str));
+            let vec = match family {
+                Family::Reconnects => &self.reconnects,
+                Family::Retcodes => &self.retcodes,
+                Family::Logins => &self.logins,
+                Family::MessagesReceived => &self.messages_received,
+                Family::MessagesSent => &self.messages_sent,
+                Family::RateLimited => &self.rate_limited,
+                Family::MessagesHeld => &self.messages_held,
+            };
+            let _ = vec.remove_label_values(&labels);
+        }
     }
 }
 
-/// Deletes every series of `vec` whose `account` label is `account`.
-///
-/// The crate can only delete a series by its full label set, so the account's series are found
-/// by collecting the family; removal is rare (an account file deleted), so the scan is cheap
-/// enough.
-fn remove_series<T: prometheus::core::MetricVecBuilder>(
-    vec: &prometheus::core::MetricVec<T>,
-    account: &str,
-) {
-    for family in vec.collect() {
-        for m in family.get_metric() {
-            let labels: HashMap<&str, &str> = m
-                .get_label()
-                .iter()
-                .map(|l| (l.name(), l.value()))
-                .collect();
-            if labels.get("account") == Some(&account) {
-                let _ = vec.remove(&labels);
-            }
+/// The per-account counter families whose other label values are open-ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Reconnects,
+    Retcodes,
+    Logins,
+    MessagesReceived,
+    MessagesSent,
+    RateLimited,
+    MessagesHeld,
+}
+
+/// What the registry knows of one account.
+#[derive(Default)]
+struct AccountSeries {
+    /// The current state. The per-state counts are derived from it, not from the `from` field
+    /// of the events, so they stay exact even if an event is lost or arrives twice.
+    state: Option<AccountState>,
+    /// The label values (after `account`) of each counter series of the account: at most a
+    /// few dozen, so a linear scan is cheaper than hashing.
+    series: Vec<(Family, Vec<String>)>,
+}
+
+impl AccountSeries {
+    fn note(&mut self, family: Family, rest: &[&str]) {
+        let known = self
+            .series
+            .iter()
+            .any(|(f, l)| *f == family && l.iter().map(String::as_str).eq(rest.iter().copied()));
+        if !known {
+            self.series
+                .push((family, rest.iter().map(|s| (*s).to_owned()).collect()));
         }
     }
 }

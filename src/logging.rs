@@ -48,13 +48,28 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(guard_secrets(filter))
         .with_writer(writer)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => Box::new(builder.finish()),
         LogFormat::Json => Box::new(builder.json().finish()),
     }
+}
+
+/// Log targets of dependencies that print secrets at debug level, with the most they may log.
+/// `cookie_store` logs every `Set-Cookie` it stores, values included (skey, ptwebqq,
+/// p_skey, superkey, ...), so `RUST_LOG=debug` would otherwise write every session's cookies
+/// to the log; found by the full-run log test (`tests/metrics_secrets_run.rs`).
+pub const SECRET_TARGETS: [&str; 2] = ["cookie_store", "reqwest_cookie_store"];
+
+/// Caps [`SECRET_TARGETS`] at `warn`, whatever `RUST_LOG` says: a directive for the same
+/// target replaces the operator's, so not even `RUST_LOG=cookie_store=trace` brings them back.
+fn guard_secrets(mut filter: EnvFilter) -> EnvFilter {
+    for target in SECRET_TARGETS {
+        filter = filter.add_directive(format!("{target}=warn").parse().expect("valid directive"));
+    }
+    filter
 }
 
 /// The span to run an account's work in, so every line logged inside carries its id.

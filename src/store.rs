@@ -60,8 +60,26 @@ pub struct OutMsg {
     pub msg_id: Option<u64>,
     /// Failed attempts so far (transport errors); drives the sender's retry delay.
     pub attempts: u32,
+    /// The target's name when the message was accepted (friend markname or nick, group or
+    /// discussion name): pseudo uins change with every login (WEBQQ.md §1), names do not,
+    /// so a message accepted in one session can still reach its target in the next.
+    #[serde(default)]
+    pub to_name: Option<String>,
+    /// Refusals by the server (not transport trouble), across reconnects: a message refused
+    /// this often is held, not retried forever.
+    #[serde(default)]
+    pub rejections: u32,
     /// Unix seconds of acceptance.
     pub accepted_at: u64,
+}
+
+/// A message to accept into the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOut {
+    pub target: Target,
+    pub text: String,
+    /// See [`OutMsg::to_name`].
+    pub to_name: Option<String>,
 }
 
 /// Identity of a received event for deduplication (WEBQQ.md §5.4: same msg_id twice
@@ -81,7 +99,7 @@ pub trait Store: Send + Sync + 'static {
     fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 
     /// Accepts an outgoing message: appends it to the outbox, flushed.
-    fn enqueue(&self, id: &str, target: &Target, text: &str) -> Result<OutMsg, StoreError>;
+    fn enqueue(&self, id: &str, msg: NewOut) -> Result<OutMsg, StoreError>;
     /// The oldest undelivered message.
     fn outbox_head(&self, id: &str) -> Result<Option<OutMsg>, StoreError>;
     fn outbox(&self, id: &str) -> Result<Vec<OutMsg>, StoreError>;
@@ -107,12 +125,8 @@ pub trait Store: Send + Sync + 'static {
     fn inbox(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Marks an inbox entry handled and, in the same transaction, accepts the handler's
     /// replies into the outbox: a crash can neither lose the replies nor send them twice.
-    fn inbox_done(
-        &self,
-        id: &str,
-        seq: u64,
-        replies: &[(Target, String)],
-    ) -> Result<Vec<OutMsg>, StoreError>;
+    fn inbox_done(&self, id: &str, seq: u64, replies: &[NewOut])
+        -> Result<Vec<OutMsg>, StoreError>;
     /// Forgets dedup keys recorded before `before` (unix seconds); returns how many.
     fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError>;
 
@@ -246,7 +260,7 @@ impl SledStore {
         &self,
         id: &str,
         inbox_seq: Option<u64>,
-        msgs: &[(Target, String)],
+        msgs: &[NewOut],
     ) -> Result<Vec<OutMsg>, StoreError> {
         let mut seqs = Vec::with_capacity(msgs.len());
         for _ in msgs {
@@ -257,13 +271,15 @@ impl SledStore {
         let out = (&self.outbox, &self.inbox)
             .transaction(|(outbox, inbox)| {
                 let mut out = Vec::with_capacity(msgs.len());
-                for ((target, text), seq) in msgs.iter().zip(&seqs) {
+                for (new, seq) in msgs.iter().zip(&seqs) {
                     let msg = OutMsg {
                         seq: *seq,
-                        target: target.clone(),
-                        text: text.clone(),
+                        target: new.target.clone(),
+                        text: new.text.clone(),
+                        to_name: new.to_name.clone(),
                         msg_id: None,
                         attempts: 0,
+                        rejections: 0,
                         accepted_at: now,
                     };
                     outbox.insert(seq_key(id, *seq), encode(&msg))?;
@@ -308,8 +324,8 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn enqueue(&self, id: &str, target: &Target, text: &str) -> Result<OutMsg, StoreError> {
-        let mut v = self.accept_outgoing(id, None, &[(target.clone(), text.to_string())])?;
+    fn enqueue(&self, id: &str, msg: NewOut) -> Result<OutMsg, StoreError> {
+        let mut v = self.accept_outgoing(id, None, &[msg])?;
         Ok(v.remove(0))
     }
 
@@ -410,7 +426,7 @@ impl Store for SledStore {
         &self,
         id: &str,
         seq: u64,
-        replies: &[(Target, String)],
+        replies: &[NewOut],
     ) -> Result<Vec<OutMsg>, StoreError> {
         self.accept_outgoing(id, Some(seq), replies)
     }
@@ -495,6 +511,14 @@ use sled::Transactional;
 mod tests {
     use super::*;
 
+    fn out(target: Target, text: &str) -> NewOut {
+        NewOut {
+            target,
+            text: text.into(),
+            to_name: None,
+        }
+    }
+
     fn key(msg_id: u64) -> DedupKey {
         DedupKey {
             poll_type: "message".into(),
@@ -550,9 +574,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let st = SledStore::open(dir.path()).unwrap();
-            let a = st.enqueue("a", &Target::Buddy(1), "one").unwrap();
-            let b = st.enqueue("a", &Target::Group(2), "two").unwrap();
-            st.enqueue("b", &Target::Buddy(1), "other account").unwrap();
+            let a = st.enqueue("a", out(Target::Buddy(1), "one")).unwrap();
+            let b = st.enqueue("a", out(Target::Group(2), "two")).unwrap();
+            st.enqueue("b", out(Target::Buddy(1), "other account"))
+                .unwrap();
             assert!(a.seq < b.seq);
             assert_eq!(a.msg_id, None);
             assert_eq!(st.outbox_len("a").unwrap(), 2);
@@ -564,7 +589,7 @@ mod tests {
         let left = st.outbox("a").unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].text, "two");
-        let c = st.enqueue("a", &Target::Buddy(1), "three").unwrap();
+        let c = st.enqueue("a", out(Target::Buddy(1), "three")).unwrap();
         assert!(c.seq > left[0].seq, "seq keeps growing after a restart");
         let mut upd = left[0].clone();
         upd.attempts = 3;
@@ -600,7 +625,7 @@ mod tests {
                 .unwrap()
                 .is_some());
             let replies = st
-                .inbox_done("a", s1, &[(Target::Buddy(42), "echo".into())])
+                .inbox_done("a", s1, &[out(Target::Buddy(42), "echo")])
                 .unwrap();
             assert_eq!(replies.len(), 1);
             assert_eq!(st.outbox_head("a").unwrap().unwrap().text, "echo");

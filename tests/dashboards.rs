@@ -154,6 +154,8 @@ fn dashboard_covers_every_family_and_filters_per_account_panels() {
         "qqfleet_outbox_messages",
         "qqfleet_rate_limited_total",
         "qqfleet_actor_restarts_total",
+        "qqfleet_messages_held_total",
+        "qqfleet_duplicates_dropped_total",
         "qqfleet_build_info",
         "process_resident_memory_bytes",
         "process_open_fds",
@@ -174,6 +176,7 @@ fn dashboard_covers_every_family_and_filters_per_account_panels() {
         "qqfleet_messages_sent_total",
         "qqfleet_outbox_messages",
         "qqfleet_rate_limited_total",
+        "qqfleet_messages_held_total",
     ];
     for q in &queries {
         for name in metric_names(&q.expr) {
@@ -310,8 +313,10 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     for alert in [
         "QQFleetAccountDown",
         "QQFleetReloginStorm",
+        "QQFleetReconnectLoop",
         "QQFleetFriendListLockout",
         "QQFleetOutboxBacklogGrowing",
+        "QQFleetMessageHeld",
         "QQFleetQrWaitingTooLong",
         "QQFleetOpenFilesNearLimit",
     ] {

@@ -20,11 +20,15 @@ struct Sim {
 }
 
 async fn sim() -> Sim {
+    sim_with(qqfleet::sim::SimConfig::default()).await
+}
+
+async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
     let cfg = qqfleet::sim::SimConfig {
         hold: Duration::from_secs(1),
         send_min_interval: Duration::ZERO,
         target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
+        ..cfg
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
@@ -219,7 +223,11 @@ async fn login(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
 }
 
 async fn sim_account(sim: &Sim, qq: u64) -> Value {
-    get(&format!("{}/sim/accounts/{qq}", sim.base)).await
+    sim_account_at(&sim.base, qq).await
+}
+
+async fn sim_account_at(base: &str, qq: u64) -> Value {
+    get(&format!("{base}/sim/accounts/{qq}")).await
 }
 
 async fn sent(sim: &Sim, qq: u64) -> Vec<Value> {
@@ -584,7 +592,7 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
             .collect();
         assert_eq!(states, ["logging_in", "online"], "after {code}");
     }
-    // 102, 116 (without p the client must not break), 100012: still online, no reconnect.
+    // 102 and 100012 (ignorable, §5.2): still online, no reconnect.
     let relinks = sim_account(&sim, 20041).await["relinks"].as_u64().unwrap();
     let h0 = history_len().await;
     for code in [102, 100012] {
@@ -609,6 +617,17 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
     wait_state(&f, "a", "stopped", Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(state_of(&f, "a").await.as_deref(), Some("stopped"));
+    // It stays stopped across a restart of the process, until an operator acts.
+    let mut f = f;
+    sigterm(&f.child);
+    assert!(wait_exit(&mut f.child, Duration::from_secs(6)).is_some());
+    drop(f);
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    wait_state(&f, "a", "stopped", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["state"], "stopped");
+    assert!(a["error"].as_str().unwrap_or("").contains("kick"), "{a}");
     let r = post(&format!("{}/api/accounts/a/restart", f.api), json!({})).await;
     assert_eq!(r.status(), 202);
     eventually(
@@ -679,4 +698,453 @@ async fn a_panic_in_one_account_is_contained() {
     assert_eq!(b2["since"], b_since);
     assert_eq!(b2["restarts"]["account"], 0);
     assert_ne!(b1["last_poll_at"], b2["last_poll_at"], "b still polls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ptwebqq_rotation_116_keeps_the_account_online() {
+    let sim = sim_with(qqfleet::sim::SimConfig {
+        ptwebqq_rotation: Some(Duration::from_secs(2)),
+        ..qqfleet::sim::SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20081, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20081).await;
+    let h0 = account(&f, "a").await.unwrap()["history"]
+        .as_array()
+        .unwrap()
+        .len();
+    eventually("two 116 answers", Duration::from_secs(20), || async {
+        let acc = sim_account(&sim, 20081).await;
+        (acc["retcodes"]["poll2"]["116"].as_u64()? >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = account(&f, "a").await.unwrap();
+    assert_eq!(a["state"], "online");
+    assert_eq!(
+        a["history"].as_array().unwrap().len(),
+        h0,
+        "no reconnect: {a}"
+    );
+    let acc = sim_account(&sim, 20081).await;
+    assert_eq!(acc["relinks"], 0, "{acc}");
+    // Polls after the rotation carry the new ptwebqq (the simulator refuses old ones).
+    let r = post(
+        &format!("{}/sim/inject", sim.base),
+        json!({"qq": 20081, "kind": "buddy", "text": "still here"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    eventually("echo after rotation", Duration::from_secs(15), || async {
+        sent(&sim, 20081)
+            .await
+            .iter()
+            .any(|m| m["text"] == "still here")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_restarts_a_silent_poller() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(
+        dir.path(),
+        "a",
+        "qq = 20091\n[supervision]\nqr_check_secs = 1\nwatchdog_secs = 3\n",
+    );
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20091).await;
+    // The next polls hang for 20 s (the hold is 1 s).
+    let r = post(
+        &format!("{}/sim/faults", sim.base),
+        json!({"qq": 20091, "endpoint": "poll2", "delay_ms": 20000, "count": 1}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    eventually("a poller restart", Duration::from_secs(15), || async {
+        let a = account(&f, "a").await?;
+        (a["restarts"]["poller"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    let before = account(&f, "a").await.unwrap()["last_poll_at"].clone();
+    eventually("polling again", Duration::from_secs(10), || async {
+        let a = account(&f, "a").await?;
+        (a["last_poll_at"] != before && a["state"] == "online").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20101, ""));
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20101).await;
+    let (_, uin) = friend_uin(&sim, 20101).await;
+    // A uin of no friend in this session: the server answers 100001 every time.
+    for (to, text) in [(1u64, "to nobody"), (uin, "to a friend")] {
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": to, "text": text}),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+    eventually(
+        "the good one delivered",
+        Duration::from_secs(40),
+        || async {
+            sent(&sim, 20101)
+                .await
+                .iter()
+                .any(|m| m["text"] == "to a friend")
+                .then_some(())
+        },
+    )
+    .await;
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert_eq!(ob["pending"].as_array().unwrap().len(), 0, "{ob}");
+    let held = ob["held"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{ob}");
+    assert_eq!(held[0]["text"], "to nobody");
+    wait_state(&f, "a", "online", Duration::from_secs(10)).await;
+    assert_eq!(sim_account(&sim, 20101).await["logins"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_follow_their_target_into_a_new_session() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    // One send every 5 s: the queue outlives the session.
+    write_account(
+        dir.path(),
+        "a",
+        "qq = 20111\n[supervision]\nqr_check_secs = 1\n[limits]\nsend_per_minute = 12\nsend_burst = 1\n",
+    );
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20111).await;
+    eventually("contacts fetched", Duration::from_secs(10), || async {
+        let acc = sim_account(&sim, 20111).await;
+        (acc["calls"]["get_user_friends2"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (friend_qq, old_uin) = friend_uin(&sim, 20111).await;
+    for i in 0..3 {
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": old_uin, "text": format!("q{i}")}),
+        )
+        .await;
+        assert_eq!(r.status(), 202);
+    }
+    // The session dies (as after two days); a new scan makes a new session, new uins.
+    post(&format!("{}/sim/expire", sim.base), json!({"qq": 20111})).await;
+    wait_state(&f, "a", "awaiting_scan", Duration::from_secs(20)).await;
+    login(&f, &sim, "a", 20111).await;
+    let (_, new_uin) = friend_uin(&sim, 20111).await;
+    assert_ne!(
+        new_uin, old_uin,
+        "the simulator gives new pseudo uins per session"
+    );
+    eventually("all three delivered", Duration::from_secs(40), || async {
+        let s = sent(&sim, 20111).await;
+        (s.len() >= 3).then_some(())
+    })
+    .await;
+    let s = sent(&sim, 20111).await;
+    let texts: Vec<&str> = s.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["q0", "q1", "q2"]);
+    assert!(s.iter().all(|m| m["to"] == friend_qq), "{s:?}");
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert_eq!(ob["held"].as_array().unwrap().len(), 0, "{ob}");
+}
+
+#[test]
+fn check_names_file_line_and_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "good", "qq = 20071\n");
+    write_account(dir.path(), "bad", "qq = 20072\n[limits]\nsend_burts = 3\n");
+    write_account(dir.path(), "worse", "qq = \"twelve\"\n");
+    let out = Command::new(BIN)
+        .args(["check", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3: key `limits.send_burts`"), "{err}");
+    assert!(err.contains("worse.toml:1: key `qq`"), "{err}");
+    std::fs::remove_file(dir.path().join("accounts/bad.toml")).unwrap();
+    std::fs::remove_file(dir.path().join("accounts/worse.toml")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- scale (run by hand: `QQFLEET_SCALE_BIN=target/release/qqfleet cargo test --test
+// fleet_e2e scale -- --ignored --nocapture`) -------------------------------------------------
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime in clock ticks (100 per second here).
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is index 0, utime 11, stime 12.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn count_states(api: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(r) = http().get(format!("{api}/api/accounts")).send().await {
+        if let Ok(Value::Array(v)) = r.json::<Value>().await {
+            for a in v {
+                *m.entry(a["state"].as_str().unwrap_or("?").to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scale run: minutes of CPU; run by hand"]
+async fn scale_many_accounts_online_and_resumed() {
+    let n: usize = std::env::var("QQFLEET_SCALE_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let bin = std::env::var("QQFLEET_SCALE_BIN").unwrap_or_else(|_| BIN.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    // The simulator in its own process, 60 s holds as the real service.
+    let mut simp = Command::new(&bin)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--hold",
+            "60",
+            "--send-min-interval-ms",
+            "0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(simp.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let sim_pid = simp.id();
+    for i in 0..n {
+        write_account(
+            dir.path(),
+            &format!("acc{i:05}"),
+            &format!("qq = {}\n[supervision]\nqr_check_secs = 2\n", 300_000 + i),
+        );
+    }
+    let start_fleet_bin = |data: &str| {
+        let stderr = dir.path().join(format!("{data}.stderr"));
+        let mut child = Command::new(&bin)
+            .args(["run", "--accounts"])
+            .arg(dir.path().join("accounts"))
+            .arg("--data")
+            .arg(dir.path().join(data))
+            .args(["--listen", "127.0.0.1:0", "--sim-url", &base])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
+        let mut api = None;
+        for l in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = l.strip_prefix("admin API: ") {
+                api = Some(rest.trim_end_matches("/api/accounts").to_string());
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        (child, api.unwrap())
+    };
+    let t0 = Instant::now();
+    let (mut fleet, api) = start_fleet_bin("data");
+    let pid = fleet.id();
+    // The phone: scan every QR as its account's number, a few at a time.
+    let scanned = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    loop {
+        let list: Value = get(&format!("{api}/api/accounts")).await;
+        let list = list.as_array().cloned().unwrap_or_default();
+        let online = list.iter().filter(|a| a["state"] == "online").count();
+        if online == n {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "{:?}",
+            count_states(&api).await
+        );
+        let waiting: Vec<(String, u64)> = list
+            .iter()
+            .filter(|a| a["state"] == "awaiting_scan")
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap().to_string(),
+                    a["qq"].as_u64().unwrap(),
+                )
+            })
+            .filter(|(id, _)| !scanned.lock().unwrap().contains(id))
+            .collect();
+        let mut tasks = Vec::new();
+        for (id, qq) in waiting {
+            let (api, base, scanned) = (api.clone(), base.clone(), scanned.clone());
+            tasks.push(tokio::spawn(async move {
+                let Ok(r) = http()
+                    .get(format!("{api}/api/accounts/{id}/qr"))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if r.status() != 200 {
+                    return;
+                }
+                let png = r.bytes().await.unwrap().to_vec();
+                let url =
+                    tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
+                        .await
+                        .unwrap();
+                let Some(token) = url
+                    .as_deref()
+                    .and_then(|u| u.split("k=").nth(1))
+                    .and_then(|s| s.split('&').next())
+                    .map(String::from)
+                else {
+                    return;
+                };
+                let r = post(
+                    &format!("{base}/sim/qr/scan"),
+                    json!({"token": token, "qq": qq, "confirm": true}),
+                )
+                .await;
+                if r.status().is_success() {
+                    scanned.lock().unwrap().insert(id);
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let t_online = t0.elapsed();
+    // Idle: let logins' contact refreshes finish, then measure.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let rss = rss_kib(pid);
+    let c0 = cpu_ticks(pid);
+    let s0 = cpu_ticks(sim_pid);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let cpu = (cpu_ticks(pid) - c0) as f64 / 30.0; // ticks/s = % of one core
+    let sim_cpu = (cpu_ticks(sim_pid) - s0) as f64 / 30.0;
+    let fleet_fds = fds(pid);
+    let states = count_states(&api).await;
+    // Restart: SIGTERM, start again on the same data, time until all are online again.
+    let t_stop = Instant::now();
+    sigterm(&fleet);
+    let st = wait_exit(&mut fleet, Duration::from_secs(10));
+    let stop_time = t_stop.elapsed();
+    let t1 = Instant::now();
+    let (mut fleet2, api2) = start_fleet_bin("data");
+    loop {
+        let s = count_states(&api2).await;
+        if s.get("online") == Some(&n) {
+            break;
+        }
+        assert!(t1.elapsed() < Duration::from_secs(600), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t_resume = t1.elapsed();
+    let logins_total: u64 = {
+        let mut total = 0;
+        for i in (0..n).step_by((n / 50).max(1)) {
+            total += sim_account_at(&base, 300_000 + i as u64).await["logins"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        total
+    };
+    // Baseline: the same binary with no accounts.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(empty.path().join("accounts")).unwrap();
+    let mut base_child = Command::new(&bin)
+        .args(["run", "--accounts"])
+        .arg(empty.path().join("accounts"))
+        .arg("--data")
+        .arg(empty.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--sim-url", &base])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss0 = rss_kib(base_child.id());
+    let _ = base_child.kill();
+    let _ = base_child.wait();
+    println!(
+        "SCALE n={n}: all online after {:.1} s (QR scans); idle RSS {} KiB (empty fleet {} KiB) \
+         = {:.1} KiB/account; idle CPU {:.1}% of a core (sim {:.1}%); fds {}; states {:?}; \
+         SIGTERM exit {:?} in {:.2} s; resumed all online in {:.1} s; sampled sim logins {} \
+         (1 per account = no new scan)",
+        t_online.as_secs_f64(),
+        rss,
+        rss0,
+        (rss.saturating_sub(rss0)) as f64 / n as f64,
+        cpu,
+        sim_cpu,
+        fleet_fds,
+        states,
+        st,
+        stop_time.as_secs_f64(),
+        t_resume.as_secs_f64(),
+        logins_total
+    );
+    let _ = fleet2.kill();
+    let _ = fleet2.wait();
+    let _ = simp.kill();
+    let _ = simp.wait();
 }

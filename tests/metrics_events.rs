@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use metrics_harness::{has_label, promtool, series_lines, series_name};
 use qqfleet::events::{
-    emit, render_metrics, AccountRemoved, AccountStateChanged, ActorRestarted, LoginFinished,
-    LoginMethod, MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited,
-    ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, render_metrics, AccountRemoved, AccountStateChanged, ActorRestarted, DuplicateDropped,
+    LoginFinished, LoginMethod, MessageReceived, MessageSent, OutboxDepth, OutgoingHeld,
+    PollCompleted, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use qqfleet::fleet::AccountState;
 
@@ -105,6 +105,14 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         actor: "poller",
         reason: "watchdog",
     });
+    emit(OutgoingHeld {
+        account: a,
+        reason: "refused",
+    });
+    emit(DuplicateDropped {
+        account: a,
+        poll_type: "message",
+    });
     let text = render_metrics();
     for family in [
         "qqfleet_accounts",
@@ -119,6 +127,8 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         "qqfleet_outbox_messages",
         "qqfleet_rate_limited_total",
         "qqfleet_actor_restarts_total",
+        "qqfleet_messages_held_total",
+        "qqfleet_duplicates_dropped_total",
         "qqfleet_build_info",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
@@ -303,7 +313,37 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
             kind: "group",
             result: "failed",
         });
+        emit(OutgoingHeld {
+            account: id,
+            reason: "uncertain",
+        });
+        // One of every other per-account event, so removal is checked for every family.
+        emit(MessageReceived {
+            account: id,
+            kind: "discu",
+        });
+        emit(RateLimited {
+            account: id,
+            limiter: "send_target",
+            wait: Duration::from_millis(5),
+        });
+        emit(ReconnectStarted {
+            account: id,
+            kind: ReconnectKind::Resume,
+            reason: "restart",
+        });
+        emit(OutboxDepth {
+            account: id,
+            depth: 4,
+        });
     }
+    // An account that stays: its series must survive the others' removal.
+    bring_online("mv-keep");
+    emit(MessageReceived {
+        account: "mv-keep",
+        kind: "discu",
+    });
+    let kept = account_series(&render_metrics(), "mv-keep");
     let text = render_metrics();
     assert_eq!(
         value(&text, "qqfleet_accounts", &[("state", "parked")]).unwrap() - before,
@@ -340,6 +380,20 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
             "{id} left series"
         );
     }
+    let families: std::collections::HashSet<&str> = kept.iter().map(|l| series_name(l)).collect();
+    assert_eq!(account_series(&text, "mv-keep"), kept);
+    assert!(families.len() >= 7, "{families:?}");
+    // An event arriving for a removed account brings back only what it says.
+    emit(MessageReceived {
+        account: "mv-3",
+        kind: "buddy",
+    });
+    assert_eq!(account_series(&render_metrics(), "mv-3").len(), 1);
+    emit(AccountRemoved {
+        account: "mv-3",
+        last: None,
+    });
+    assert!(account_series(&render_metrics(), "mv-3").is_empty());
     // Removing an unknown account is harmless.
     emit(AccountRemoved {
         account: "never-seen",

@@ -156,3 +156,27 @@ fn lines_inside_an_account_span_inherit_its_id() {
     let v: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
     assert_eq!(v["span"]["account"], "log-span-b", "{}", json[0]);
 }
+
+/// A dependency that logs cookie values at debug level stays silent even when the operator
+/// asks for everything, by name or at large.
+#[test]
+fn cookie_store_debug_lines_never_reach_the_log() {
+    for filter in ["trace", "cookie_store=trace", "debug,cookie_store=debug"] {
+        let out = Capture::default();
+        let sub = subscriber(LogFormat::Text, EnvFilter::new(filter), out.clone(), false);
+        tracing::subscriber::with_default(sub, || {
+            tracing::debug!(target: "cookie_store::cookie_store", "inserting Set-Cookie skey=@SECRET42");
+            tracing::warn!(target: "cookie_store::cookie_store", "cookie store full");
+            tracing::debug!(target: "qqfleet::fleet", "still here");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("SECRET42"), "{filter}: {text}");
+        assert!(
+            text.contains("cookie store full"),
+            "{filter}: warnings still pass: {text}"
+        );
+        if filter != "cookie_store=trace" {
+            assert!(text.contains("still here"), "{filter}: {text}");
+        }
+    }
+}

@@ -17,9 +17,9 @@ use metrics_harness::{
     Prometheus,
 };
 use qqfleet::events::{
-    emit, render_metrics, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod,
-    MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited, ReconnectKind,
-    ReconnectStarted, RetcodeReceived,
+    emit, render_metrics, AccountStateChanged, ActorRestarted, DuplicateDropped, LoginFinished,
+    LoginMethod, MessageReceived, MessageSent, OutboxDepth, OutgoingHeld, PollCompleted,
+    RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use qqfleet::fleet::AccountState;
 
@@ -94,6 +94,10 @@ fn traffic(stop: Arc<AtomicBool>) {
             actor: "poller",
             reason: "watchdog",
         });
+        emit(DuplicateDropped {
+            account: ONLINE[0],
+            poll_type: "message",
+        });
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -162,6 +166,11 @@ fn prometheus_scrapes_evaluates_every_panel_and_raises_the_right_alerts() {
         endpoint: "get_user_friends2",
         retcode: 6,
     });
+    // And a message the second account's sender gave up on.
+    emit(OutgoingHeld {
+        account: ONLINE[1],
+        reason: "refused",
+    });
 
     // Every panel parses and returns data, for the whole fleet and drilled down to one
     // account. Rate windows need two scrapes, so poll until the panels fill or time runs out.
@@ -192,7 +201,7 @@ fn prometheus_scrapes_evaluates_every_panel_and_raises_the_right_alerts() {
 
     // Every alert rule is healthy and its expression evaluates.
     let rules = prom.evaluated_alert_rules(Duration::from_secs(20));
-    assert_eq!(rules.len(), 6, "{rules:?}");
+    assert_eq!(rules.len(), 8, "{rules:?}");
     let problems = alert_rule_problems(&prom, &rules);
     assert!(problems.is_empty(), "{problems:#?}");
 
@@ -204,6 +213,10 @@ fn prometheus_scrapes_evaluates_every_panel_and_raises_the_right_alerts() {
         ("QQFleetAccountDown", "pending", Some(BACKOFF)),
         ("QQFleetReloginStorm", "pending", None),
         ("QQFleetOutboxBacklogGrowing", "pending", Some(ONLINE[0])),
+        // Both online accounts relink four times a second.
+        ("QQFleetReconnectLoop", "pending", Some(ONLINE[0])),
+        ("QQFleetReconnectLoop", "pending", Some(ONLINE[1])),
+        ("QQFleetMessageHeld", "firing", Some(ONLINE[1])),
     ];
     let alerts = poll_until(Duration::from_secs(20), "the scenario's alerts", || {
         let a = prom.alerts();
@@ -224,7 +237,8 @@ fn prometheus_scrapes_evaluates_every_panel_and_raises_the_right_alerts() {
             })
             .then_some(ours)
     });
-    // And no other alert: not the open-file one, and none for the healthy second account.
+    // And no other alert: not the open-file one, not a storm or a backlog for the second
+    // account.
     for (name, state, labels) in &alerts {
         assert!(
             want.iter().any(|(n, s, acc)| n == name

@@ -35,12 +35,12 @@ use super::webqq::{Connector, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
-    emit, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod, MessageReceived,
-    OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoginFinished, LoginMethod,
+    MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError};
-use crate::store::{now_secs, Store};
+use crate::store::{now_secs, NewOut, Store};
 
 /// How long received-event keys are remembered (duplicates came within seconds, §5.4).
 const DEDUP_WINDOW_SECS: u64 = 3600;
@@ -320,10 +320,15 @@ impl Account {
         self.set_state(AccountState::Online, None);
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
-        let stale = match self.deps.store.load_contacts(self.id()) {
-            Ok(Some((_, at))) => now_secs().saturating_sub(at) >= self.cfg.contacts_refresh_secs,
-            _ => true,
-        };
+        // A new session has new pseudo uins: its contacts are needed at once (the Sender
+        // maps queued messages to them by name), whatever the age of the stored cache.
+        let stale = client.cached_contacts().is_none()
+            || match self.deps.store.load_contacts(self.id()) {
+                Ok(Some((_, at))) => {
+                    now_secs().saturating_sub(at) >= self.cfg.contacts_refresh_secs
+                }
+                _ => true,
+            };
         if stale {
             self.refresh_contacts(ctx);
         }
@@ -432,10 +437,10 @@ impl Account {
                 }
                 self.handle_one(seq, msg);
             }
-            Ok(None) => {
-                tracing::info!(account = %self.id(), poll_type = %msg.poll_type,
-                    msg_id = msg.msg_id, "duplicate event dropped");
-            }
+            Ok(None) => emit(DuplicateDropped {
+                account: self.id(),
+                poll_type: &msg.poll_type,
+            }),
             Err(e) => {
                 // Without the record a crash could deliver it twice: drop it loudly.
                 tracing::error!(account = %self.id(), error = %e,
@@ -456,11 +461,33 @@ impl Account {
                 Vec::new()
             }
         };
-        let replies: Vec<_> = replies.into_iter().map(|r| (r.target, r.text)).collect();
+        let replies: Vec<NewOut> = replies
+            .into_iter()
+            .map(|r| NewOut {
+                to_name: self.name_of(&r.target),
+                target: r.target,
+                text: r.text,
+            })
+            .collect();
         match self.deps.store.inbox_done(self.id(), seq, &replies) {
             Ok(out) if !out.is_empty() => self.outbox_changed(),
             Ok(_) => {}
             Err(e) => tracing::error!(account = %self.id(), error = %e, "store"),
+        }
+    }
+
+    /// The target's name in this session's contacts (kept with the outbox entry: pseudo
+    /// uins change with each login, names survive).
+    fn name_of(&self, target: &crate::protocol::Target) -> Option<String> {
+        use crate::protocol::Target;
+        let c = self.client.as_ref()?.cached_contacts()?;
+        match target {
+            Target::Buddy(uin) => c.friend(*uin).map(|f| f.display_name().to_string()),
+            Target::Group(gid) => c
+                .group(*gid)
+                .map(|g| g.markname.clone().unwrap_or_else(|| g.name.clone())),
+            Target::Discu(did) => c.discu(*did).map(|d| d.name.clone()),
+            Target::Sess { .. } => None,
         }
     }
 
@@ -552,7 +579,7 @@ impl Account {
         }));
     }
 
-    /// Once a second: watchdog and child liveness.
+    /// Every tick (1-5 s): watchdog and child liveness.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -738,7 +765,10 @@ impl Actor for Account {
                 s.error = None;
             })
             .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        // The watchdog's resolution: a third of its limit, between 1 s and 5 s (a thousand
+        // accounts ticking every second cost measurable idle CPU).
+        let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
+        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
         ctx.run_interval(self.cfg.contacts_refresh(), |act, ctx| {
             act.refresh_contacts(ctx)
         });
@@ -921,7 +951,12 @@ impl Handler<SenderReport> for Account {
 impl Handler<Enqueue> for Account {
     type Result = Result<crate::store::OutMsg, FleetError>;
     fn handle(&mut self, m: Enqueue, _: &mut Context<Self>) -> Self::Result {
-        let msg = self.deps.store.enqueue(self.id(), &m.target, &m.text)?;
+        let new = NewOut {
+            to_name: self.name_of(&m.target),
+            target: m.target,
+            text: m.text,
+        };
+        let msg = self.deps.store.enqueue(self.id(), new)?;
         self.outbox_changed();
         Ok(msg)
     }

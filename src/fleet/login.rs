@@ -120,20 +120,20 @@ async fn qr_login(
 /// the URL it carries and redrawn with half-block characters. Anything undecodable is
 /// skipped (the PNG stays available at `GET /api/accounts/{id}/qr`).
 pub fn print_qr(id: &str, qq: u64, png: &[u8]) {
-    let Some(url) = decode_qr(png) else {
-        eprintln!("[{id}] QR code ready for QQ {qq}: GET /api/accounts/{id}/qr");
-        return;
-    };
-    match qrcode::QrCode::new(url.as_bytes()) {
-        Ok(code) => {
-            let art = code
-                .render::<qrcode::render::unicode::Dense1x2>()
+    let art = decode_qr(png)
+        .and_then(|url| qrcode::QrCode::new(url.as_bytes()).ok())
+        .map(|code| {
+            code.render::<qrcode::render::unicode::Dense1x2>()
                 .quiet_zone(true)
-                .build();
-            eprintln!("[{id}] scan with the QQ app logged in as {qq}:\n{art}");
-        }
-        Err(_) => eprintln!("[{id}] QR code ready for QQ {qq}: GET /api/accounts/{id}/qr"),
-    }
+                .build()
+        });
+    let text = match art {
+        Some(art) => format!("[{id}] scan with the QQ app logged in as {qq}:\n{art}\n"),
+        None => format!("[{id}] QR code ready for QQ {qq}: GET /api/accounts/{id}/qr\n"),
+    };
+    // Not eprintln!: a closed stderr must not panic the account.
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The text a QR PNG encodes.

@@ -122,7 +122,7 @@ async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
     let mut _sim = None;
     let endpoints = if args.sim {
         let (handle, base) = start_sim().await?;
-        println!("simulator (in process): {base}");
+        say(&format!("simulator (in process): {base}"));
         actix::spawn(phone::run(status.clone(), base.clone(), phone::SCAN_DELAY));
         _sim = Some(handle);
         Endpoints::sim(&base)
@@ -175,8 +175,8 @@ async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
             })
             .await;
     });
-    println!("admin API: http://{local}/api/accounts");
-    println!("metrics:   http://{local}/metrics");
+    say(&format!("admin API: http://{local}/api/accounts"));
+    say(&format!("metrics:   http://{local}/metrics"));
 
     let _watcher = watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN).map_err(|e| {
         FleetError::Accounts {
@@ -200,6 +200,15 @@ async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
     }
     System::current().stop();
     Ok(())
+}
+
+/// A line for whoever started us (tools read the admin address from stdout). A closed
+/// stdout must not take the fleet down: `println!` would panic on EPIPE.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn wait_for_signal() -> Result<(), FleetError> {

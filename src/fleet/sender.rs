@@ -13,19 +13,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use actix::prelude::*;
 
 use super::account::Account;
 use super::messages::{Drain, SenderReport, Stop, Wake};
 use super::webqq::WebQq;
 use crate::config::UncertainPolicy;
-use crate::events::{emit, MessageSent, RateLimited, RetcodeReceived};
+use crate::events::{emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceived};
 use crate::limits::Limits;
 use crate::protocol::{ProtocolError, SendOutcome, Target};
 use crate::store::{OutMsg, Store};
 
 /// Longest pause between two attempts of one message after transport errors.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// How long a message accepted in another session waits for this session's contacts.
+const CONTACTS_WAIT: Duration = Duration::from_secs(10);
 /// Refusals (not transport trouble, not a lost session) before a message is held.
 const MAX_REJECTIONS: u32 = 3;
 
@@ -46,6 +50,8 @@ pub struct Sender {
     draining: bool,
     /// Who waits for the send in flight to end.
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Since when a message waits for this session's contacts (see `resolve`).
+    waiting_contacts: Option<Instant>,
 }
 
 impl Sender {
@@ -70,6 +76,7 @@ impl Sender {
             timer: None,
             draining: false,
             drained: Vec::new(),
+            waiting_contacts: None,
         }
     }
 
@@ -86,7 +93,7 @@ impl Sender {
         if self.in_flight || self.draining || self.timer.is_some() {
             return;
         }
-        let head = match self.store.outbox_head(&self.id) {
+        let mut head = match self.store.outbox_head(&self.id) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -95,6 +102,9 @@ impl Sender {
                 return;
             }
         };
+        if !self.resolve(&mut head, ctx) {
+            return;
+        }
         if let Err((limiter, wait)) = self.limits.check_send(&target_key(&head.target)) {
             emit(RateLimited {
                 account: &self.id,
@@ -107,7 +117,6 @@ impl Sender {
         // Record the msg_id this attempt will use, in the outbox entry and in the saved
         // session (the client's counter), before it goes out: after a crash the restored
         // client sends this same entry with this same msg_id again.
-        let mut head = head;
         let session = self.client.session();
         head.msg_id = Some(session.msg_id);
         let saved = self
@@ -127,6 +136,50 @@ impl Sender {
         );
     }
 
+    /// Maps a message accepted in an earlier session to this session's pseudo uin by the
+    /// name kept with it. Returns false when it should wait a little for the contacts.
+    fn resolve(&mut self, msg: &mut OutMsg, ctx: &mut Context<Self>) -> bool {
+        let Some(name) = msg.to_name.clone() else {
+            return true;
+        };
+        let Some(c) = self.client.cached_contacts() else {
+            // A fresh session fetches its contacts right after login: give it a moment.
+            let since = *self.waiting_contacts.get_or_insert_with(Instant::now);
+            if since.elapsed() < CONTACTS_WAIT {
+                self.later(Duration::from_millis(500), ctx);
+                return false;
+            }
+            return true;
+        };
+        let known = match &msg.target {
+            Target::Buddy(uin) => c.friend(*uin).is_some(),
+            Target::Group(gid) => c.group(*gid).is_some(),
+            Target::Discu(did) => c.discu(*did).is_some(),
+            Target::Sess { .. } => true,
+        };
+        if known {
+            return true;
+        }
+        let found = match &msg.target {
+            Target::Buddy(_) => c.friend_by_name(&name).map(|f| Target::Buddy(f.uin)),
+            Target::Group(_) => c.group_by_name(&name).map(|g| Target::Group(g.gid)),
+            Target::Discu(_) => c.discu_by_name(&name).map(|d| Target::Discu(d.did)),
+            Target::Sess { .. } => return true,
+        };
+        match found {
+            Ok(t) => {
+                tracing::info!(account = %self.id, seq = msg.seq,
+                    "target re-resolved by name in the new session");
+                msg.target = t;
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
+                    "target unknown in this session; sending as accepted");
+            }
+        }
+        true
+    }
+
     fn sent(
         &mut self,
         mut msg: OutMsg,
@@ -135,6 +188,12 @@ impl Sender {
     ) {
         self.in_flight = false;
         let kind = kind_of(&msg.target);
+        // A timed-out send may well have been delivered (the request was on the wire): it
+        // gets the uncertain policy, never a blind resend.
+        let res = match res {
+            Err(ProtocolError::Timeout { .. }) => Ok(SendOutcome::Uncertain),
+            other => other,
+        };
         let stored = match res {
             Ok(SendOutcome::Delivered) => {
                 emit(MessageSent {
@@ -152,7 +211,13 @@ impl Sender {
                 });
                 match self.on_uncertain {
                     UncertainPolicy::AssumeDelivered => self.store.ack(&self.id, msg.seq),
-                    UncertainPolicy::Hold => self.store.hold_outgoing(&self.id, &msg),
+                    UncertainPolicy::Hold => {
+                        emit(OutgoingHeld {
+                            account: &self.id,
+                            reason: "uncertain",
+                        });
+                        self.store.hold_outgoing(&self.id, &msg)
+                    }
                 }
             }
             Err(e) => {
@@ -168,28 +233,39 @@ impl Sender {
                         retcode: *retcode,
                     });
                 }
+                msg.attempts += 1;
+                if !e.is_transient() {
+                    msg.rejections += 1;
+                }
+                if msg.rejections >= MAX_REJECTIONS {
+                    // Refused again and again, across reconnects (a stale uin draws 100001,
+                    // a session error, on every fresh session): it is the message, not the
+                    // session. Set it aside so it cannot block the messages behind it.
+                    tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
+                        "send refused {MAX_REJECTIONS} times");
+                    emit(OutgoingHeld {
+                        account: &self.id,
+                        reason: "refused",
+                    });
+                    let r = self.store.hold_outgoing(&self.id, &msg);
+                    if let Err(e) = r {
+                        tracing::error!(account = %self.id, error = %e, "outbox update failed");
+                    }
+                    self.after_send(ctx);
+                    return;
+                }
+                if let Err(e) = self.store.update_outbox(&self.id, &msg) {
+                    tracing::error!(account = %self.id, error = %e, "outbox update failed");
+                }
                 if e.is_session_lost() || needs_relink(&e) {
                     // The message stays at the head; the next Sender sends it after the
-                    // reconnect, with the same msg_id.
+                    // reconnect.
                     self.draining = true;
                     self.account.do_send(SenderReport::SessionLost {
                         gen: self.gen,
                         reason: e.to_string(),
                     });
                     self.notify_drained();
-                    return;
-                }
-                msg.attempts += 1;
-                if !e.is_transient() && msg.attempts >= MAX_REJECTIONS {
-                    // Refused again and again (a stale uin, a text the server will never
-                    // take): set it aside so it cannot block the messages behind it.
-                    tracing::warn!(account = %self.id, seq = msg.seq, error = %e,
-                        "send refused {MAX_REJECTIONS} times; held for an operator");
-                    let r = self.store.hold_outgoing(&self.id, &msg);
-                    if let Err(e) = r {
-                        tracing::error!(account = %self.id, error = %e, "outbox update failed");
-                    }
-                    self.after_send(ctx);
                     return;
                 }
                 let wait = match &e {
@@ -199,9 +275,8 @@ impl Sender {
                 .min(MAX_RETRY);
                 tracing::warn!(account = %self.id, seq = msg.seq, attempts = msg.attempts,
                     error = %e, "send failed; will retry the same message");
-                let r = self.store.update_outbox(&self.id, &msg);
                 self.later(wait, ctx);
-                r
+                Ok(())
             }
         };
         if let Err(e) = stored {

@@ -191,6 +191,10 @@ impl Handler<Upsert> for FleetSupervisor {
                 return;
             }
         }
+        // A hold (parked / stopped) is cleared by a *change* of the file seen while running,
+        // not by the first reading of it at start: a kicked account stays stopped across a
+        // restart of the process.
+        let changed = self.accounts.contains_key(&u.id);
         let entry = self.accounts.entry(u.id.clone()).or_insert(Entry {
             fingerprint: u.fingerprint,
             file: None,
@@ -201,9 +205,10 @@ impl Handler<Upsert> for FleetSupervisor {
         match u.file {
             Ok(file) => {
                 entry.file = Some(file);
-                // A changed file clears an operator hold (parked/stopped), as documented.
-                if let Err(e) = self.deps.store.set_hold(&u.id, None) {
-                    tracing::error!(account = %u.id, error = %e, "store");
+                if changed {
+                    if let Err(e) = self.deps.store.set_hold(&u.id, None) {
+                        tracing::error!(account = %u.id, error = %e, "store");
+                    }
                 }
                 self.replace(u.id, ctx, |act, id, epoch| act.start_entry(id, epoch));
             }

@@ -32,6 +32,8 @@ pub trait WebQq: Send + Sync + 'static {
     /// Sends `text` (split in pieces by the client, each taking the next msg_id).
     fn send(&self, target: Target, text: String) -> Fut<SendOutcome>;
     fn contacts(&self) -> Fut<Contacts>;
+    /// The contacts of this session, once `contacts()` has fetched them.
+    fn cached_contacts(&self) -> Option<Arc<Contacts>>;
     /// Everything needed to resume later (saved to the store after each login).
     fn session(&self) -> Session;
 }
@@ -93,6 +95,9 @@ impl WebQq for Client {
         let c = self.clone();
         Box::pin(async move { c.contacts().await })
     }
+    fn cached_contacts(&self) -> Option<Arc<Contacts>> {
+        Client::cached_contacts(self)
+    }
     fn session(&self) -> Session {
         Client::session(self)
     }
@@ -124,6 +129,10 @@ pub mod fake {
         pub resumes: VecDeque<Result<(), ProtocolError>>,
         /// Results of the next relink calls (default Ok).
         pub relinks: VecDeque<Result<(), ProtocolError>>,
+        /// What `contacts()` answers and `cached_contacts()` then shows.
+        pub contacts: Option<Contacts>,
+        /// Whether `contacts()` was called since the last connect.
+        pub contacts_fetched: bool,
         /// Results of the next probes (default Ok(true)).
         pub probes: VecDeque<Result<bool, ProtocolError>>,
         /// Results of the next sends (default Delivered).
@@ -242,8 +251,16 @@ pub mod fake {
             Box::pin(async move { r })
         }
         fn contacts(&self) -> Fut<Contacts> {
-            self.s().counts.contacts += 1;
-            Box::pin(async { Ok(Contacts::default()) })
+            let mut s = self.s();
+            s.counts.contacts += 1;
+            s.contacts_fetched = true;
+            let c = s.contacts.clone().unwrap_or_default();
+            Box::pin(async move { Ok(c) })
+        }
+        fn cached_contacts(&self) -> Option<Arc<Contacts>> {
+            let s = self.s();
+            s.contacts_fetched
+                .then(|| Arc::new(s.contacts.clone().unwrap_or_default()))
         }
         fn session(&self) -> Session {
             Session {

@@ -746,6 +746,39 @@ impl Qqfleet {
         format!("{}{}", read("stdout.log"), read("stderr.log"))
     }
 
+    /// The last `n` log lines (QR art left out), for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                l.contains(" INFO ")
+                    || l.contains(" WARN ")
+                    || l.contains(" ERROR ")
+                    || l.contains(" DEBUG ")
+            })
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Polls `f` every 200 ms until it returns `Some`; on timeout, panics with this process's
+    /// last log lines. Fails at once if the process exits.
+    pub fn until<T>(&mut self, limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.assert_running();
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}; qqfleet's last lines:\n{}",
+                self.tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Fails the test if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
