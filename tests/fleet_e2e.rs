@@ -814,6 +814,13 @@ async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
     assert_eq!(held[0]["text"], "to nobody");
     wait_state(&f, "a", "online", Duration::from_secs(10)).await;
     assert_eq!(sim_account(&sim, 20101).await["logins"], 1);
+    // The operator drops it.
+    let seq = held[0]["seq"].as_u64().unwrap();
+    let url = format!("{}/api/accounts/a/held/{seq}", f.api);
+    assert_eq!(http().delete(&url).send().await.unwrap().status(), 202);
+    assert_eq!(http().delete(&url).send().await.unwrap().status(), 404);
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert!(ob["held"].as_array().unwrap().is_empty(), "{ob}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

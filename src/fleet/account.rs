@@ -997,6 +997,21 @@ impl Handler<Enqueue> for Account {
     }
 }
 
+impl Handler<ReleaseHeld> for Account {
+    type Result = Result<bool, FleetError>;
+    fn handle(&mut self, m: ReleaseHeld, _: &mut Context<Self>) -> Self::Result {
+        let found = self
+            .deps
+            .store
+            .release_held(self.id(), m.seq, m.resend)?
+            .is_some();
+        if found && m.resend {
+            self.outbox_changed();
+        }
+        Ok(found)
+    }
+}
+
 impl Handler<RefreshContacts> for Account {
     type Result = ();
     fn handle(&mut self, _: RefreshContacts, ctx: &mut Context<Self>) {

@@ -64,6 +64,16 @@ pub struct PanicFor {
     pub id: String,
 }
 
+/// An operator's decision on a held outgoing message (admin API).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<bool, FleetError>")]
+pub struct ReleaseHeldFor {
+    pub id: String,
+    pub seq: u64,
+    /// true: back into the outbox; false: drop it.
+    pub resend: bool,
+}
+
 /// Stop every account gracefully (SIGINT/SIGTERM).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -77,6 +87,14 @@ pub struct ShutdownFleet;
 pub struct Enqueue {
     pub target: Target,
     pub text: String,
+}
+
+/// An operator's decision on a held outgoing message; answers whether it existed.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<bool, FleetError>")]
+pub struct ReleaseHeld {
+    pub seq: u64,
+    pub resend: bool,
 }
 
 /// Refresh the contacts cache now (still subject to the friend-list limiter).
