@@ -546,16 +546,14 @@ fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
             .map(|m| m.text)
             .collect();
         assert_eq!(held, ["refused", "maybe", "timed out"]);
-        let sent: Vec<String> = h
-            .script
-            .lock()
-            .unwrap()
-            .sent
-            .iter()
-            .map(|s| s.1.clone())
-            .collect();
+        let sent = h.script.lock().unwrap().sent.clone();
+        let texts: Vec<&str> = sent.iter().map(|s| s.1.as_str()).collect();
         // "maybe" (1202) went out once and was never resent; "late" was retried after the
-        // refused connection and delivered; "timed out" may have arrived: held, not resent.
-        assert_eq!(sent, ["maybe", "late"]);
+        // transport error and delivered; "timed out" may have arrived: held, not resent.
+        assert_eq!(texts, ["maybe", "late"]);
+        // The retry of "late" reused the msg_id of its failed attempt (the client was rebuilt
+        // from the session saved before it): maybe = n, late's failed attempt = n + 1.
+        assert_eq!(sent[1].2, sent[0].2 + 1, "{sent:?}");
+        assert!(h.script.lock().unwrap().counts.relink >= 1);
     });
 }
