@@ -126,7 +126,8 @@ pub struct SupervisionConfig {
     pub backoff_cap_secs: u64,
     /// Online this long without a failure resets the failure count.
     pub healthy_secs: u64,
-    /// This many consecutive failures park the account.
+    /// This many consecutive refusals by the server park the account (transport failures
+    /// only back off: an outage must not park the whole fleet).
     pub park_after: u32,
     /// A poll silent for this long gets its Poller restarted (the server holds 60 s).
     pub watchdog_secs: u64,

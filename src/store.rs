@@ -111,6 +111,9 @@ pub trait Store: Send + Sync + 'static {
     /// Moves an uncertain message aside for an operator.
     fn hold_outgoing(&self, id: &str, msg: &OutMsg) -> Result<(), StoreError>;
     fn held(&self, id: &str) -> Result<Vec<OutMsg>, StoreError>;
+    /// An operator's decision on a held message: back into the outbox (`resend`, with its
+    /// counters reset) or dropped. `None` if no such held message.
+    fn release_held(&self, id: &str, seq: u64, resend: bool) -> Result<Option<OutMsg>, StoreError>;
 
     /// Records a received event before any handler sees it. `None`: a duplicate (drop it).
     /// `Some(seq)`: stored in the inbox under `seq`; call [`Store::inbox_done`] once handled.
@@ -381,6 +384,29 @@ impl Store for SledStore {
         Self::list(&self.held, id)
     }
 
+    fn release_held(&self, id: &str, seq: u64, resend: bool) -> Result<Option<OutMsg>, StoreError> {
+        let k = seq_key(id, seq);
+        let Some(v) = self.held.get(&k)? else {
+            return Ok(None);
+        };
+        let mut msg: OutMsg = decode(&k, &v)?;
+        msg.attempts = 0;
+        msg.rejections = 0;
+        (&self.outbox, &self.held)
+            .transaction(|(outbox, held)| {
+                held.remove(k.as_slice())?;
+                if resend {
+                    outbox.insert(k.as_slice(), encode(&msg))?;
+                }
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| {
+                StoreError::Sled(format!("{e:?}"))
+            })?;
+        self.db.flush()?;
+        Ok(Some(msg))
+    }
+
     fn accept_incoming(
         &self,
         id: &str,
@@ -598,7 +624,17 @@ mod tests {
         let head = st.outbox_head("a").unwrap().unwrap();
         assert_eq!((head.attempts, head.msg_id), (3, Some(77)));
         st.hold_outgoing("a", &upd).unwrap();
-        assert_eq!(st.held("a").unwrap(), vec![upd]);
+        assert_eq!(st.held("a").unwrap(), vec![upd.clone()]);
+        assert_eq!(st.outbox("a").unwrap(), vec![c.clone()]);
+        // The operator sends it again: back at its place (the head), counters reset.
+        let back = st.release_held("a", upd.seq, true).unwrap().unwrap();
+        assert_eq!((back.attempts, back.rejections), (0, 0));
+        assert_eq!(st.outbox_head("a").unwrap().unwrap().seq, upd.seq);
+        assert!(st.held("a").unwrap().is_empty());
+        assert_eq!(st.release_held("a", upd.seq, true).unwrap(), None);
+        st.hold_outgoing("a", &back).unwrap();
+        assert!(st.release_held("a", back.seq, false).unwrap().is_some());
+        assert!(st.held("a").unwrap().is_empty());
         assert_eq!(st.outbox("a").unwrap(), vec![c]);
         assert_eq!(st.outbox_len("b").unwrap(), 1);
     }

@@ -814,6 +814,13 @@ async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
     assert_eq!(held[0]["text"], "to nobody");
     wait_state(&f, "a", "online", Duration::from_secs(10)).await;
     assert_eq!(sim_account(&sim, 20101).await["logins"], 1);
+    // The operator drops it.
+    let seq = held[0]["seq"].as_u64().unwrap();
+    let url = format!("{}/api/accounts/a/held/{seq}", f.api);
+    assert_eq!(http().delete(&url).send().await.unwrap().status(), 202);
+    assert_eq!(http().delete(&url).send().await.unwrap().status(), 404);
+    let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert!(ob["held"].as_array().unwrap().is_empty(), "{ob}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -863,6 +870,64 @@ async fn queued_messages_follow_their_target_into_a_new_session() {
     assert!(s.iter().all(|m| m["to"] == friend_qq), "{s:?}");
     let ob = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
     assert_eq!(ob["held"].as_array().unwrap().len(), 0, "{ob}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1202_is_never_resent_blindly() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20121, ""));
+    write_account(
+        dir.path(),
+        "b",
+        &account_toml(20122, "on_uncertain = \"hold\""),
+    );
+    let f = start_fleet(dir.path(), "data", &sim, &[]);
+    login(&f, &sim, "a", 20121).await;
+    login(&f, &sim, "b", 20122).await;
+    for (id, qq) in [("a", 20121u64), ("b", 20122)] {
+        // Delivered, but answered 1202 ("maybe not sent", §8.2).
+        let r = post(
+            &format!("{}/sim/faults", sim.base),
+            json!({"qq": qq, "endpoint": "send_buddy_msg2", "retcode": 1202, "deliver": true, "count": 1}),
+        )
+        .await;
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+        let (_, uin) = friend_uin(&sim, qq).await;
+        for text in ["maybe", "surely"] {
+            let r = post(
+                &format!("{}/api/accounts/{id}/send", f.api),
+                json!({"kind": "buddy", "to": uin, "text": text}),
+            )
+            .await;
+            assert_eq!(r.status(), 202);
+        }
+    }
+    for qq in [20121u64, 20122] {
+        eventually("both sent", Duration::from_secs(20), || async {
+            (sent(&sim, qq).await.len() >= 2).then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for qq in [20121u64, 20122] {
+        let texts: Vec<String> = sent(&sim, qq)
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(texts, ["maybe", "surely"], "no resend after the 1202");
+    }
+    // assume_delivered: gone; hold: kept aside for an operator.
+    let a = get(&format!("{}/api/accounts/a/outbox", f.api)).await;
+    assert!(
+        a["held"].as_array().unwrap().is_empty() && a["pending"].as_array().unwrap().is_empty(),
+        "{a}"
+    );
+    let b = get(&format!("{}/api/accounts/b/outbox", f.api)).await;
+    let held = b["held"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{b}");
+    assert_eq!(held[0]["text"], "maybe");
 }
 
 #[test]

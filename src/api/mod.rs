@@ -11,6 +11,8 @@
 //! | GET | `/api/accounts/{id}/qr` | the QR code to scan (PNG) while `awaiting_scan` |
 //! | GET | `/api/accounts/{id}/outbox` | undelivered and held outgoing messages |
 //! | POST | `/api/accounts/{id}/send` | `{"kind":"buddy|group|discu","to":uin/gid/did,"text"}` → 202 once flushed |
+//! | POST | `/api/accounts/{id}/held/{seq}/resend` | put a held message back into the outbox |
+//! | DELETE | `/api/accounts/{id}/held/{seq}` | drop a held message |
 //! | POST | `/api/accounts/{id}/restart` | operator restart (clears `parked` / `stopped`) |
 //! | POST | `/api/accounts/{id}/contacts/refresh` | refresh the contacts (friend-list limiter applies) |
 //! | POST | `/api/accounts/{id}/debug/panic` | only with `QQFLEET_DEBUG_HOOKS=1`: panic the account's actor |
@@ -22,11 +24,11 @@ use actix::Addr;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::fleet::messages::{EnqueueFor, PanicFor, RefreshContactsFor, Restart};
+use crate::fleet::messages::{EnqueueFor, PanicFor, RefreshContactsFor, ReleaseHeldFor, Restart};
 use crate::fleet::status::{AccountStatus, StatusMap};
 use crate::fleet::supervisor::FleetSupervisor;
 use crate::fleet::FleetError;
@@ -53,6 +55,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/accounts/{id}/qr", get(qr))
         .route("/api/accounts/{id}/outbox", get(outbox))
         .route("/api/accounts/{id}/send", post(send))
+        .route("/api/accounts/{id}/held/{seq}/resend", post(resend_held))
+        .route("/api/accounts/{id}/held/{seq}", delete(drop_held))
         .route("/api/accounts/{id}/restart", post(restart))
         .route("/api/accounts/{id}/contacts/refresh", post(refresh))
         .route("/api/accounts/{id}/debug/panic", post(panic))
@@ -159,6 +163,25 @@ async fn send(
             Json(serde_json::json!({"seq": m.seq, "msg_id": m.msg_id})),
         )
             .into_response(),
+        Ok(Err(e)) => fleet_error(e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn resend_held(State(s): State<ApiState>, Path((id, seq)): Path<(String, u64)>) -> Response {
+    release(s, id, seq, true).await
+}
+
+async fn drop_held(State(s): State<ApiState>, Path((id, seq)): Path<(String, u64)>) -> Response {
+    release(s, id, seq, false).await
+}
+
+async fn release(s: ApiState, id: String, seq: u64, resend: bool) -> Response {
+    match s.supervisor.send(ReleaseHeldFor { id, seq, resend }).await {
+        Ok(Ok(true)) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response()
+        }
+        Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("no held message {seq}")),
         Ok(Err(e)) => fleet_error(e),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }

@@ -80,8 +80,10 @@ pub struct Account {
     login_dead_ticks: u32,
     poller: Option<Addr<Poller>>,
     sender: Option<Addr<Sender>>,
-    /// Consecutive failures (backoff exponent; parks the account at `park_after`).
+    /// Consecutive failures of any kind (the backoff exponent).
     failures: u32,
+    /// Consecutive refusals by the server (parks the account at `park_after`).
+    refusals: u32,
     online_since: Option<Instant>,
     last_poll: Instant,
     backoff: Option<SpawnHandle>,
@@ -121,6 +123,7 @@ impl Account {
             poller: None,
             sender: None,
             failures: 0,
+            refusals: 0,
             online_since: None,
             last_poll: Instant::now(),
             backoff: None,
@@ -367,22 +370,48 @@ impl Account {
         );
     }
 
-    /// A failure: wait out a jittered backoff, then try `next`; park after too many.
+    /// A failure the server decided (a refusal): backoff, and parking after too many.
     fn fail(&mut self, ctx: &mut Context<Self>, reason: String, next: LoginMethod) {
+        self.fail_with(ctx, reason, next, true)
+    }
+
+    /// A failure of the transport (server unreachable, connection reset): backoff only. An
+    /// outage hits every account at once and ends by itself; parking the whole fleet after a
+    /// minute of it would need an operator for each account.
+    fn fail_transient(&mut self, ctx: &mut Context<Self>, reason: String, next: LoginMethod) {
+        self.fail_with(ctx, reason, next, false)
+    }
+
+    /// Waits out a jittered backoff, then tries `next`; parks after `park_after` refusals in
+    /// a row.
+    fn fail_with(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reason: String,
+        next: LoginMethod,
+        refusal: bool,
+    ) {
         if self.shutting_down {
             return;
         }
         let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
         if self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
             self.failures = 0;
+            self.refusals = 0;
         }
         self.teardown();
         self.cancel_backoff(ctx);
         self.failures += 1;
+        if refusal {
+            self.refusals += 1;
+        }
         let failures = self.failures;
         self.status(|s| s.failures = Some(failures));
-        if self.failures >= self.cfg.supervision.park_after {
-            let why = format!("parked after {failures} failures in a row; last: {reason}");
+        if self.refusals >= self.cfg.supervision.park_after {
+            let why = format!(
+                "parked after {} refusals in a row; last: {reason}",
+                self.refusals
+            );
             self.hold(AccountState::Parked, why);
             return;
         }
@@ -588,6 +617,7 @@ impl Account {
             let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
             if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
                 self.failures = 0;
+                self.refusals = 0;
                 self.status(|s| s.failures = Some(0));
             }
             let client = self.client.clone();
@@ -872,14 +902,19 @@ impl Handler<LoginReport> for Account {
                 match (method, rejected) {
                     // Relink refused: the session may still resume (§5.2: relink, else relogin).
                     (LoginMethod::Relink, true) => self.login(ctx, LoginMethod::Resume),
-                    (LoginMethod::Relink, false) => self.fail(ctx, reason, LoginMethod::Relink),
+                    (LoginMethod::Relink, false) => {
+                        self.fail_transient(ctx, reason, LoginMethod::Relink)
+                    }
                     // Saved cookies dead (expired, §11): a new scan is the only way.
                     (LoginMethod::Resume, true) => {
                         let _ = self.deps.store.delete_session(self.id());
                         self.login(ctx, LoginMethod::Qr);
                     }
-                    (LoginMethod::Resume, false) => self.fail(ctx, reason, LoginMethod::Resume),
-                    (LoginMethod::Qr, _) => self.fail(ctx, reason, LoginMethod::Qr),
+                    (LoginMethod::Resume, false) => {
+                        self.fail_transient(ctx, reason, LoginMethod::Resume)
+                    }
+                    (LoginMethod::Qr, true) => self.fail(ctx, reason, LoginMethod::Qr),
+                    (LoginMethod::Qr, false) => self.fail_transient(ctx, reason, LoginMethod::Qr),
                 }
             }
             _ => {}
@@ -925,7 +960,7 @@ impl Handler<PollReport> for Account {
                 self.on_retcode(ctx, retcode, action)
             }
             PollReport::Failed { reason, .. } => {
-                self.fail(ctx, format!("poll: {reason}"), LoginMethod::Relink);
+                self.fail_transient(ctx, format!("poll: {reason}"), LoginMethod::Relink);
                 PollDirective::Stop
             }
         })
@@ -943,7 +978,18 @@ impl Handler<SenderReport> for Account {
                     self.reconnect(ctx, LoginMethod::Relink);
                 }
             }
-            SenderReport::SessionLost { .. } => {}
+            SenderReport::TransportLost { gen, reason } if gen == self.gen => {
+                tracing::warn!(account = %self.id(), %reason, "send: transport error");
+                if self.state == Some(AccountState::Online) {
+                    if let Ok(Some(session)) = self.deps.store.load_session(self.id()) {
+                        if let Ok(c) = self.deps.connector.connect(Some(session)) {
+                            self.client = Some(c);
+                        }
+                    }
+                    self.reconnect(ctx, LoginMethod::Relink);
+                }
+            }
+            SenderReport::SessionLost { .. } | SenderReport::TransportLost { .. } => {}
         }
     }
 }
@@ -959,6 +1005,21 @@ impl Handler<Enqueue> for Account {
         let msg = self.deps.store.enqueue(self.id(), new)?;
         self.outbox_changed();
         Ok(msg)
+    }
+}
+
+impl Handler<ReleaseHeld> for Account {
+    type Result = Result<bool, FleetError>;
+    fn handle(&mut self, m: ReleaseHeld, _: &mut Context<Self>) -> Self::Result {
+        let found = self
+            .deps
+            .store
+            .release_held(self.id(), m.seq, m.resend)?
+            .is_some();
+        if found && m.resend {
+            self.outbox_changed();
+        }
+        Ok(found)
     }
 }
 

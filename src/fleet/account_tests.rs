@@ -304,7 +304,7 @@ fn retcodes_drive_relink_and_kick_stops() {
 }
 
 #[test]
-fn repeated_failures_back_off_then_park() {
+fn repeated_refusals_back_off_then_park() {
     let h = harness(10001);
     paused(async {
         let mut c = cfg("a", 10001);
@@ -313,15 +313,11 @@ fn repeated_failures_back_off_then_park() {
         until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
         {
             let mut s = h.script.lock().unwrap();
-            // Every poll fails (transport), and so does every relink.
+            // Every poll answers a code the table calls fatal; every resume works.
             for _ in 0..40 {
-                s.polls.push_back(Err(ProtocolError::Transport {
-                    endpoint: crate::protocol::endpoints::Endpoint::Poll2,
-                    message: "reset".into(),
-                }));
-                s.relinks.push_back(Err(ProtocolError::Transport {
-                    endpoint: crate::protocol::endpoints::Endpoint::Login2,
-                    message: "reset".into(),
+                s.polls.push_back(Ok(PollResult::Retcode {
+                    retcode: 100006,
+                    action: Action::Fatal,
                 }));
             }
         }
@@ -332,9 +328,58 @@ fn repeated_failures_back_off_then_park() {
             Some(AccountState::Parked)
         );
         // Parked stays parked: no more attempts.
-        let relinks = h.script.lock().unwrap().counts.relink;
+        let (resumes, polls) = {
+            let s = h.script.lock().unwrap();
+            (s.counts.resume + s.counts.relink, s.counts.poll)
+        };
         tokio::time::sleep(Duration::from_secs(900)).await;
-        assert_eq!(h.script.lock().unwrap().counts.relink, relinks);
+        let s = h.script.lock().unwrap();
+        assert_eq!(
+            (s.counts.resume + s.counts.relink, s.counts.poll),
+            (resumes, polls)
+        );
+    });
+}
+
+#[test]
+fn an_outage_backs_off_to_the_cap_but_never_parks() {
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.supervision.park_after = 3;
+        c.supervision.backoff_cap_secs = 30;
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let reset = || ProtocolError::Transport {
+            endpoint: crate::protocol::Endpoint::Poll2,
+            message: "reset".into(),
+        };
+        {
+            let mut s = h.script.lock().unwrap();
+            for _ in 0..200 {
+                s.polls.push_back(Err(reset()));
+                s.relinks.push_back(Err(ProtocolError::Transport {
+                    endpoint: crate::protocol::Endpoint::Login2,
+                    message: "refused".into(),
+                }));
+            }
+        }
+        until_state(&h, "a", AccountState::Backoff, Duration::from_secs(30)).await;
+        // Ten simulated minutes of outage: many attempts, never parked.
+        let end = tokio::time::Instant::now() + Duration::from_secs(600);
+        while tokio::time::Instant::now() < end {
+            assert_ne!(state(&h, "a"), Some(AccountState::Parked));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let relinks = h.script.lock().unwrap().counts.relink;
+        assert!(relinks >= 10, "kept trying: {relinks}");
+        // The server comes back: online again by itself.
+        {
+            let mut s = h.script.lock().unwrap();
+            s.polls.clear();
+            s.relinks.clear();
+        }
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(120)).await;
     });
 }
 
@@ -501,16 +546,14 @@ fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
             .map(|m| m.text)
             .collect();
         assert_eq!(held, ["refused", "maybe", "timed out"]);
-        let sent: Vec<String> = h
-            .script
-            .lock()
-            .unwrap()
-            .sent
-            .iter()
-            .map(|s| s.1.clone())
-            .collect();
+        let sent = h.script.lock().unwrap().sent.clone();
+        let texts: Vec<&str> = sent.iter().map(|s| s.1.as_str()).collect();
         // "maybe" (1202) went out once and was never resent; "late" was retried after the
-        // refused connection and delivered; "timed out" may have arrived: held, not resent.
-        assert_eq!(sent, ["maybe", "late"]);
+        // transport error and delivered; "timed out" may have arrived: held, not resent.
+        assert_eq!(texts, ["maybe", "late"]);
+        // The retry of "late" reused the msg_id of its failed attempt (the client was rebuilt
+        // from the session saved before it): maybe = n, late's failed attempt = n + 1.
+        assert_eq!(sent[1].2, sent[0].2 + 1, "{sent:?}");
+        assert!(h.script.lock().unwrap().counts.relink >= 1);
     });
 }

@@ -64,6 +64,16 @@ pub struct PanicFor {
     pub id: String,
 }
 
+/// An operator's decision on a held outgoing message (admin API).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<bool, FleetError>")]
+pub struct ReleaseHeldFor {
+    pub id: String,
+    pub seq: u64,
+    /// true: back into the outbox; false: drop it.
+    pub resend: bool,
+}
+
 /// Stop every account gracefully (SIGINT/SIGTERM).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -77,6 +87,14 @@ pub struct ShutdownFleet;
 pub struct Enqueue {
     pub target: Target,
     pub text: String,
+}
+
+/// An operator's decision on a held outgoing message; answers whether it existed.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<bool, FleetError>")]
+pub struct ReleaseHeld {
+    pub seq: u64,
+    pub resend: bool,
 }
 
 /// Refresh the contacts cache now (still subject to the friend-list limiter).
@@ -155,6 +173,10 @@ pub enum SenderReport {
     Depth { gen: u64, depth: usize },
     /// A send failed because the session is gone: reconnect.
     SessionLost { gen: u64, reason: String },
+    /// A send failed in transport and may have reached the server: rebuild the client from
+    /// the saved session (whose msg_id counter is the failed attempt's) and relink, so the
+    /// message goes out again with the same msg_id.
+    TransportLost { gen: u64, reason: String },
 }
 
 /// Re-handle inbox entries left by a crash (sent by the Account to itself at start).

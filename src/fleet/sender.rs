@@ -257,13 +257,18 @@ impl Sender {
                 if let Err(e) = self.store.update_outbox(&self.id, &msg) {
                     tracing::error!(account = %self.id, error = %e, "outbox update failed");
                 }
-                if e.is_session_lost() || needs_relink(&e) {
+                if e.is_session_lost() || needs_relink(&e) || e.is_transient() {
                     // The message stays at the head; the next Sender sends it after the
-                    // reconnect.
+                    // reconnect. After a transport error the request may have arrived: the
+                    // Account rebuilds the client from the session saved before this
+                    // attempt, so the resend carries the same msg_id (a deduplicating
+                    // server then delivers it once).
                     self.draining = true;
-                    self.account.do_send(SenderReport::SessionLost {
-                        gen: self.gen,
-                        reason: e.to_string(),
+                    let (gen, reason) = (self.gen, e.to_string());
+                    self.account.do_send(if e.is_transient() {
+                        SenderReport::TransportLost { gen, reason }
+                    } else {
+                        SenderReport::SessionLost { gen, reason }
                     });
                     self.notify_drained();
                     return;

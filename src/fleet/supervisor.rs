@@ -282,6 +282,23 @@ impl Handler<EnqueueFor> for FleetSupervisor {
     }
 }
 
+impl Handler<ReleaseHeldFor> for FleetSupervisor {
+    type Result = ResponseFuture<Result<bool, FleetError>>;
+    fn handle(&mut self, m: ReleaseHeldFor, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.running(&m.id);
+        let id = m.id;
+        Box::pin(async move {
+            addr?
+                .send(ReleaseHeld {
+                    seq: m.seq,
+                    resend: m.resend,
+                })
+                .await
+                .map_err(|_| FleetError::NotRunning(id))?
+        })
+    }
+}
+
 impl Handler<RefreshContactsFor> for FleetSupervisor {
     type Result = Result<(), FleetError>;
     fn handle(&mut self, m: RefreshContactsFor, _: &mut Context<Self>) -> Self::Result {

@@ -115,3 +115,71 @@ pub fn spawn(
         .map_err(notify::Error::io)?;
     Ok(WatcherHandle { stop })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::fleet::account::Deps;
+    use crate::fleet::status::StatusMap;
+    use crate::fleet::webqq::fake::{FakeConnector, Script};
+    use crate::fleet::AccountState;
+    use crate::store::SledStore;
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out: {what}");
+    }
+
+    /// The rescan alone (no file events) finds new, changed, invalid and removed files.
+    #[test]
+    fn rescan_diffs_the_folder_and_tells_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let acc = dir.path().join("accounts");
+        std::fs::create_dir_all(&acc).unwrap();
+        std::fs::write(acc.join("a.toml"), "qq = 10001\n").unwrap();
+        let status: StatusMap = Default::default();
+        let script = Arc::new(Mutex::new(Script {
+            hold: Duration::from_secs(60),
+            scanned_by: 10001,
+            ..Script::default()
+        }));
+        let deps = Arc::new(Deps {
+            store: Arc::new(SledStore::open(&dir.path().join("data")).unwrap()),
+            connector: Arc::new(FakeConnector { script, qq: 10001 }),
+            status: status.clone(),
+            data_dir: dir.path().join("data"),
+            crash_before_handler: None,
+            show_qr: false,
+        });
+        let sys = actix::System::new();
+        sys.block_on(async move {
+            let sup = FleetSupervisor::new(deps, vec![]).start();
+            let mut known = Known::default();
+            assert_eq!(known.sync(&acc, &sup), 1);
+            until("a started", || status.contains_key("a")).await;
+            assert_eq!(known.sync(&acc, &sup), 0, "nothing changed");
+            std::fs::write(acc.join("a.toml"), "qq = 10001\nhandler = \"log\"\n").unwrap();
+            std::fs::write(acc.join("b.toml"), "qq = 10002\nbogus = 1\n").unwrap();
+            assert_eq!(known.sync(&acc, &sup), 2);
+            until("b invalid", || {
+                status
+                    .get("b")
+                    .is_some_and(|s| s.state == AccountState::Invalid)
+            })
+            .await;
+            let err = status.get("b").unwrap().error.clone().unwrap();
+            assert!(err.contains("b.toml:2") && err.contains("bogus"), "{err}");
+            std::fs::remove_file(acc.join("a.toml")).unwrap();
+            assert_eq!(known.sync(&acc, &sup), 1);
+            until("a removed", || !status.contains_key("a")).await;
+            assert!(status.contains_key("b"));
+        });
+    }
+}

@@ -278,6 +278,12 @@ pub mod fake {
 
     impl Connector for FakeConnector {
         fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
+            // Like the client: a saved session brings its msg_id counter back.
+            if let Some(s) = &session {
+                if s.msg_id != 0 {
+                    self.script.lock().unwrap().msg_id = s.msg_id;
+                }
+            }
             Ok(Arc::new(FakeWebQq {
                 script: self.script.clone(),
                 session: session.unwrap_or(Session {
