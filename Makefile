@@ -21,6 +21,17 @@ test:
 sim: build
 	./target/release/qqfleet sim --listen $(SIM_LISTEN)
 
+## Benchmarks (release build, loopback only, bounded): the simulator holding 10,000 sessions
+## with a parked poll each, then 1,000 accounts in one fleet process against a simulator in
+## another. Prints per-poll and per-account costs. BENCH_ACCOUNTS / BENCH_SESSIONS resize them.
+BENCH_ACCOUNTS ?= 1000
+BENCH_SESSIONS ?= 10000
+bench: build
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	python3 scripts/sim_load.py --binary target/release/qqfleet --sessions $(BENCH_SESSIONS) && \
+	QQFLEET_SCALE_N=$(BENCH_ACCOUNTS) QQFLEET_SCALE_BIN=target/release/qqfleet \
+	  $(CARGO) run --release --quiet --example fleet_scale
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
