@@ -5,20 +5,25 @@
 //!
 //! # Layout
 //!
+//! Where to look first: a request is built in [`protocol::endpoints`] (hosts, paths, Referer,
+//! Origin) and [`protocol::client`]; a retcode is decided in [`protocol::retcode`] (one table);
+//! state is saved in [`store`] (sled, behind `trait Store`); an account's state changes only in
+//! [`fleet::account`]; every log line and metric of an event is written in [`events`].
+//!
 //! | module | owns |
 //! |---|---|
-//! | [`protocol`] | the WebQQ client for one account, with no actors: endpoint table, login steps, poll, send, contacts, [`protocol::hash`] (hash33, bkn, time33, friend-list hash), content codec, retcode policy |
-//! | [`sim`] | the simulator (`qqfleet sim`): every real host under a path prefix, the world (accounts, generated contacts, sessions), ptlogin, channel, info API, control API under `/sim/`, faults, clock |
-//! | [`fleet`] | the actors, one file each: supervisor, account, login, poller, sender, watcher, and every actor message |
-//! | [`store`] | `trait Store` and its sled implementation: sessions, msg_id counters, outbox, dedup window, contacts |
-//! | [`limits`] | governor limiters with named quotas (friend-list guard, sends per account and per target) |
-//! | [`config`] | account files (`accounts/<id>.toml`) and their validation |
-//! | [`events`] | typed events; each `emit()` writes its log line and moves its metrics |
+//! | [`protocol`] | the WebQQ client for one account, with no actors: `endpoints` (the endpoint table), `client` (login steps, poll, send, contacts over one reqwest client and cookie jar), `session` (what is saved to resume), `ptlogin` (the `ptuiCB` callbacks), `events` (the poll2 event catalogue), `content` (message codec and 720-byte splitter), `contacts`, `retcode` (the policy table), `hash` (hash33, bkn, time33, friend-list hash), `error`, `login_cli` (`qqfleet login`) |
+//! | [`sim`] | the simulator (`qqfleet sim`): `server` (accept loop), `routes` (every real host under a path prefix, the control API under `/sim/`), `ptlogin`, `channel`, `info`, `control`, `auth` (the §14.3 checks), `world` (accounts, generated contacts, sessions), `events`, `content`, `qr`, `faults`, `clock`, `config`, `state`, `request` |
+//! | [`fleet`] | the actors, one file each: `supervisor` (FleetSupervisor), `account` (the state machine), `login`, `poller`, `sender`, `watcher` (`accounts/` hot-add); `messages` (every actor message), `state` (the eight account states), `status` (the snapshot the API reads), `handler` (echo, log), `webqq` (the seam to the client), `phone` (the demo phone of `--sim`) |
+//! | [`store`] | `trait Store` and its sled implementation: session, msg_id counter, outbox, dedup window, contacts |
+//! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
+//! | [`config`] | account files (`accounts/<id>.toml`), their validation and `qqfleet check` |
+//! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics |
 //! | [`api`] | the admin HTTP server: `/healthz`, `/api/accounts`, `/metrics` |
-//! | [`logging`] | tracing setup (human or JSON) shared by every subcommand |
+//! | [`logging`] | tracing setup (text or JSON) shared by every subcommand |
 //!
 //! The binary `qqfleet` (`src/main.rs`) is thin: it parses the command line and calls into
-//! these modules.
+//! these modules. More in `docs/ARCHITECTURE.md`.
 
 pub mod api;
 pub mod config;
