@@ -12,6 +12,7 @@
 //! killed on every path (Drop guards). No network: a missing venv fails with a message saying
 //! to run `make fidelity-deps`.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -126,23 +127,24 @@ fn start_sim(dir: &Path) -> (Proc, String) {
     (sim, base)
 }
 
-/// Starts pandolia/qqbot through the harness; stdout and stderr go to one log file.
-fn start_qqbot(dir: &Path, base: &str) -> Proc {
+/// Starts `tests/fidelity/<script>` with the venv's python in `dir` (the client's working
+/// folder); its stdout and stderr go to `dir/harness.log`.
+fn start_client(dir: &Path, script: &str, args: &[OsString]) -> Proc {
     let python = venv_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/run_qqbot.py");
-    let bench = dir.join("qqbot-bench");
-    std::fs::create_dir_all(&bench).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fidelity")
+        .join(script);
+    std::fs::create_dir_all(dir).unwrap();
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let log = dir.join("qqbot.log");
+    let log = dir.join("harness.log");
     let out = File::create(&log).unwrap();
     let err = out.try_clone().unwrap();
     let child = Command::new(&python)
         .arg(&script)
-        .arg(base)
-        .arg(&bench)
-        // A clean environment: no proxy variables, no user config; PATH only the venv, so
-        // qqbot finds no image viewer to pop its QR code up in (it then just logs a warning).
+        .args(args)
+        // A clean environment: no proxy variables, no user config; PATH only the venv, so a
+        // client finds no image viewer to pop its QR code up in (qqbot then logs a warning).
         .env_clear()
         .env("PATH", python.parent().unwrap())
         .env("HOME", &home)
@@ -155,7 +157,7 @@ fn start_qqbot(dir: &Path, base: &str) -> Proc {
         .stdout(out)
         .stderr(err)
         .spawn()
-        .expect("start the qqbot harness");
+        .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
     Proc { child, log }
 }
 
@@ -265,8 +267,9 @@ async fn ping(ctl: &Ctl, kind: &str, extra: Value, to: &Value, text: &str) -> Re
     Ok(())
 }
 
-async fn scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
-    // 1. Login by QR: the client fetches a QR code; the phone scans it as QQ.
+/// The client fetches a QR code; the phone scans and confirms it as `QQ`; waits until the
+/// account is online, activated and polling. Returns the account's contacts.
+async fn qr_login(ctl: &Ctl, client: &mut Proc) -> Result<Value, String> {
     let qrsig = wait_for(
         "the client to fetch a QR code",
         Duration::from_secs(30),
@@ -291,7 +294,6 @@ async fn scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
         json!({"qrsig": qrsig, "qq": QQ, "confirm": true}),
     )
     .await?;
-    // Logged in: a full QR login, the session activated and the client polling.
     let account = wait_for(
         "the client to log in and poll",
         Duration::from_secs(30),
@@ -312,92 +314,28 @@ async fn scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
             ));
         }
     }
-
-    // 2. Messages of each kind; the client answers each through the simulator.
     let contacts = ctl.get(&format!("/sim/accounts/{QQ}/contacts")).await?;
-    let friend = contacts["friends"][0]["qq"].clone();
-    let group = contacts["groups"][0]["number"].clone();
-    let did = contacts["discus"][0]["did"].clone();
-    if friend.is_null() || group.is_null() || did.is_null() {
-        return Err(format!(
-            "the account lacks a friend, group or discussion: {contacts}"
-        ));
+    for p in ["/friends/0/qq", "/groups/0/number", "/discus/0/did"] {
+        if contacts.pointer(p).map_or(true, Value::is_null) {
+            return Err(format!("the account lacks {p}: {contacts}"));
+        }
     }
-    ping(ctl, "buddy", json!({}), &friend, "ping buddy 你好").await?;
-    ping(
-        ctl,
-        "group",
-        json!({"group": group}),
-        &group,
-        "ping group 大家好",
-    )
-    .await?;
-    ping(ctl, "discu", json!({"did": did}), &did, "ping discu 讨论").await?;
-    // The client fetched its contacts to name the senders.
+    Ok(contacts)
+}
+
+/// Checks that the client called each of `endpoints` at least once.
+async fn called(ctl: &Ctl, endpoints: &[&str]) -> Result<Value, String> {
     let a = ctl.account().await?;
-    for ep in [
-        "get_user_friends2",
-        "get_group_name_list_mask2",
-        "get_group_info_ext2",
-        "get_discus_list",
-    ] {
+    for ep in endpoints {
         if count(&a, &format!("/calls/{ep}")) == 0 {
             return Err(format!("the client never called {ep}: {a}"));
         }
     }
+    Ok(a)
+}
 
-    // 3. Faults. Three poll2 121s in a row: the client gives up polling, re-checks its login
-    //    with get_online_buddies2, and goes on polling.
-    let checks_before = count(&a, "/calls/get_online_buddies2");
-    ctl.post(
-        "/sim/faults",
-        json!({"qq": QQ, "endpoint": "poll2", "retcode": 121, "count": 3}),
-    )
-    .await?;
-    wait_for(
-        "the client to see three poll2 121s and re-check its login",
-        Duration::from_secs(20),
-        || async move {
-            let a = ctl.account().await?;
-            Ok((count(&a, "/retcodes/poll2/121") >= 3
-                && count(&a, "/calls/get_online_buddies2") > checks_before)
-                .then_some(()))
-        },
-    )
-    .await?;
-    ping(ctl, "buddy", json!({}), &friend, "ping after 121").await?;
-    // A 502 gateway answer and a 100012 on poll2: the client just polls again.
-    ctl.post(
-        "/sim/faults",
-        json!({"qq": QQ, "endpoint": "poll2", "http_status": 502}),
-    )
-    .await?;
-    ctl.post(
-        "/sim/faults",
-        json!({"qq": QQ, "endpoint": "poll2", "retcode": 100012}),
-    )
-    .await?;
-    wait_for(
-        "the poll2 faults to be served",
-        Duration::from_secs(20),
-        || async move {
-            let pending = ctl.get("/sim/faults").await?;
-            Ok(pending
-                .as_array()
-                .is_some_and(|a| a.is_empty())
-                .then_some(()))
-        },
-    )
-    .await?;
-    ping(
-        ctl,
-        "group",
-        json!({"group": group}),
-        &group,
-        "ping after 502",
-    )
-    .await?;
-    // No send was ever refused.
+/// Checks that no send of the client was refused.
+async fn no_refused_send(ctl: &Ctl) -> Result<(), String> {
     let a = ctl.account().await?;
     for ep in ["send_buddy_msg2", "send_qun_msg2", "send_discu_msg2"] {
         if let Some(codes) = a
@@ -409,12 +347,100 @@ async fn scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
 
-    // 4. Kick (another login of the account): the client stops, as it did for real, with
-    //    its "login expired" exit code 203.
+/// Queues `faults` (each on poll2 of `QQ`) and waits until the simulator has served them all.
+async fn poll_faults(ctl: &Ctl, faults: &[Value]) -> Result<(), String> {
+    for f in faults {
+        let mut body = f.clone();
+        body["qq"] = json!(QQ);
+        body["endpoint"] = json!("poll2");
+        ctl.post("/sim/faults", body).await?;
+    }
+    wait_for(
+        &format!("the poll2 faults {faults:?} to be served"),
+        Duration::from_secs(20),
+        || async move {
+            let pending = ctl.get("/sim/faults").await?;
+            Ok(pending
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
+    // 1. Login by QR.
+    let contacts = qr_login(ctl, client).await?;
+    let friend = contacts["friends"][0]["qq"].clone();
+    let group = contacts["groups"][0]["number"].clone();
+    let did = contacts["discus"][0]["did"].clone();
+
+    // 2. A message of each kind; the client answers each through the simulator, after
+    //    fetching the contacts it needs to name the sender.
+    ping(ctl, "buddy", json!({}), &friend, "ping buddy 你好").await?;
+    ping(
+        ctl,
+        "group",
+        json!({"group": group}),
+        &group,
+        "ping group 大家好",
+    )
+    .await?;
+    ping(ctl, "discu", json!({"did": did}), &did, "ping discu 讨论").await?;
+    let a = called(
+        ctl,
+        &[
+            "get_user_friends2",
+            "get_group_name_list_mask2",
+            "get_group_info_ext2",
+            "get_discus_list",
+        ],
+    )
+    .await?;
+
+    // 3. Faults. Three poll2 121s in a row: qqbot gives up the poll, re-checks its login with
+    //    get_online_buddies2, and polls on.
+    let checks_before = count(&a, "/calls/get_online_buddies2");
+    poll_faults(ctl, &[json!({"retcode": 121, "count": 3})]).await?;
+    let a = ctl.account().await?;
+    if count(&a, "/retcodes/poll2/121") < 3 {
+        return Err(format!("the three 121s were not counted: {a}"));
+    }
+    wait_for(
+        "qqbot to re-check its login after the 121s",
+        Duration::from_secs(20),
+        || async move {
+            let a = ctl.account().await?;
+            Ok((count(&a, "/calls/get_online_buddies2") > checks_before).then_some(()))
+        },
+    )
+    .await?;
+    ping(ctl, "buddy", json!({}), &friend, "ping after 121").await?;
+    // A 502 gateway answer and a 100012: qqbot just polls again.
+    poll_faults(
+        ctl,
+        &[json!({"http_status": 502}), json!({"retcode": 100012})],
+    )
+    .await?;
+    ping(
+        ctl,
+        "group",
+        json!({"group": group}),
+        &group,
+        "ping after 502",
+    )
+    .await?;
+    no_refused_send(ctl).await?;
+
+    // 4. Kick (another login of the account): qqbot stops, as it did for real, with its
+    //    "login expired" exit code 203.
     ctl.post("/sim/kick", json!({"qq": QQ})).await?;
     let status = wait_for(
-        "the client to stop after the kick",
+        "qqbot to stop after the kick",
         Duration::from_secs(30),
         || {
             let st = client.exited();
@@ -424,23 +450,122 @@ async fn scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
     .await?;
     if status.code() != Some(203) {
         return Err(format!(
-            "the client stopped with {status}, not qqbot's login-expired code 203"
+            "qqbot stopped with {status}, not its login-expired code 203"
         ));
     }
     Ok(())
 }
 
-#[tokio::test]
-async fn pandolia_qqbot_2_3_11_logs_in_replies_and_rides_faults() {
+async fn smartqq_scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
+    // 1. Login by QR (this client sends ptqrtoken, and a getvfwebqq query with
+    //    `clientid=53999199psessionid=` run together, as it did for real).
+    let contacts = qr_login(ctl, client).await?;
+    let friend = contacts["friends"][0]["qq"].clone();
+    let group = contacts["groups"][0]["number"].clone();
+
+    // 2. Buddy and group messages (the library handles no discussions).
+    ping(ctl, "buddy", json!({}), &friend, "ping buddy 你好").await?;
+    ping(
+        ctl,
+        "group",
+        json!({"group": group}),
+        &group,
+        "ping group 大家好",
+    )
+    .await?;
+    called(
+        ctl,
+        &[
+            "get_user_friends2",
+            "get_group_name_list_mask2",
+            "get_group_info_ext2",
+        ],
+    )
+    .await?;
+
+    // 3. Faults: a poll2 121, a 502 and a 100012; the library logs each and polls on.
+    poll_faults(
+        ctl,
+        &[
+            json!({"retcode": 121}),
+            json!({"http_status": 502}),
+            json!({"retcode": 100012}),
+        ],
+    )
+    .await?;
+    ping(ctl, "buddy", json!({}), &friend, "ping after faults").await?;
+    ping(
+        ctl,
+        "group",
+        json!({"group": group}),
+        &group,
+        "ping after faults",
+    )
+    .await?;
+    no_refused_send(ctl).await?;
+    // (No kick stage: on 103 this library only logs and polls again, forever.)
+    Ok(())
+}
+
+/// The third-party clients under test.
+#[derive(Clone, Copy)]
+enum Client {
+    /// pandolia/qqbot 2.3.11 (PyPI `qqbot`).
+    Qqbot,
+    /// python-smartqq-client 0.4.10 (PyPI).
+    Smartqq,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Qqbot => "pandolia/qqbot 2.3.11",
+            Client::Smartqq => "python-smartqq-client 0.4.10",
+        }
+    }
+
+    /// Its log files in its working folder.
+    fn logs(self) -> &'static [&'static str] {
+        match self {
+            Client::Qqbot => &["harness.log"],
+            // The library logs into bot.log in its working folder.
+            Client::Smartqq => &["harness.log", "bot.log"],
+        }
+    }
+
+    fn start(self, dir: &Path, base: &str) -> Proc {
+        match self {
+            Client::Qqbot => {
+                let bench = dir.join("qqbot-bench");
+                std::fs::create_dir_all(&bench).unwrap();
+                start_client(dir, "run_qqbot.py", &[base.into(), bench.into()])
+            }
+            Client::Smartqq => start_client(dir, "run_smartqq.py", &[base.into()]),
+        }
+    }
+
+    async fn scenario(self, ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
+        match self {
+            Client::Qqbot => qqbot_scenario(ctl, client).await,
+            Client::Smartqq => smartqq_scenario(ctl, client).await,
+        }
+    }
+}
+
+/// Runs the client's scenario against a fresh simulator; on failure, panics with the error
+/// and the last lines of every log.
+async fn run(which: Client) {
+    let name = which.name();
     // Fail (not skip) without the venv, before starting anything.
     venv_python();
-    let dir = tempfile::tempdir().unwrap();
-    let (sim, base) = start_sim(dir.path());
-    let mut client = start_qqbot(dir.path(), &base);
     // reqwest is built with `rustls-no-provider` (feature `tls`): it needs a process-wide
     // crypto provider even for plain http.
     #[cfg(feature = "tls")]
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, base) = start_sim(dir.path());
+    let client_dir = dir.path().join("client");
+    let mut client = which.start(&client_dir, &base);
     let ctl = Ctl {
         base,
         http: reqwest::Client::builder()
@@ -450,23 +575,32 @@ async fn pandolia_qqbot_2_3_11_logs_in_replies_and_rides_faults() {
             .unwrap(),
     };
     let started = Instant::now();
-    let result = tokio::time::timeout(SCENARIO_LIMIT, scenario(&ctl, &mut client))
+    let result = tokio::time::timeout(SCENARIO_LIMIT, which.scenario(&ctl, &mut client))
         .await
         .unwrap_or_else(|_| Err(format!("the scenario took over {SCENARIO_LIMIT:?}")));
-    if let Err(e) = result {
-        let client_log = tail(&client.log, 80);
-        let sim_log = tail(&sim.log, 40);
-        drop(client);
-        drop(sim);
-        panic!(
-            "{e}\n--- pandolia/qqbot 2.3.11 (last lines) ---\n{client_log}\n--- qqfleet sim \
-             stderr (last lines) ---\n{sim_log}"
+    let mut report = String::new();
+    for log in which.logs() {
+        report += &format!(
+            "\n--- {name}: {log} (last lines) ---\n{}",
+            tail(&client_dir.join(log), 80)
         );
     }
+    drop(client);
+    let sim_log = tail(&sim.log, 40);
+    drop(sim);
+    if let Err(e) = result {
+        panic!("{name}: {e}{report}\n--- qqfleet sim stderr (last lines) ---\n{sim_log}");
+    }
     // Shown with `--nocapture`.
-    eprintln!(
-        "pandolia/qqbot 2.3.11 scenario passed in {:?}; its log:\n{}",
-        started.elapsed(),
-        tail(&client.log, 300)
-    );
+    eprintln!("{name}: scenario passed in {:?}{report}", started.elapsed());
+}
+
+#[tokio::test]
+async fn pandolia_qqbot_2_3_11() {
+    run(Client::Qqbot).await;
+}
+
+#[tokio::test]
+async fn python_smartqq_client_0_4_10() {
+    run(Client::Smartqq).await;
 }
