@@ -372,7 +372,19 @@ async fn poll_faults(ctl: &Ctl, faults: &[Value]) -> Result<(), String> {
     .await
 }
 
-async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
+/// pandolia/qqbot in `dir/qqbot-bench`; with `resume`, `-q QQ` (its "auto login" from the
+/// login it saved there).
+fn start_qqbot(dir: &Path, base: &str, resume: bool) -> Proc {
+    let bench = dir.join("qqbot-bench");
+    std::fs::create_dir_all(&bench).unwrap();
+    let mut args: Vec<OsString> = vec![base.into(), bench.into()];
+    if resume {
+        args.push(QQ.to_string().into());
+    }
+    start_client(dir, "run_qqbot.py", &args)
+}
+
+async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc, dir: &Path) -> Result<(), String> {
     // 1. Login by QR.
     let contacts = qr_login(ctl, client).await?;
     let friend = contacts["friends"][0]["qq"].clone();
@@ -436,7 +448,57 @@ async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
     .await?;
     no_refused_send(ctl).await?;
 
-    // 4. Kick (another login of the account): qqbot stops, as it did for real, with its
+    // 4. The process dies (SIGKILL) and is started again with `-q QQ`: qqbot restores the login
+    //    it saved, checks it with get_online_buddies2 and polls on the same session: no QR
+    //    code, no new login2, and it still replies.
+    let a = ctl.account().await?;
+    let (login2_before, polls_before) = (count(&a, "/calls/login2"), count(&a, "/calls/poll2"));
+    let first_log = client.log.clone();
+    let _ = client.child.kill();
+    let _ = client.child.wait();
+    // Keep the first run's log for failure reports.
+    std::fs::rename(&first_log, dir.join("harness-first-run.log")).map_err(|e| e.to_string())?;
+    *client = start_qqbot(dir, &ctl.base, true);
+    wait_for(
+        "the restarted qqbot to poll again",
+        Duration::from_secs(30),
+        || {
+            let st = client.exited();
+            async move {
+                if let Some(st) = st {
+                    return Err(format!("the restarted qqbot exited: {st}"));
+                }
+                let a = ctl.account().await?;
+                Ok((count(&a, "/calls/poll2") > polls_before + 1).then_some(()))
+            }
+        },
+    )
+    .await?;
+    ping(
+        ctl,
+        "discu",
+        json!({"did": did}),
+        &did,
+        "ping after restart",
+    )
+    .await?;
+    let a = ctl.account().await?;
+    if count(&a, "/calls/login2") != login2_before || count(&a, "/logins") != 1 {
+        return Err(format!(
+            "the restarted qqbot logged in again instead of resuming: {a}"
+        ));
+    }
+    let qrs = ctl.get("/sim/qr").await?;
+    if qrs
+        .as_array()
+        .is_some_and(|a| a.iter().any(|q| q["state"] == "waiting"))
+    {
+        return Err(format!(
+            "the restarted qqbot asked for a new QR code: {qrs}"
+        ));
+    }
+
+    // 5. Kick (another login of the account): qqbot stops, as it did for real, with its
     //    "login expired" exit code 203.
     ctl.post("/sim/kick", json!({"qq": QQ})).await?;
     let status = wait_for(
@@ -527,7 +589,7 @@ impl Client {
     /// Its log files in its working folder.
     fn logs(self) -> &'static [&'static str] {
         match self {
-            Client::Qqbot => &["harness.log"],
+            Client::Qqbot => &["harness-first-run.log", "harness.log"],
             // The library logs into bot.log in its working folder.
             Client::Smartqq => &["harness.log", "bot.log"],
         }
@@ -535,18 +597,14 @@ impl Client {
 
     fn start(self, dir: &Path, base: &str) -> Proc {
         match self {
-            Client::Qqbot => {
-                let bench = dir.join("qqbot-bench");
-                std::fs::create_dir_all(&bench).unwrap();
-                start_client(dir, "run_qqbot.py", &[base.into(), bench.into()])
-            }
+            Client::Qqbot => start_qqbot(dir, base, false),
             Client::Smartqq => start_client(dir, "run_smartqq.py", &[base.into()]),
         }
     }
 
-    async fn scenario(self, ctl: &Ctl, client: &mut Proc) -> Result<(), String> {
+    async fn scenario(self, ctl: &Ctl, client: &mut Proc, dir: &Path) -> Result<(), String> {
         match self {
-            Client::Qqbot => qqbot_scenario(ctl, client).await,
+            Client::Qqbot => qqbot_scenario(ctl, client, dir).await,
             Client::Smartqq => smartqq_scenario(ctl, client).await,
         }
     }
@@ -575,11 +633,17 @@ async fn run(which: Client) {
             .unwrap(),
     };
     let started = Instant::now();
-    let result = tokio::time::timeout(SCENARIO_LIMIT, which.scenario(&ctl, &mut client))
-        .await
-        .unwrap_or_else(|_| Err(format!("the scenario took over {SCENARIO_LIMIT:?}")));
+    let result = tokio::time::timeout(
+        SCENARIO_LIMIT,
+        which.scenario(&ctl, &mut client, &client_dir),
+    )
+    .await
+    .unwrap_or_else(|_| Err(format!("the scenario took over {SCENARIO_LIMIT:?}")));
     let mut report = String::new();
     for log in which.logs() {
+        if !client_dir.join(log).exists() {
+            continue;
+        }
         report += &format!(
             "\n--- {name}: {log} (last lines) ---\n{}",
             tail(&client_dir.join(log), 80)
