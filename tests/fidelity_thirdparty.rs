@@ -237,28 +237,44 @@ fn count(v: &Value, pointer: &str) -> u64 {
 /// Injects `text` as `kind` (with the extra target fields) and waits until the client's reply
 /// `pong <text>` to `to` shows up in `/sim/sent`.
 async fn ping(ctl: &Ctl, kind: &str, extra: Value, to: &Value, text: &str) -> Result<(), String> {
+    ping_expect(ctl, kind, extra, to, text, &format!("pong {text}")).await
+}
+
+/// Injects `text` as `kind` (with the extra target fields) and waits until the reply `want`
+/// to `to` shows up in `/sim/sent`.
+async fn ping_expect(
+    ctl: &Ctl,
+    kind: &str,
+    extra: Value,
+    to: &Value,
+    text: &str,
+    want: &str,
+) -> Result<(), String> {
     let before = ctl.sent().await?.len();
     let mut body = json!({"qq": QQ, "kind": kind, "text": text});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
     ctl.post("/sim/inject", body).await?;
-    let want = format!("pong {text}");
     let reply = wait_for(
         &format!("the client's {kind} reply {want:?}"),
         Duration::from_secs(25),
-        || {
-            let want = want.clone();
-            async move {
-                let sent = ctl.sent().await?;
-                Ok(sent
-                    .into_iter()
-                    .skip(before)
-                    .find(|m| m["text"] == want.as_str()))
-            }
+        || async move {
+            let sent = ctl.sent().await?;
+            Ok(sent.into_iter().skip(before).find(|m| m["text"] == want))
         },
     )
-    .await?;
+    .await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            let sent = ctl.sent().await.unwrap_or_default();
+            return Err(format!(
+                "{e}; sent since: {:?}",
+                &sent[before.min(sent.len())..]
+            ));
+        }
+    };
     if reply["kind"] != kind || &reply["to"] != to {
         return Err(format!(
             "reply {reply} went to the wrong place: want kind {kind}, to {to}"
@@ -403,6 +419,17 @@ async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc, dir: &Path) -> Result<(), 
     )
     .await?;
     ping(ctl, "discu", json!({"did": did}), &did, "ping discu 讨论").await?;
+    // A face item (§7): qqbot shows face 14 as " /微笑 " (its own face map, spaces included)
+    // and its SendTo turns "/微笑" back into face 14.
+    ping_expect(
+        ctl,
+        "buddy",
+        json!({}),
+        &friend,
+        "ping face [face:14]",
+        "pong ping face  [face:14] ",
+    )
+    .await?;
     let a = called(
         ctl,
         &[
