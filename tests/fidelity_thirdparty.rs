@@ -1,14 +1,15 @@
-//! Fidelity: a real, unmodified third-party WebQQ client against the real `qqfleet sim` binary.
+//! Fidelity: real, unmodified third-party WebQQ clients against the real `qqfleet sim` binary.
 //!
 //! The simulator is judged by one standard: clients written by other people in the WebQQ era,
 //! pointed at it only by rewriting `scheme://HOST/` to `http://127.0.0.1:PORT/HOST/`, log in by
-//! QR code, receive messages and reply as they did against w.qq.com. This test runs
-//! pandolia/qqbot 2.3.11 (PyPI `qqbot`, 2018) from the venv that `make fidelity-deps` builds in
-//! `target/fidelity-venv`, through `tests/fidelity/run_qqbot.py` (the URL rewrite at the
-//! `requests` transport and one documented runtime shim, nothing else; see docs/FIDELITY.md),
-//! and plays the phone and the client's friends through the simulator's control API.
+//! QR code, receive messages and reply as they did against w.qq.com. These tests run
+//! pandolia/qqbot 2.3.11 (PyPI `qqbot`, 2018) and python-smartqq-client 0.4.10 (PyPI, 2017)
+//! from the venv that `make fidelity-deps` builds in `target/fidelity-venv`, each through a
+//! small script in `tests/fidelity/` (the URL rewrite at the `requests` transport plus one
+//! named shim each, nothing else; see docs/FIDELITY.md), and play the phone and the clients'
+//! friends through the simulator's control API.
 //!
-//! Everything is on 127.0.0.1; every wait is a poll with a deadline; both child processes are
+//! Everything is on 127.0.0.1; every wait is a poll with a deadline; the child processes are
 //! killed on every path (Drop guards). No network: a missing venv fails with a message saying
 //! to run `make fidelity-deps`.
 
@@ -459,12 +460,17 @@ async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc, dir: &Path) -> Result<(), 
     )
     .await?;
     ping(ctl, "buddy", json!({}), &friend, "ping after 121").await?;
-    // A 502 gateway answer and a 100012: qqbot just polls again.
+    // A 502 gateway answer (qqbot pings pinghot.qq.com, as the web page did) and a 100012:
+    // qqbot just polls again.
     poll_faults(
         ctl,
         &[json!({"http_status": 502}), json!({"retcode": 100012})],
     )
     .await?;
+    let stats = ctl.get("/sim/stats").await?;
+    if count(&stats, "/requests/pingd") == 0 {
+        return Err(format!("qqbot did not ping pinghot after the 502: {stats}"));
+    }
     ping(
         ctl,
         "group",
