@@ -40,6 +40,6 @@ fidelity-deps: $(FIDELITY_VENV)/.installed
 $(FIDELITY_VENV)/.installed: tests/fidelity/requirements.txt
 	rm -rf $(FIDELITY_VENV)
 	$(PYTHON3) -m venv $(FIDELITY_VENV)
-	$(FIDELITY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q -r tests/fidelity/requirements.txt
+	$(FIDELITY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r tests/fidelity/requirements.txt
 	$(FIDELITY_VENV)/bin/python -m pip check -q --disable-pip-version-check
 	touch $@
