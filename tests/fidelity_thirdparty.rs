@@ -531,7 +531,36 @@ async fn qqbot_scenario(ctl: &Ctl, client: &mut Proc, dir: &Path) -> Result<(), 
         ));
     }
 
-    // 5. Kick (another login of the account): qqbot stops, as it did for real, with its
+    // 5. A send answered 1202 although it was delivered (§8.2, "maybe not sent"): qqbot
+    //    repeats the request with the same msg_id, the simulator's send dedup drops the
+    //    repeat, and the friend gets the reply exactly once.
+    let dropped_before = count(&ctl.account().await?, "/duplicates_dropped");
+    ctl.post(
+        "/sim/faults",
+        json!({"qq": QQ, "endpoint": "send_buddy_msg2", "retcode": 1202, "deliver": true}),
+    )
+    .await?;
+    ping(ctl, "buddy", json!({}), &friend, "ping 1202").await?;
+    wait_for(
+        "qqbot to repeat the send answered 1202",
+        Duration::from_secs(20),
+        || async move {
+            let a = ctl.account().await?;
+            Ok((count(&a, "/duplicates_dropped") > dropped_before).then_some(()))
+        },
+    )
+    .await?;
+    let replies = ctl
+        .sent()
+        .await?
+        .into_iter()
+        .filter(|m| m["text"] == "pong ping 1202")
+        .count();
+    if replies != 1 {
+        return Err(format!("the 1202 reply was delivered {replies} times"));
+    }
+
+    // 6. Kick (another login of the account): qqbot stops, as it did for real, with its
     //    "login expired" exit code 203.
     ctl.post("/sim/kick", json!({"qq": QQ})).await?;
     let status = wait_for(
