@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
 /// The QQ number the "phone" scans the client's QR code as.
 const QQ: u64 = 2_001_234_567;
-/// The whole scenario; it normally takes 20-30 s.
+/// The whole scenario of one client; it normally takes 8-17 s.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(150);
 
 /// The venv of `make fidelity-deps` (override: `QQFLEET_FIDELITY_VENV`).
