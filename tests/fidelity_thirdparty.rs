@@ -678,22 +678,23 @@ async fn run(which: Client) {
     let name = which.name();
     // Fail (not skip) without the venv, before starting anything.
     venv_python();
-    // reqwest is built with `rustls-no-provider` (feature `tls`): it needs a process-wide
-    // crypto provider even for plain http.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy();
+    // The library's own TLS configuration (feature `tls`), whichever crypto provider it uses:
+    // a reqwest built with `rustls-no-provider` cannot build a client without one, even for
+    // plain http.
     #[cfg(feature = "tls")]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = match qqfleet::protocol::client::shared_tls_config() {
+        Some(tls) => http.tls_backend_preconfigured(tls.clone()),
+        None => http,
+    };
+    let http = http.build().expect("control API client");
     let dir = tempfile::tempdir().unwrap();
     let (sim, base) = start_sim(dir.path());
     let client_dir = dir.path().join("client");
     let mut client = which.start(&client_dir, &base);
-    let ctl = Ctl {
-        base,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()
-            .unwrap(),
-    };
+    let ctl = Ctl { base, http };
     let started = Instant::now();
     let result = tokio::time::timeout(
         SCENARIO_LIMIT,
