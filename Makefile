@@ -38,3 +38,19 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The third-party WebQQ clients of tests/fidelity_thirdparty.rs, in a venv under target/
+## (pinned in tests/fidelity/requirements.txt). The only step that reaches PyPI; a no-op
+## when the venv is up to date. CI runs it before `make test`.
+FIDELITY_VENV := target/fidelity-venv
+PYTHON3 ?= python3
+
+.PHONY: fidelity-deps
+fidelity-deps: $(FIDELITY_VENV)/.installed
+
+$(FIDELITY_VENV)/.installed: tests/fidelity/requirements.txt
+	rm -rf $(FIDELITY_VENV)
+	$(PYTHON3) -m venv $(FIDELITY_VENV)
+	$(FIDELITY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r tests/fidelity/requirements.txt
+	$(FIDELITY_VENV)/bin/python -m pip check -q --disable-pip-version-check
+	touch $@
