@@ -13,8 +13,10 @@ build:
 run: build
 	./target/release/qqfleet run --sim --accounts accounts --data data --listen $(LISTEN)
 
-## Every test: unit, fixtures, and integration tests against the real simulator over loopback.
-test:
+## Every test: unit, fixtures, property tests, and integration tests that run the real binary
+## against the real simulator over loopback, a real Prometheus, and third-party WebQQ clients
+## (their pinned venv is installed first by fidelity-deps: the only step that reaches PyPI).
+test: fidelity-deps
 	$(CARGO) test --all-targets
 
 ## The simulator alone, on $(SIM_LISTEN).

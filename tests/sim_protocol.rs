@@ -1283,6 +1283,14 @@ async fn chatter_writes_to_online_accounts() {
 #[tokio::test]
 async fn cli_prints_listening_first() {
     use std::io::BufRead;
+    /// Kills the simulator on every path out of the test, a failed assertion included.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
         .args([
             "sim",
@@ -1298,6 +1306,7 @@ async fn cli_prints_listening_first() {
         .spawn()
         .unwrap();
     let out = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let first = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         std::io::BufReader::new(out).read_line(&mut line).unwrap();
@@ -1306,10 +1315,7 @@ async fn cli_prints_listening_first() {
     let first = tokio::time::timeout(Duration::from_secs(20), first).await;
     let first = match first {
         Ok(Ok(l)) => l,
-        _ => {
-            let _ = child.kill();
-            panic!("no first line");
-        }
+        _ => panic!("no first line"),
     };
     let base = first
         .trim()
@@ -1325,8 +1331,7 @@ async fn cli_prints_listening_first() {
         c.poll().await
     };
     let v = tokio::time::timeout(Duration::from_secs(20), result).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(v.unwrap(), json!({"retcode": 0, "result": []}));
     // Loopback only.
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_qqfleet"))
