@@ -16,8 +16,10 @@ run: build
 ## Every test: unit, fixtures, property tests, and integration tests that run the real binary
 ## against the real simulator over loopback, a real Prometheus, and third-party WebQQ clients
 ## (their pinned venv is installed first by fidelity-deps: the only step that reaches PyPI).
+## Examples (the benchmarks) are built, not run.
 test: fidelity-deps
-	$(CARGO) test --all-targets
+	$(CARGO) build --examples
+	$(CARGO) test --lib --bins --tests
 
 ## The simulator alone, on $(SIM_LISTEN).
 sim: build
