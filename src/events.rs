@@ -124,6 +124,22 @@ impl Event for AccountRemoved<'_> {
     }
 }
 
+/// A removed account was logged out (WEBQQ.md §10), or the attempt failed (`error`; the
+/// saved session is then kept as it was).
+pub struct LoggedOut<'a> {
+    pub account: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl Event for LoggedOut<'_> {
+    fn emit(self) {
+        match self.error {
+            None => tracing::info!(account = self.account, "logged out"),
+            Some(e) => tracing::warn!(account = self.account, error = e, "logout failed"),
+        }
+    }
+}
+
 /// A poll2 request finished (`outcome`: events, idle, retcode, http_error, timeout, transport, decode).
 pub struct PollCompleted<'a> {
     pub account: &'a str,

@@ -564,6 +564,7 @@ mod tests {
             psessionid: "ps".into(),
             clientid: 53999199,
             msg_id: 7,
+            logged_out: false,
         };
         {
             let st = SledStore::open(dir.path()).unwrap();

@@ -535,6 +535,35 @@ async fn resume_without_scan_then_expiry_is_a_dead_session() {
 }
 
 #[tokio::test]
+async fn logout_ends_the_channel_and_the_login_for_good() {
+    let sim = Sim::quiet().await;
+    let c = sim.login().await;
+    let before = c.session();
+    let msg_id = before.msg_id;
+    c.logout().await.unwrap();
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["online"], false, "{account}");
+    assert_eq!(account["calls"]["change_status2"], 1, "{account}");
+    assert_eq!(account["calls"]["logout"], 1, "{account}");
+    // Nothing secret is left; the msg_id counter is.
+    let after = c.session();
+    assert!(after.is_logged_out() && !after.has_channel());
+    assert!(after.ptwebqq.is_empty() && !after.cookies.contains("skey"));
+    assert_eq!((after.uin, after.msg_id), (QQ, msg_id));
+    assert!(matches!(c.poll().await, Err(ProtocolError::NotLoggedIn)));
+    // The session saved before the logout cannot come back: the login died with it (§10).
+    let err = client_at(&sim.base, Some(before))
+        .resume()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::SessionDead { .. }), "{err:?}");
+    // A second logout has nothing left to end.
+    c.logout().await.unwrap();
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["calls"]["logout"], 1, "{account}");
+}
+
+#[tokio::test]
 async fn kick_is_detected() {
     let sim = Sim::quiet().await;
     let c = sim.login().await;

@@ -35,8 +35,9 @@ use super::webqq::{Connector, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
-    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoginFinished, LoginMethod,
-    MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoggedOut, LoginFinished,
+    LoginMethod, MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted,
+    RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError};
@@ -51,6 +52,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 const IGNORED_RETCODE_PAUSE: Duration = Duration::from_millis(200);
 /// Cool-down after a friend-list retcode 6 when the client does not say how long.
 const FRIEND_LIST_COOLDOWN: Duration = Duration::from_secs(120);
+/// How long a removed account's logout (two calls, §10) may take.
+pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What every account shares.
 pub struct Deps {
@@ -218,6 +221,8 @@ impl Account {
     /// First login of this actor: resume a saved session, else a QR code.
     fn begin(&mut self, ctx: &mut Context<Self>) {
         let method = match self.deps.store.load_session(self.id()) {
+            // Logged out when its file was removed (§10): nothing in it can resume.
+            Ok(Some(s)) if s.is_logged_out() => LoginMethod::Qr,
             Ok(Some(s)) if s.uin == self.cfg.qq || s.uin == 0 => {
                 // First try login2 on the saved channel (a crash leaves it alive on the
                 // server, with its pseudo uins and queued events), then a resume, then a
@@ -260,7 +265,18 @@ impl Account {
                 Ok(Some(s)) => self.deps.connector.connect(Some(s)),
                 _ => return self.login(ctx, LoginMethod::Qr),
             },
-            LoginMethod::Qr => self.deps.connector.connect(None),
+            LoginMethod::Qr => {
+                // A session left by a logout keeps the msg_id counter: the new login continues
+                // it, so no msg_id is ever used twice (the server deduplicates on it).
+                let kept = self
+                    .deps
+                    .store
+                    .load_session(self.id())
+                    .ok()
+                    .flatten()
+                    .filter(|s| s.is_logged_out() && (s.uin == self.cfg.qq || s.uin == 0));
+                self.deps.connector.connect(kept)
+            }
         };
         let client = match client {
             Ok(c) => c,
@@ -1037,9 +1053,10 @@ impl Handler<Panic> for Account {
     }
 }
 
-impl Handler<Shutdown> for Account {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+impl Account {
+    /// The first half of a shutdown: no more logins or polls; the returned future resolves
+    /// once the send in flight finished (or after `DRAIN_DEADLINE`: it stays in the outbox).
+    fn wind_down(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> {
         self.shutting_down = true;
         self.cancel_backoff(ctx);
         if let Some(a) = self.login.take() {
@@ -1049,24 +1066,89 @@ impl Handler<Shutdown> for Account {
             a.do_send(Stop);
         }
         let sender = self.sender.take();
-        Box::pin(
-            async move {
-                if let Some(s) = sender {
-                    let _ = s
-                        .send(Drain {
-                            deadline: DRAIN_DEADLINE,
-                        })
-                        .await;
-                    s.do_send(Stop);
-                }
+        async move {
+            if let Some(s) = sender {
+                let _ = s
+                    .send(Drain {
+                        deadline: DRAIN_DEADLINE,
+                    })
+                    .await;
+                s.do_send(Stop);
             }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                if let Err(e) = act.deps.store.flush() {
-                    tracing::error!(account = %act.id(), error = %e, "flush at shutdown");
-                }
-                ctx.stop();
-            }),
+        }
+    }
+
+    fn flush_and_stop(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.deps.store.flush() {
+            tracing::error!(account = %self.id(), error = %e, "flush at shutdown");
+        }
+        ctx.stop();
+    }
+
+    /// The connection to log out on removal: the live one, else one rebuilt from a saved
+    /// session that may still live on the server (a `stopped` or `parked` account never
+    /// built one). None when there is nothing to end.
+    fn logout_client(&self) -> Option<Arc<dyn WebQq>> {
+        if let Some(c) = &self.client {
+            return Some(c.clone());
+        }
+        let saved = self.deps.store.load_session(self.id()).ok().flatten()?;
+        if saved.is_logged_out() {
+            return None;
+        }
+        self.deps.connector.connect(Some(saved)).ok()
+    }
+}
+
+impl Handler<Shutdown> for Account {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let drained = self.wind_down(ctx);
+        Box::pin(
+            drained
+                .into_actor(self)
+                .map(|_, act, ctx| act.flush_and_stop(ctx)),
+        )
+    }
+}
+
+impl Handler<Retire> for Account {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
+        let drained = self.wind_down(ctx);
+        let client = self.logout_client();
+        let span = crate::logging::account_span(self.id());
+        let fut = async move {
+            drained.await;
+            let client = client?;
+            // Bounded: a removal must not hang on an unreachable server.
+            let res = tokio::time::timeout(LOGOUT_TIMEOUT, client.logout())
+                .await
+                .map_err(|_| format!("no answer within {} s", LOGOUT_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            Some((client, res))
+        };
+        Box::pin(
+            tracing::Instrument::instrument(fut, span)
+                .into_actor(self)
+                .map(|done, act, ctx| {
+                    if let Some((client, res)) = done {
+                        emit(LoggedOut {
+                            account: act.id(),
+                            error: res.as_ref().err().map(String::as_str),
+                        });
+                        // Logged out: the session keeps no secret, only the uin and the msg_id
+                        // counter. Not logged out: the saved session stays as it was (the
+                        // login may still live; putting the file back resumes it).
+                        if res.is_ok() {
+                            if let Err(e) = act.deps.store.save_session(act.id(), &client.session())
+                            {
+                                tracing::error!(account = %act.id(), error = %e, "store");
+                            }
+                        }
+                    }
+                    act.flush_and_stop(ctx);
+                }),
         )
     }
 }

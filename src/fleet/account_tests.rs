@@ -557,3 +557,40 @@ fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
         assert!(h.script.lock().unwrap().counts.relink >= 1);
     });
 }
+
+#[test]
+fn retire_logs_out_keeps_the_msg_id_and_the_next_start_scans() {
+    let h = harness(10001);
+    h.store
+        .save_session(
+            "a",
+            &Session {
+                uin: 10001,
+                psessionid: "ps".into(),
+                msg_id: 5000,
+                ..Session::default()
+            },
+        )
+        .unwrap();
+    paused(async {
+        let addr = Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        addr.send(Retire).await.unwrap();
+        assert_eq!(h.script.lock().unwrap().counts.logout, 1);
+        let saved = h.store.load_session("a").unwrap().unwrap();
+        assert!(saved.is_logged_out(), "{saved:?}");
+        assert_eq!((saved.uin, saved.msg_id), (10001, 5000));
+        assert!(saved.psessionid.is_empty());
+
+        // The file comes back: nothing to resume, a scan, and the msg_id counter goes on.
+        h.status.clear();
+        let before = h.script.lock().unwrap().counts.clone();
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let c = h.script.lock().unwrap().counts.clone();
+        assert_eq!((c.relink, c.resume), (before.relink, before.resume));
+        assert!(c.fetch_qr > before.fetch_qr);
+        assert_eq!(h.script.lock().unwrap().msg_id, 5000);
+        assert!(!h.store.load_session("a").unwrap().unwrap().is_logged_out());
+    });
+}

@@ -112,6 +112,12 @@ pub struct Panic;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// The account file was removed: shut down like [`Shutdown`], then log out (WEBQQ.md §10)
+/// within a short deadline, keep what is left of the session, and stop.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// From the Login child.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

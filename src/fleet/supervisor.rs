@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::account::{Account, Deps};
+use super::account::{Account, Deps, LOGOUT_TIMEOUT};
 use super::messages::*;
 use super::status::{rfc3339_now, AccountStatus, Transition};
 use super::{AccountState, FleetError};
@@ -125,6 +125,17 @@ impl FleetSupervisor {
         ctx: &mut Context<Self>,
         after: impl FnOnce(&mut Self, &str, u64) + 'static,
     ) {
+        self.replace_with(id, ctx, false, after)
+    }
+
+    /// [`Self::replace`]; with `retire`, the old actor also logs out (its file is gone).
+    fn replace_with(
+        &mut self,
+        id: String,
+        ctx: &mut Context<Self>,
+        retire: bool,
+        after: impl FnOnce(&mut Self, &str, u64) + 'static,
+    ) {
         let (old, epoch) = match self.accounts.get_mut(&id) {
             Some(e) => {
                 e.epoch += 1;
@@ -134,7 +145,12 @@ impl FleetSupervisor {
         };
         let fut = async move {
             if let Some(old) = old {
-                let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, old.send(Shutdown)).await;
+                if retire {
+                    let deadline = SHUTDOWN_DEADLINE + LOGOUT_TIMEOUT;
+                    let _ = tokio::time::timeout(deadline, old.send(Retire)).await;
+                } else {
+                    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, old.send(Shutdown)).await;
+                }
             }
         };
         ctx.spawn(
@@ -227,7 +243,9 @@ impl Handler<Remove> for FleetSupervisor {
         if !self.accounts.contains_key(&r.id) {
             return;
         }
-        self.replace(r.id, ctx, |act, id, epoch| {
+        // A removed file logs its account out (issue: "a removed file logs it out and stops
+        // it"); its outbox, dedup window and msg_id counter stay in the store.
+        self.replace_with(r.id, ctx, true, |act, id, epoch| {
             if act.accounts.get(id).is_some_and(|e| e.epoch == epoch) {
                 act.accounts.remove(id);
                 let last = act.deps.status.remove(id).map(|(_, s)| s.state);

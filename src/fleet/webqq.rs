@@ -36,6 +36,8 @@ pub trait WebQq: Send + Sync + 'static {
     fn cached_contacts(&self) -> Option<Arc<Contacts>>;
     /// Everything needed to resume later (saved to the store after each login).
     fn session(&self) -> Session;
+    /// Ends the channel and the login (WEBQQ.md §10); afterwards `session()` holds no secret.
+    fn logout(&self) -> Fut<()>;
 }
 
 /// Makes a connection for an account: fresh (QR login) or from a saved session.
@@ -101,6 +103,10 @@ impl WebQq for Client {
     fn session(&self) -> Session {
         Client::session(self)
     }
+    fn logout(&self) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.logout().await })
+    }
 }
 
 /// A scripted WebQQ for actor unit tests (paused time).
@@ -141,6 +147,8 @@ pub mod fake {
         pub sent: Vec<(Target, String, u64)>,
         /// The next msg_id (like the client's counter).
         pub msg_id: u64,
+        /// `logout()` was called: `session()` then holds no secret, like the client's.
+        pub logged_out: bool,
         pub counts: Counts,
     }
 
@@ -154,6 +162,7 @@ pub mod fake {
         pub relink: u32,
         pub poll: u32,
         pub contacts: u32,
+        pub logout: u32,
     }
 
     /// The fake connection; all clones share the script.
@@ -263,10 +272,27 @@ pub mod fake {
                 .then(|| Arc::new(s.contacts.clone().unwrap_or_default()))
         }
         fn session(&self) -> Session {
+            let s = self.s();
+            if s.logged_out {
+                return Session {
+                    uin: self.session.uin,
+                    clientid: self.session.clientid,
+                    msg_id: s.msg_id,
+                    logged_out: true,
+                    ..Session::default()
+                };
+            }
             Session {
-                msg_id: self.s().msg_id,
+                msg_id: s.msg_id,
+                logged_out: false,
                 ..self.session.clone()
             }
+        }
+        fn logout(&self) -> Fut<()> {
+            let mut s = self.s();
+            s.counts.logout += 1;
+            s.logged_out = true;
+            Box::pin(async { Ok(()) })
         }
     }
 
@@ -279,11 +305,14 @@ pub mod fake {
     impl Connector for FakeConnector {
         fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
             // Like the client: a saved session brings its msg_id counter back.
+            let mut script = self.script.lock().unwrap();
+            script.logged_out = false;
             if let Some(s) = &session {
                 if s.msg_id != 0 {
-                    self.script.lock().unwrap().msg_id = s.msg_id;
+                    script.msg_id = s.msg_id;
                 }
             }
+            drop(script);
             Ok(Arc::new(FakeWebQq {
                 script: self.script.clone(),
                 session: session.unwrap_or(Session {

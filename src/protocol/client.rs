@@ -172,6 +172,8 @@ struct State {
     sess_sigs: HashMap<(u64, SessVia), (Instant, String)>,
     contacts: Option<Arc<Contacts>>,
     login_page_loaded: bool,
+    /// `logout()` ended the login (§10); a new login clears it.
+    logged_out: bool,
 }
 
 struct Inner {
@@ -295,6 +297,7 @@ impl Client {
             state.vfwebqq = s.vfwebqq;
             state.psessionid = s.psessionid;
             state.clientid = s.clientid;
+            state.logged_out = s.logged_out;
             msg_id = s.msg_id;
         }
         if state.clientid == 0 {
@@ -353,6 +356,7 @@ impl Client {
             psessionid: st.psessionid.clone(),
             clientid: st.clientid,
             msg_id: self.inner.msg_id.load(Ordering::SeqCst),
+            logged_out: st.logged_out,
         }
     }
 
@@ -845,6 +849,7 @@ impl Client {
             st.psessionid = psessionid;
             st.contacts = None;
             st.sess_sigs.clear();
+            st.logged_out = false;
         }
         self.warm_up().await
     }
@@ -1020,6 +1025,95 @@ impl Client {
         }
         let url = ptlogin::parse_pt4_auth(&String::from_utf8_lossy(&a.body));
         Ok(url.filter(|u| self.inner.endpoints.owns(u)))
+    }
+
+    // ---------------------------------------------------------------- logout (§10)
+
+    /// Logs out as the E3 clients did (§10): `change_status2?newstatus=offline` ends the
+    /// channel (lwqq's logout; the server drops the session and its queue), then the ptlogin
+    /// `logout?deep_logout=1` ends the login itself (Mojo 2.x, the page's own button), so the
+    /// saved cookies can no longer resume it. Each step runs only when there is something to
+    /// end (a psessionid, an `skey` cookie).
+    ///
+    /// A non-zero retcode on the first step means the channel was already gone: not an error.
+    /// When the ptlogin step is confirmed (`ptui_logout_CB('0')`), every secret is dropped:
+    /// the jar is emptied, ptwebqq, vfwebqq and psessionid cleared and the session marked
+    /// `logged_out`, so [`Client::session`] then keeps only the uin, the clientid and the
+    /// msg_id counter (a fresh QR login may
+    /// start from it and never reuse a msg_id). When it fails (transport, refusal), the
+    /// cookies are kept (the login may still live and resume) and the error is returned.
+    pub async fn logout(&self) -> Result<(), ProtocolError> {
+        let channel = self.channel().ok();
+        if let Some((_, _, psessionid, clientid)) = channel {
+            let ep = Endpoint::ChangeStatus2;
+            let res = self
+                .call_json(
+                    ep,
+                    &[
+                        ("newstatus", "offline".into()),
+                        ("clientid", clientid.to_string()),
+                        ("psessionid", psessionid),
+                        ("t", now_ms().to_string()),
+                    ],
+                    None,
+                )
+                .await;
+            match res.map(|v| retcode_of(&v)) {
+                Ok(Some(0)) => tracing::debug!(endpoint = %ep, "channel ended"),
+                Ok(code) => {
+                    tracing::debug!(endpoint = %ep, retcode = ?code, "channel already gone")
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::debug!(endpoint = %ep, error = %e, "channel already gone"),
+            }
+            // The channel is over either way: nothing may poll or send on it any more.
+            let mut st = self.state();
+            st.psessionid.clear();
+            st.vfwebqq.clear();
+            st.contacts = None;
+            st.sess_sigs.clear();
+        }
+        if let Some(skey) = self.cookie("skey").filter(|s| !s.is_empty()) {
+            let ep = Endpoint::Logout;
+            let a = self
+                .call(
+                    ep,
+                    &[
+                        ("pt4_token", self.cookie("pt4_token").unwrap_or_default()),
+                        ("pt4_hkey", hash::time33(&skey).to_string()),
+                        (
+                            "pt4_ptcz",
+                            hash::hash33(&self.cookie("ptcz").unwrap_or_default()).to_string(),
+                        ),
+                        ("deep_logout", "1".into()),
+                    ],
+                    None,
+                )
+                .await?;
+            if a.status != 200 {
+                return Err(ProtocolError::HttpStatus {
+                    endpoint: ep,
+                    status: a.status,
+                });
+            }
+            let body = String::from_utf8_lossy(&a.body);
+            if !body.contains("ptui_logout_CB('0')") {
+                return Err(ProtocolError::undecodable(
+                    ep,
+                    "logout not confirmed",
+                    &a.body,
+                ));
+            }
+        }
+        *self.jar() = CookieStore::default();
+        let mut st = self.state();
+        st.ptwebqq.clear();
+        st.psessionid.clear();
+        st.vfwebqq.clear();
+        st.contacts = None;
+        st.sess_sigs.clear();
+        st.logged_out = true;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- poll (§5)
