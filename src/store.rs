@@ -1,8 +1,8 @@
 //! `trait Store` and its sled implementation: everything an account needs to survive a crash.
 //!
 //! * the session (cookies, ptwebqq, vfwebqq, psessionid): a restart resumes without a scan;
-//! * the msg_id counter, inside the saved session: saved before every send, so a restart
-//!   continues from there;
+//! * the msg_id counter, inside the saved session: saved before every new message goes out,
+//!   so a restart continues from there;
 //! * the outbox: an outgoing message is accepted only once it is flushed to disk, records
 //!   the msg_id of its attempt before the attempt goes out (a resend after a crash is
 //!   recognisably the same message), and is removed only when delivered;
@@ -53,10 +53,11 @@ pub struct OutMsg {
     pub seq: u64,
     pub target: Target,
     pub text: String,
-    /// msg_id of the latest attempt, recorded (with the client's counter in the saved
-    /// session) before the attempt goes out: after a crash the same message goes out again
-    /// with the same msg_id, which a deduplicating server (the simulator, for 600 s)
-    /// acknowledges without delivering twice. `None` until the first attempt.
+    /// msg_id of the message (of its first piece), recorded (with the client's counter,
+    /// moved past it, in the saved session) before the first attempt goes out and used by
+    /// every attempt: a resend after a transport error or a crash carries the same msg_id,
+    /// which a deduplicating server (the simulator, for 600 s) acknowledges without
+    /// delivering twice. `None` until the first attempt.
     pub msg_id: Option<u64>,
     /// Failed attempts so far (transport errors); drives the sender's retry delay.
     pub attempts: u32,

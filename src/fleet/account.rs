@@ -994,18 +994,7 @@ impl Handler<SenderReport> for Account {
                     self.reconnect(ctx, LoginMethod::Relink);
                 }
             }
-            SenderReport::TransportLost { gen, reason } if gen == self.gen => {
-                tracing::warn!(account = %self.id(), %reason, "send: transport error");
-                if self.state == Some(AccountState::Online) {
-                    if let Ok(Some(session)) = self.deps.store.load_session(self.id()) {
-                        if let Ok(c) = self.deps.connector.connect(Some(session)) {
-                            self.client = Some(c);
-                        }
-                    }
-                    self.reconnect(ctx, LoginMethod::Relink);
-                }
-            }
-            SenderReport::SessionLost { .. } | SenderReport::TransportLost { .. } => {}
+            SenderReport::SessionLost { .. } => {}
         }
     }
 }

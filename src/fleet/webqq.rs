@@ -29,8 +29,10 @@ pub trait WebQq: Send + Sync + 'static {
     fn poll(&self) -> Fut<PollResult>;
     /// Is the channel alive? (get_online_buddies2, the answer to a doubtful 103, §5.2)
     fn probe(&self) -> Fut<bool>;
-    /// Sends `text` (split in pieces by the client, each taking the next msg_id).
-    fn send(&self, target: Target, text: String) -> Fut<SendOutcome>;
+    /// Sends `text` (split in pieces by the client); the first piece takes `msg_id`, the
+    /// next ones the ids after it, and the session's counter moves past them. The Sender
+    /// picks the id and records it with the message, so a resend reuses it.
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome>;
     fn contacts(&self) -> Fut<Contacts>;
     /// The contacts of this session, once `contacts()` has fetched them.
     fn cached_contacts(&self) -> Option<Arc<Contacts>>;
@@ -89,9 +91,9 @@ impl WebQq for Client {
         let c = self.clone();
         Box::pin(async move { c.probe().await })
     }
-    fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
         let c = self.clone();
-        Box::pin(async move { c.send(&target, &text).await })
+        Box::pin(async move { c.send_with_msg_id(&target, &text, msg_id).await })
     }
     fn contacts(&self) -> Fut<Contacts> {
         let c = self.clone();
@@ -249,10 +251,9 @@ pub mod fake {
             let r = self.s().probes.pop_front().unwrap_or(Ok(true));
             Box::pin(async move { r })
         }
-        fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+        fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
             let mut s = self.s();
-            let msg_id = s.msg_id;
-            s.msg_id += 1;
+            s.msg_id = s.msg_id.max(msg_id + 1);
             let r = s.sends.pop_front().unwrap_or(Ok(SendOutcome::Delivered));
             if r.is_ok() {
                 s.sent.push((target, text, msg_id));

@@ -1242,6 +1242,40 @@ impl Client {
     /// `pieces_delivered = k`. A timeout or transport error on a send may also have been
     /// delivered: treat it like `Uncertain` (do not resend blindly).
     pub async fn send(&self, target: &Target, text: &str) -> Result<SendOutcome, ProtocolError> {
+        let pieces = split_text(text);
+        // Reserve every piece's msg_id at once: a concurrent send never takes one of them.
+        let first = self
+            .inner
+            .msg_id
+            .fetch_add(pieces.len() as u64, Ordering::SeqCst);
+        self.send_pieces(target, text, pieces, first).await
+    }
+
+    /// [`Client::send`] with the msg_id of the first piece chosen by the caller (piece k
+    /// takes `msg_id + k`). A caller that recorded the msg_id of an attempt that may have
+    /// arrived (a transport error, a crash) resends with the same ids, and a deduplicating
+    /// server acknowledges the repeat without delivering it twice. The session's counter
+    /// moves past the ids used, so a later `send` never reuses them.
+    pub async fn send_with_msg_id(
+        &self,
+        target: &Target,
+        text: &str,
+        msg_id: u64,
+    ) -> Result<SendOutcome, ProtocolError> {
+        let pieces = split_text(text);
+        self.inner
+            .msg_id
+            .fetch_max(msg_id.saturating_add(pieces.len() as u64), Ordering::SeqCst);
+        self.send_pieces(target, text, pieces, msg_id).await
+    }
+
+    async fn send_pieces(
+        &self,
+        target: &Target,
+        text: &str,
+        pieces: Vec<String>,
+        first_msg_id: u64,
+    ) -> Result<SendOutcome, ProtocolError> {
         self.check_kicked()?;
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
@@ -1260,9 +1294,8 @@ impl Client {
             .filter(|&f| f != 0)
             .unwrap_or(522);
         let mut outcome = SendOutcome::Delivered;
-        let pieces = split_text(text);
         for (i, piece) in pieces.iter().enumerate() {
-            let msg_id = self.inner.msg_id.fetch_add(1, Ordering::SeqCst);
+            let msg_id = first_msg_id + i as u64;
             let content = encode_send(piece);
             let mut fields: Vec<(&str, Value)> = match target {
                 Target::Buddy(uin) => vec![("to", json!(uin))],
