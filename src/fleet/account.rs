@@ -31,7 +31,7 @@ use super::messages::*;
 use super::poller::Poller;
 use super::sender::Sender;
 use super::status::{rfc3339_now, AccountStatus, StatusMap, Transition, HISTORY};
-use super::webqq::{Connector, WebQq};
+use super::webqq::{Connector, InSpan, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
@@ -40,7 +40,7 @@ use crate::events::{
     RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
-use crate::protocol::{Action, ProtocolError};
+use crate::protocol::{Action, ProtocolError, Session};
 use crate::store::{now_secs, NewOut, Store};
 
 /// How long received-event keys are remembered (duplicates came within seconds, §5.4).
@@ -141,6 +141,12 @@ impl Account {
         &self.cfg.id
     }
 
+    /// A connection for this account, every call of which logs inside the account's span.
+    fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
+        let c = self.deps.connector.connect(session)?;
+        Ok(InSpan::wrap(c, self.id()))
+    }
+
     /// Updates this account's status entry (if it still exists: a removed account's late
     /// writes must not resurrect it).
     fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
@@ -227,7 +233,7 @@ impl Account {
                 // First try login2 on the saved channel (a crash leaves it alive on the
                 // server, with its pseudo uins and queued events), then a resume, then a
                 // new scan.
-                match self.deps.connector.connect(Some(s)) {
+                match self.connect(Some(s)) {
                     Ok(c) => {
                         self.client = Some(c);
                         LoginMethod::Relink
@@ -262,7 +268,7 @@ impl Account {
                 None => return self.login(ctx, LoginMethod::Resume),
             },
             LoginMethod::Resume => match self.deps.store.load_session(self.id()) {
-                Ok(Some(s)) => self.deps.connector.connect(Some(s)),
+                Ok(Some(s)) => self.connect(Some(s)),
                 _ => return self.login(ctx, LoginMethod::Qr),
             },
             LoginMethod::Qr => {
@@ -275,7 +281,7 @@ impl Account {
                     .ok()
                     .flatten()
                     .filter(|s| s.is_logged_out() && (s.uin == self.cfg.qq || s.uin == 0));
-                self.deps.connector.connect(kept)
+                self.connect(kept)
             }
         };
         let client = match client {
@@ -1085,7 +1091,7 @@ impl Account {
         if saved.is_logged_out() {
             return None;
         }
-        self.deps.connector.connect(Some(saved)).ok()
+        self.connect(Some(saved)).ok()
     }
 }
 
@@ -1106,7 +1112,6 @@ impl Handler<Retire> for Account {
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
         let drained = self.wind_down(ctx);
         let client = self.logout_client();
-        let span = crate::logging::account_span(self.id());
         let fut = async move {
             drained.await;
             let client = client?;
@@ -1117,28 +1122,23 @@ impl Handler<Retire> for Account {
                 .and_then(|r| r.map_err(|e| e.to_string()));
             Some((client, res))
         };
-        Box::pin(
-            tracing::Instrument::instrument(fut, span)
-                .into_actor(self)
-                .map(|done, act, ctx| {
-                    if let Some((client, res)) = done {
-                        emit(LoggedOut {
-                            account: act.id(),
-                            error: res.as_ref().err().map(String::as_str),
-                        });
-                        // Logged out: the session keeps no secret, only the uin and the msg_id
-                        // counter. Not logged out: the saved session stays as it was (the
-                        // login may still live; putting the file back resumes it).
-                        if res.is_ok() {
-                            if let Err(e) = act.deps.store.save_session(act.id(), &client.session())
-                            {
-                                tracing::error!(account = %act.id(), error = %e, "store");
-                            }
-                        }
+        Box::pin(fut.into_actor(self).map(|done, act, ctx| {
+            if let Some((client, res)) = done {
+                emit(LoggedOut {
+                    account: act.id(),
+                    error: res.as_ref().err().map(String::as_str),
+                });
+                // Logged out: the session keeps no secret, only the uin and the msg_id
+                // counter. Not logged out: the saved session stays as it was (the
+                // login may still live; putting the file back resumes it).
+                if res.is_ok() {
+                    if let Err(e) = act.deps.store.save_session(act.id(), &client.session()) {
+                        tracing::error!(account = %act.id(), error = %e, "store");
                     }
-                    act.flush_and_stop(ctx);
-                }),
-        )
+                }
+            }
+            act.flush_and_stop(ctx);
+        }))
     }
 }
 

@@ -47,6 +47,68 @@ pub trait Connector: Send + Sync + 'static {
     fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError>;
 }
 
+/// A connection whose every call runs inside the account's span
+/// ([`crate::logging::account_span`]): the protocol client's own lines (request, answer,
+/// retcode, retries) know nothing of accounts, and inherit the id from the span. The Account
+/// wraps each connection it makes, so every future its Login, Poller and Sender, the
+/// contacts refresh, the probe and the logout hand to the client is instrumented.
+pub struct InSpan {
+    inner: Arc<dyn WebQq>,
+    span: tracing::Span,
+}
+
+impl InSpan {
+    pub fn wrap(inner: Arc<dyn WebQq>, account: &str) -> Arc<dyn WebQq> {
+        Arc::new(InSpan {
+            inner,
+            span: crate::logging::account_span(account),
+        })
+    }
+
+    fn run<T: Send + 'static>(&self, fut: Fut<T>) -> Fut<T> {
+        Box::pin(tracing::Instrument::instrument(fut, self.span.clone()))
+    }
+}
+
+impl WebQq for InSpan {
+    fn fetch_qr(&self) -> Fut<Qr> {
+        self.run(self.inner.fetch_qr())
+    }
+    fn check_qr(&self, qr: Qr) -> Fut<QrStatus> {
+        self.run(self.inner.check_qr(qr))
+    }
+    fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        self.run(self.inner.complete_login(check_sig_url, expect_qq))
+    }
+    fn resume(&self) -> Fut<()> {
+        self.run(self.inner.resume())
+    }
+    fn relink(&self) -> Fut<()> {
+        self.run(self.inner.relink())
+    }
+    fn poll(&self) -> Fut<PollResult> {
+        self.run(self.inner.poll())
+    }
+    fn probe(&self) -> Fut<bool> {
+        self.run(self.inner.probe())
+    }
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
+        self.run(self.inner.send(target, text, msg_id))
+    }
+    fn contacts(&self) -> Fut<Contacts> {
+        self.run(self.inner.contacts())
+    }
+    fn cached_contacts(&self) -> Option<Arc<Contacts>> {
+        self.inner.cached_contacts()
+    }
+    fn session(&self) -> Session {
+        self.inner.session()
+    }
+    fn logout(&self) -> Fut<()> {
+        self.run(self.inner.logout())
+    }
+}
+
 /// The real protocol client, at the real hosts or a simulator.
 pub struct ClientConnector {
     pub endpoints: Endpoints,
