@@ -124,6 +124,25 @@ impl Event for AccountRemoved<'_> {
     }
 }
 
+/// A QR code waits for a scan: where to fetch its PNG. In the text format the terminal also
+/// shows the code itself (small fleets); in JSON this line is the only trace of it.
+pub struct QrWaiting<'a> {
+    pub account: &'a str,
+    /// The QQ number that must scan it.
+    pub qq: u64,
+}
+
+impl Event for QrWaiting<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            qq = self.qq,
+            png = %format_args!("GET /api/accounts/{}/qr", self.account),
+            "QR code waiting for a scan"
+        );
+    }
+}
+
 /// A removed account was logged out (WEBQQ.md §10), or the attempt failed (`error`; the
 /// saved session is then kept as it was).
 pub struct LoggedOut<'a> {

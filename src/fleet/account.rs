@@ -36,8 +36,8 @@ use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
     emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoggedOut, LoginFinished,
-    LoginMethod, MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted,
-    RetcodeReceived,
+    LoginMethod, MessageReceived, OutboxDepth, QrWaiting, RateLimited, ReconnectKind,
+    ReconnectStarted, RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError, Session};
@@ -878,6 +878,10 @@ impl Handler<LoginReport> for Account {
     fn handle(&mut self, r: LoginReport, ctx: &mut Context<Self>) {
         match r {
             LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
+                emit(QrWaiting {
+                    account: self.id(),
+                    qq: self.cfg.qq,
+                });
                 if self.deps.show_qr {
                     super::login::print_qr(self.id(), self.cfg.qq, &png);
                 }

@@ -144,7 +144,9 @@ async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
         } else {
             None
         },
-        show_qr: account_count <= 10,
+        // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
+        // `QrWaiting` event says where the PNG is instead).
+        show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
