@@ -265,14 +265,23 @@ impl Event for ReconnectStarted<'_> {
 }
 
 /// An incoming message reached the handler (`kind`: buddy, group, discu, sess, …).
+///
+/// Logged at info with the start of its text: an operator (and a new user of the demo) sees
+/// the conversation in the default log. Message texts are not secrets.
 pub struct MessageReceived<'a> {
     pub account: &'a str,
     pub kind: &'static str,
+    pub text: &'a str,
 }
 
 impl Event for MessageReceived<'_> {
     fn emit(self) {
-        tracing::debug!(account = self.account, kind = self.kind, "message received");
+        tracing::info!(
+            account = self.account,
+            kind = self.kind,
+            text = %Excerpt(self.text),
+            "message received"
+        );
         let m = metrics();
         m.inc_tracked(
             &m.messages_received,
@@ -282,19 +291,22 @@ impl Event for MessageReceived<'_> {
     }
 }
 
-/// A send finished (`result`: delivered, uncertain, failed).
+/// A send finished (`result`: delivered, uncertain, failed). Logged at info with the start
+/// of its text, like [`MessageReceived`], so a bot's answers show in the default log.
 pub struct MessageSent<'a> {
     pub account: &'a str,
     pub kind: &'static str,
     pub result: &'static str,
+    pub text: &'a str,
 }
 
 impl Event for MessageSent<'_> {
     fn emit(self) {
-        tracing::debug!(
+        tracing::info!(
             account = self.account,
             kind = self.kind,
             result = self.result,
+            text = %Excerpt(self.text),
             "message sent"
         );
         let m = metrics();
@@ -409,6 +421,34 @@ impl Event for OutgoingHeld<'_> {
             Family::MessagesHeld,
             &[self.account, self.reason],
         );
+    }
+}
+
+/// How many characters of a message text its log line shows.
+pub const TEXT_EXCERPT_CHARS: usize = 80;
+
+/// The first [`TEXT_EXCERPT_CHARS`] characters of a text, `…` when cut, control characters
+/// (a newline) escaped so a text-format log line stays one line. Written straight into the
+/// log line: a message line costs no allocation for its excerpt.
+pub struct Excerpt<'a>(pub &'a str);
+
+impl std::fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(TEXT_EXCERPT_CHARS) {
+            if c.is_control() {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if chars.next().is_some() {
+            f.write_char('…')?;
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,13 @@ fn a_json_demo_run_prints_only_json_on_stderr() {
         let r = http("GET", &listen, "/api/accounts", None).ok()?;
         (r.body.matches("\"online\"").count() == 2).then_some(())
     });
+    // The demo's chatter reaches each bot every 5-8 s; each message and each answer is an
+    // info line with the account, the kind and the text.
+    let stderr_path = fleet.dir.path().join("stderr.log");
+    fleet.until(Duration::from_secs(30), "an answer in the info log", || {
+        let t = std::fs::read_to_string(&stderr_path).ok()?;
+        t.contains("\"message\":\"message sent\"").then_some(())
+    });
     let status = fleet.stop().expect("qqfleet exits on SIGTERM");
     assert!(status.success(), "{status}");
 
@@ -44,6 +51,30 @@ fn a_json_demo_run_prints_only_json_on_stderr() {
         })
         .collect();
     assert!(lines.len() > 10, "{stderr}");
+    let said = |what: &str| {
+        lines
+            .iter()
+            .filter(|v| v["fields"]["message"] == what)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (received, sent) = (said("message received"), said("message sent"));
+    assert!(!received.is_empty() && !sent.is_empty(), "{stderr}");
+    for v in received.iter().chain(&sent) {
+        assert_eq!(v["level"], "INFO", "{v}");
+        let f = &v["fields"];
+        assert!(f["account"] == "jane" || f["account"] == "joe", "{v}");
+        assert!(f["kind"] == "buddy" || f["kind"] == "group", "{v}");
+        assert!(!f["text"].as_str().unwrap_or("").is_empty(), "{v}");
+    }
+    // The echo bot answers with the text it got.
+    let texts = |vs: &[serde_json::Value]| {
+        vs.iter()
+            .map(|v| v["fields"]["text"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let got = texts(&received);
+    assert!(texts(&sent).iter().all(|t| got.contains(t)), "{stderr}");
     for id in ["jane", "joe"] {
         let qr = lines
             .iter()

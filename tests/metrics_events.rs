@@ -85,10 +85,12 @@ fn every_contract_family_is_exposed_with_help_and_type() {
     emit(MessageReceived {
         account: a,
         kind: "buddy",
+        text: "hello",
     });
     emit(MessageSent {
         account: a,
         kind: "buddy",
+        text: "hello",
         result: "delivered",
     });
     emit(OutboxDepth {
@@ -311,6 +313,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         emit(MessageSent {
             account: id,
             kind: "group",
+            text: "hello",
             result: "failed",
         });
         emit(OutgoingHeld {
@@ -321,6 +324,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         emit(MessageReceived {
             account: id,
             kind: "discu",
+            text: "hello",
         });
         emit(RateLimited {
             account: id,
@@ -342,6 +346,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
     emit(MessageReceived {
         account: "mv-keep",
         kind: "discu",
+        text: "hello",
     });
     let kept = account_series(&render_metrics(), "mv-keep");
     let text = render_metrics();
@@ -387,6 +392,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
     emit(MessageReceived {
         account: "mv-3",
         kind: "buddy",
+        text: "hello",
     });
     assert_eq!(account_series(&render_metrics(), "mv-3").len(), 1);
     emit(AccountRemoved {
@@ -489,6 +495,7 @@ fn promtool_check_metrics_passes() {
     emit(MessageReceived {
         account: a,
         kind: "group",
+        text: "hello",
     });
     let text = render_metrics();
     let (ok, out) = promtool(&["check", "metrics"], Some(&text), None);

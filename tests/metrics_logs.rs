@@ -79,10 +79,12 @@ fn emit_all(account: &str) -> usize {
     emit(MessageReceived {
         account,
         kind: "group",
+        text: "hello",
     });
     emit(MessageSent {
         account,
         kind: "group",
+        text: "hello",
         result: "uncertain",
     });
     emit(OutboxDepth { account, depth: 2 });
@@ -179,4 +181,18 @@ fn cookie_store_debug_lines_never_reach_the_log() {
             assert!(text.contains("still here"), "{filter}: {text}");
         }
     }
+}
+
+/// Message lines show the start of the text: at most 80 characters (never cut inside a
+/// character), `…` when cut, and a newline escaped so a text-format line stays one line.
+#[test]
+fn message_texts_are_excerpts_on_one_line() {
+    use qqfleet::events::{Excerpt, TEXT_EXCERPT_CHARS};
+    assert_eq!(Excerpt("hello").to_string(), "hello");
+    let long = "晚".repeat(100);
+    let cut = Excerpt(&long).to_string();
+    assert_eq!(cut.chars().count(), TEXT_EXCERPT_CHARS + 1);
+    assert!(cut.ends_with('…') && cut.starts_with("晚晚"));
+    assert_eq!(Excerpt(&"x".repeat(80)).to_string(), "x".repeat(80));
+    assert_eq!(Excerpt("a\nb").to_string(), "a\\nb");
 }

@@ -55,10 +55,12 @@ fn traffic(stop: Arc<AtomicBool>) {
             emit(MessageReceived {
                 account: a,
                 kind: "buddy",
+                text: "hello",
             });
             emit(MessageSent {
                 account: a,
                 kind: "buddy",
+                text: "hello",
                 result: "delivered",
             });
             emit(RateLimited {

@@ -504,6 +504,7 @@ impl Account {
         emit(MessageReceived {
             account: self.id(),
             kind: msg.kind.as_str(),
+            text: &msg.text,
         });
         let replies = match self.handler.handle(&msg) {
             Ok(r) => r,

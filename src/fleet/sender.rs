@@ -216,6 +216,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "delivered",
                 });
                 self.store.ack(&self.id, msg.seq)
@@ -224,6 +225,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "uncertain",
                 });
                 match self.on_uncertain {
@@ -241,6 +243,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "failed",
                 });
                 if let ProtocolError::SendRejected { retcode, .. } = &e {
