@@ -631,6 +631,16 @@ impl Account {
         }));
     }
 
+    /// A child was found dead or silent and is replaced: the event and the status count.
+    fn restarted(&self, actor: &'static str, reason: &str) {
+        emit(ActorRestarted {
+            account: self.id(),
+            actor,
+            reason,
+        });
+        self.status(|s| s.count_restart(actor));
+    }
+
     /// Every tick (1-5 s): watchdog and child liveness.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
@@ -653,30 +663,12 @@ impl Account {
                     } else {
                         "poll silent longer than the watchdog"
                     };
-                    emit(ActorRestarted {
-                        account: self.id(),
-                        actor: "poller",
-                        reason,
-                    });
-                    self.status(|s| {
-                        if let Some(r) = s.restarts.as_mut() {
-                            r.poller += 1
-                        }
-                    });
+                    self.restarted("poller", reason);
                     self.last_poll = Instant::now();
                     self.start_poller(ctx, &client);
                 }
                 if self.sender.as_ref().map_or(true, |s| !s.connected()) {
-                    emit(ActorRestarted {
-                        account: self.id(),
-                        actor: "sender",
-                        reason: "sender died",
-                    });
-                    self.status(|s| {
-                        if let Some(r) = s.restarts.as_mut() {
-                            r.sender += 1
-                        }
-                    });
+                    self.restarted("sender", "sender died");
                     self.start_sender(ctx, &client);
                 }
             }
@@ -689,16 +681,7 @@ impl Account {
             // A Login stops right after reporting; two ticks without that report mean it died.
             self.login_dead_ticks += 1;
             if self.login_dead_ticks >= 2 {
-                emit(ActorRestarted {
-                    account: self.id(),
-                    actor: "login",
-                    reason: "login died",
-                });
-                self.status(|s| {
-                    if let Some(r) = s.restarts.as_mut() {
-                        r.login += 1
-                    }
-                });
+                self.restarted("login", "login died");
                 self.fail(ctx, "login died".into(), LoginMethod::Resume);
             }
         } else {

@@ -183,9 +183,7 @@ impl Actor for FleetSupervisor {
                     reason: "actor died (panic); rebuilt from the store",
                 });
                 if let Some(mut s) = act.deps.status.get_mut(&id) {
-                    if let Some(r) = s.restarts.as_mut() {
-                        r.account += 1;
-                    }
+                    s.count_restart("account");
                 }
                 let addr = act.spawn_account(file);
                 if let Some(e) = act.accounts.get_mut(&id) {
@@ -283,37 +281,44 @@ impl FleetSupervisor {
     }
 }
 
-impl Handler<EnqueueFor> for FleetSupervisor {
-    type Result = ResponseFuture<Result<OutMsg, FleetError>>;
-    fn handle(&mut self, m: EnqueueFor, _: &mut Context<Self>) -> Self::Result {
-        let addr = self.running(&m.id);
-        let id = m.id;
+impl FleetSupervisor {
+    /// Passes an operator's request to a running account and its answer back; an account
+    /// that stops before answering is `NotRunning`.
+    fn forward<M, R>(&self, id: String, msg: M) -> ResponseFuture<Result<R, FleetError>>
+    where
+        M: Message<Result = Result<R, FleetError>> + Send + 'static,
+        R: Send + 'static,
+        Account: Handler<M>,
+    {
+        let addr = self.running(&id);
         Box::pin(async move {
             addr?
-                .send(Enqueue {
-                    target: m.target,
-                    text: m.text,
-                })
+                .send(msg)
                 .await
                 .map_err(|_| FleetError::NotRunning(id))?
         })
     }
 }
 
+impl Handler<EnqueueFor> for FleetSupervisor {
+    type Result = ResponseFuture<Result<OutMsg, FleetError>>;
+    fn handle(&mut self, m: EnqueueFor, _: &mut Context<Self>) -> Self::Result {
+        let msg = Enqueue {
+            target: m.target,
+            text: m.text,
+        };
+        self.forward(m.id, msg)
+    }
+}
+
 impl Handler<ReleaseHeldFor> for FleetSupervisor {
     type Result = ResponseFuture<Result<bool, FleetError>>;
     fn handle(&mut self, m: ReleaseHeldFor, _: &mut Context<Self>) -> Self::Result {
-        let addr = self.running(&m.id);
-        let id = m.id;
-        Box::pin(async move {
-            addr?
-                .send(ReleaseHeld {
-                    seq: m.seq,
-                    resend: m.resend,
-                })
-                .await
-                .map_err(|_| FleetError::NotRunning(id))?
-        })
+        let msg = ReleaseHeld {
+            seq: m.seq,
+            resend: m.resend,
+        };
+        self.forward(m.id, msg)
     }
 }
 

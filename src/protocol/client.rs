@@ -470,6 +470,24 @@ impl Client {
             .await
     }
 
+    /// A call whose answer must be HTTP 200 (ptlogin's script and image answers), else
+    /// `HttpStatus`.
+    async fn call_ok(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+    ) -> Result<Answer, ProtocolError> {
+        let a = self.call(ep, query, form_r).await?;
+        if a.status != 200 {
+            return Err(ProtocolError::HttpStatus {
+                endpoint: ep,
+                status: a.status,
+            });
+        }
+        Ok(a)
+    }
+
     /// A JSON envelope call: HTTP 200 and a JSON object, else a typed error.
     async fn call_json(
         &self,
@@ -615,7 +633,7 @@ impl Client {
         let ep = Endpoint::Ptqrshow;
         let t: f64 = rand::random();
         let a = self
-            .call(
+            .call_ok(
                 ep,
                 &[
                     ("appid", super::endpoints::APPID.to_string()),
@@ -632,12 +650,6 @@ impl Client {
                 None,
             )
             .await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
         if !a.body.starts_with(b"\x89PNG\r\n\x1a\n") {
             return Err(ProtocolError::undecodable(
                 ep,
@@ -682,13 +694,7 @@ impl Client {
             ("login_sig", String::new()),
             ("pt_randsalt", "0".into()),
         ];
-        let a = self.call(ep, &q, None).await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
+        let a = self.call_ok(ep, &q, None).await?;
         let body = String::from_utf8_lossy(&a.body);
         let ans = ptlogin::parse_ptqrlogin(&body)
             .ok_or_else(|| ProtocolError::undecodable(ep, "no ptuiCB(...)", &a.body))?;
@@ -1007,7 +1013,7 @@ impl Client {
     async fn pt4_auth(&self, supertoken: &str) -> Result<Option<String>, ProtocolError> {
         let ep = Endpoint::Pt4Auth;
         let a = self
-            .call(
+            .call_ok(
                 ep,
                 &[
                     ("daid", "164".into()),
@@ -1017,12 +1023,6 @@ impl Client {
                 None,
             )
             .await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
         let url = ptlogin::parse_pt4_auth(&String::from_utf8_lossy(&a.body));
         Ok(url.filter(|u| self.inner.endpoints.owns(u)))
     }
@@ -1076,7 +1076,7 @@ impl Client {
         if let Some(skey) = self.cookie("skey").filter(|s| !s.is_empty()) {
             let ep = Endpoint::Logout;
             let a = self
-                .call(
+                .call_ok(
                     ep,
                     &[
                         ("pt4_token", self.cookie("pt4_token").unwrap_or_default()),
@@ -1090,12 +1090,6 @@ impl Client {
                     None,
                 )
                 .await?;
-            if a.status != 200 {
-                return Err(ProtocolError::HttpStatus {
-                    endpoint: ep,
-                    status: a.status,
-                });
-            }
             let body = String::from_utf8_lossy(&a.body);
             if !body.contains("ptui_logout_CB('0')") {
                 return Err(ProtocolError::undecodable(
@@ -1460,20 +1454,11 @@ impl Client {
                     None,
                 )
                 .await;
-            match res {
-                Ok(r) => {
-                    let (owner, members) = contacts::decode_group_info(&r)
-                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
-                    g.owner = owner;
-                    g.members = members;
-                }
-                // one broken group must not hide the others (§6.3: partial results exist)
-                Err(ProtocolError::Retcode {
-                    action: Action::Fatal,
-                    retcode,
-                    ..
-                }) => tracing::warn!(gid = g.gid, retcode, "group members unavailable"),
-                Err(e) => return Err(e),
+            if let Some(r) = members_or_skip(res, "group", g.gid)? {
+                let (owner, members) = contacts::decode_group_info(&r)
+                    .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                g.owner = owner;
+                g.members = members;
             }
         }
         for d in &mut discus {
@@ -1491,22 +1476,14 @@ impl Client {
                     None,
                 )
                 .await;
-            match res {
-                Ok(r) => {
-                    let (name, owner, members) = contacts::decode_discu_info(&r)
-                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
-                    if let Some(n) = name.filter(|n| !n.is_empty()) {
-                        d.name = n;
-                    }
-                    d.owner = owner;
-                    d.members = members;
+            if let Some(r) = members_or_skip(res, "discussion", d.did)? {
+                let (name, owner, members) = contacts::decode_discu_info(&r)
+                    .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                if let Some(n) = name.filter(|n| !n.is_empty()) {
+                    d.name = n;
                 }
-                Err(ProtocolError::Retcode {
-                    action: Action::Fatal,
-                    retcode,
-                    ..
-                }) => tracing::warn!(did = d.did, retcode, "discussion members unavailable"),
-                Err(e) => return Err(e),
+                d.owner = owner;
+                d.members = members;
             }
         }
         let c = Contacts {
@@ -1541,6 +1518,28 @@ pub fn shared_tls_config() -> Option<&'static rustls::ClientConfig> {
             Some(builder.with_root_certificates(roots).with_no_client_auth())
         })
         .as_ref()
+}
+
+/// The member list of one group or discussion, or `None` when the server refuses it with a
+/// fatal retcode: logged and skipped, since one broken group must not hide the others (§6.3:
+/// partial results exist). Any other error fails the whole snapshot.
+fn members_or_skip(
+    res: Result<Value, ProtocolError>,
+    what: &'static str,
+    id: u64,
+) -> Result<Option<Value>, ProtocolError> {
+    match res {
+        Ok(r) => Ok(Some(r)),
+        Err(ProtocolError::Retcode {
+            action: Action::Fatal,
+            retcode,
+            ..
+        }) => {
+            tracing::warn!(what, id, retcode, "members unavailable");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and
