@@ -272,16 +272,28 @@ pub struct MessageReceived<'a> {
     pub account: &'a str,
     pub kind: &'static str,
     pub text: &'a str,
+    /// The account's own send coming back (WEBQQ.md §5.4): counted, but logged at debug
+    /// only, or every answer would show twice in the conversation.
+    pub self_echo: bool,
 }
 
 impl Event for MessageReceived<'_> {
     fn emit(self) {
-        tracing::info!(
-            account = self.account,
-            kind = self.kind,
-            text = %Excerpt(self.text),
-            "message received"
-        );
+        if self.self_echo {
+            tracing::debug!(
+                account = self.account,
+                kind = self.kind,
+                text = %Excerpt(self.text),
+                "own message echoed back"
+            );
+        } else {
+            tracing::info!(
+                account = self.account,
+                kind = self.kind,
+                text = %Excerpt(self.text),
+                "message received"
+            );
+        }
         let m = metrics();
         m.inc_tracked(
             &m.messages_received,

@@ -267,6 +267,7 @@ fn every_metric_the_dashboard_and_alerts_read_is_exposed() {
         account: a,
         kind: "buddy",
         text: "hello",
+        self_echo: false,
     });
     emit(MessageSent {
         account: a,

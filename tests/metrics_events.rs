@@ -86,6 +86,7 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         account: a,
         kind: "buddy",
         text: "hello",
+        self_echo: false,
     });
     emit(MessageSent {
         account: a,
@@ -325,6 +326,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
             account: id,
             kind: "discu",
             text: "hello",
+            self_echo: false,
         });
         emit(RateLimited {
             account: id,
@@ -347,6 +349,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         account: "mv-keep",
         kind: "discu",
         text: "hello",
+        self_echo: false,
     });
     let kept = account_series(&render_metrics(), "mv-keep");
     let text = render_metrics();
@@ -393,6 +396,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         account: "mv-3",
         kind: "buddy",
         text: "hello",
+        self_echo: false,
     });
     assert_eq!(account_series(&render_metrics(), "mv-3").len(), 1);
     emit(AccountRemoved {
@@ -496,6 +500,7 @@ fn promtool_check_metrics_passes() {
         account: a,
         kind: "group",
         text: "hello",
+        self_echo: false,
     });
     let text = render_metrics();
     let (ok, out) = promtool(&["check", "metrics"], Some(&text), None);

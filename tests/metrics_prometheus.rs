@@ -56,6 +56,7 @@ fn traffic(stop: Arc<AtomicBool>) {
                 account: a,
                 kind: "buddy",
                 text: "hello",
+                self_echo: false,
             });
             emit(MessageSent {
                 account: a,

@@ -505,6 +505,7 @@ impl Account {
             account: self.id(),
             kind: msg.kind.as_str(),
             text: &msg.text,
+            self_echo: msg.self_echo,
         });
         let replies = match self.handler.handle(&msg) {
             Ok(r) => r,
