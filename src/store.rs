@@ -176,8 +176,9 @@ struct SledClosed {
     db_file: std::path::PathBuf,
 }
 
-/// Longest wait for sled's IO threads to let go of a dropped database.
-const SLED_CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for sled's IO threads to let go of a dropped database (they need
+/// milliseconds; the bound keeps a shutdown inside its 5 s even if sled misbehaves).
+const SLED_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 impl Drop for SledClosed {
     fn drop(&mut self) {
