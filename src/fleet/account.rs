@@ -698,27 +698,19 @@ impl Account {
         action: Action,
     ) -> PollDirective {
         let why = format!("poll retcode {retcode}");
-        if let Some(o) = self.cfg.retcodes.get(&retcode).copied() {
-            return match o {
-                RetcodeAction::Repoll => PollDirective::Continue(IGNORED_RETCODE_PAUSE),
-                RetcodeAction::Relink => {
-                    self.reconnect(ctx, LoginMethod::Relink);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Relogin => {
-                    self.reconnect(ctx, LoginMethod::Resume);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Stop => {
-                    self.hold(AccountState::Stopped, why);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Backoff => {
-                    self.fail(ctx, why, LoginMethod::Relink);
-                    PollDirective::Stop
-                }
-            };
-        }
+        // An operator's override replaces the table's answer; three of them are table
+        // actions, done below like the table's own.
+        let action = match self.cfg.retcodes.get(&retcode).copied() {
+            None => action,
+            Some(RetcodeAction::Repoll) => return PollDirective::Continue(IGNORED_RETCODE_PAUSE),
+            Some(RetcodeAction::Backoff) => {
+                self.fail(ctx, why, LoginMethod::Relink);
+                return PollDirective::Stop;
+            }
+            Some(RetcodeAction::Relink) => Action::Relink,
+            Some(RetcodeAction::Relogin) => Action::Relogin,
+            Some(RetcodeAction::Stop) => Action::Stopped,
+        };
         match action {
             Action::Continue | Action::Repoll => {
                 PollDirective::Continue(if retcode == 0 || retcode == 102 {

@@ -596,3 +596,46 @@ fn retire_logs_out_keeps_the_msg_id_and_the_next_start_scans() {
         assert!(!h.store.load_session("a").unwrap().unwrap().is_logged_out());
     });
 }
+
+/// `[retcodes]` overrides replace the table's answer: relogin, repoll and stop.
+#[test]
+fn retcode_overrides_replace_the_tables_answer() {
+    use crate::config::RetcodeAction;
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.retcodes.insert(121, RetcodeAction::Relogin);
+        c.retcodes.insert(116, RetcodeAction::Repoll);
+        c.retcodes.insert(100012, RetcodeAction::Stop);
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let push = |retcode: i64, action: Action| {
+            h.script
+                .lock()
+                .unwrap()
+                .polls
+                .push_back(Ok(PollResult::Retcode { retcode, action }));
+        };
+        // 121 says relink in the table; the override says relogin (a resume).
+        let before = h.script.lock().unwrap().counts.clone();
+        push(121, Action::Relink);
+        until("resume", Duration::from_secs(10), || {
+            h.script.lock().unwrap().counts.resume == before.resume + 1
+        })
+        .await;
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        assert_eq!(h.script.lock().unwrap().counts.relink, before.relink);
+        // Repoll: just poll again, no reconnect.
+        let polls = h.script.lock().unwrap().counts.poll;
+        push(116, Action::RefreshPtwebqq("p".into()));
+        until("repoll", Duration::from_secs(5), || {
+            h.script.lock().unwrap().counts.poll > polls
+        })
+        .await;
+        assert_eq!(state(&h, "a"), Some(AccountState::Online));
+        // Stop: held as stopped.
+        push(100012, Action::Repoll);
+        until_state(&h, "a", AccountState::Stopped, Duration::from_secs(10)).await;
+        assert!(h.store.load_hold("a").unwrap().is_some());
+    });
+}
