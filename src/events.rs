@@ -124,6 +124,41 @@ impl Event for AccountRemoved<'_> {
     }
 }
 
+/// A QR code waits for a scan: where to fetch its PNG. In the text format the terminal also
+/// shows the code itself (small fleets); in JSON this line is the only trace of it.
+pub struct QrWaiting<'a> {
+    pub account: &'a str,
+    /// The QQ number that must scan it.
+    pub qq: u64,
+}
+
+impl Event for QrWaiting<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            qq = self.qq,
+            png = %format_args!("GET /api/accounts/{}/qr", self.account),
+            "QR code waiting for a scan"
+        );
+    }
+}
+
+/// A removed account was logged out (WEBQQ.md §10), or the attempt failed (`error`; the
+/// saved session is then kept as it was).
+pub struct LoggedOut<'a> {
+    pub account: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl Event for LoggedOut<'_> {
+    fn emit(self) {
+        match self.error {
+            None => tracing::info!(account = self.account, "logged out"),
+            Some(e) => tracing::warn!(account = self.account, error = e, "logout failed"),
+        }
+    }
+}
+
 /// A poll2 request finished (`outcome`: events, idle, retcode, http_error, timeout, transport, decode).
 pub struct PollCompleted<'a> {
     pub account: &'a str,
@@ -230,14 +265,35 @@ impl Event for ReconnectStarted<'_> {
 }
 
 /// An incoming message reached the handler (`kind`: buddy, group, discu, sess, …).
+///
+/// Logged at info with the start of its text: an operator (and a new user of the demo) sees
+/// the conversation in the default log. Message texts are not secrets.
 pub struct MessageReceived<'a> {
     pub account: &'a str,
     pub kind: &'static str,
+    pub text: &'a str,
+    /// The account's own send coming back (WEBQQ.md §5.4): counted, but logged at debug
+    /// only, or every answer would show twice in the conversation.
+    pub self_echo: bool,
 }
 
 impl Event for MessageReceived<'_> {
     fn emit(self) {
-        tracing::debug!(account = self.account, kind = self.kind, "message received");
+        if self.self_echo {
+            tracing::debug!(
+                account = self.account,
+                kind = self.kind,
+                text = %Excerpt(self.text),
+                "own message echoed back"
+            );
+        } else {
+            tracing::info!(
+                account = self.account,
+                kind = self.kind,
+                text = %Excerpt(self.text),
+                "message received"
+            );
+        }
         let m = metrics();
         m.inc_tracked(
             &m.messages_received,
@@ -247,19 +303,22 @@ impl Event for MessageReceived<'_> {
     }
 }
 
-/// A send finished (`result`: delivered, uncertain, failed).
+/// A send finished (`result`: delivered, uncertain, failed). Logged at info with the start
+/// of its text, like [`MessageReceived`], so a bot's answers show in the default log.
 pub struct MessageSent<'a> {
     pub account: &'a str,
     pub kind: &'static str,
     pub result: &'static str,
+    pub text: &'a str,
 }
 
 impl Event for MessageSent<'_> {
     fn emit(self) {
-        tracing::debug!(
+        tracing::info!(
             account = self.account,
             kind = self.kind,
             result = self.result,
+            text = %Excerpt(self.text),
             "message sent"
         );
         let m = metrics();
@@ -374,6 +433,34 @@ impl Event for OutgoingHeld<'_> {
             Family::MessagesHeld,
             &[self.account, self.reason],
         );
+    }
+}
+
+/// How many characters of a message text its log line shows.
+pub const TEXT_EXCERPT_CHARS: usize = 80;
+
+/// The first [`TEXT_EXCERPT_CHARS`] characters of a text, `…` when cut, control characters
+/// (a newline) escaped so a text-format log line stays one line. Written straight into the
+/// log line: a message line costs no allocation for its excerpt.
+pub struct Excerpt<'a>(pub &'a str);
+
+impl std::fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(TEXT_EXCERPT_CHARS) {
+            if c.is_control() {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if chars.next().is_some() {
+            f.write_char('…')?;
+        }
+        Ok(())
     }
 }
 

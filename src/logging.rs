@@ -26,9 +26,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// The format chosen by [`init`]: a process-wide choice made once, like the subscriber.
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// The log format of this process ([`LogFormat::Text`] before [`init`]). Whatever else
+/// writes to stderr asks it: in JSON every stderr line must stay a JSON object, so the
+/// terminal QR art is left out.
+pub fn format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or_default()
+}
+
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored),
 /// which keeps tests that start several components in one process simple.
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // try_init also routes the `log` records of dependencies into the same subscriber.
     // Colours only on a terminal: a log file or a pipe gets plain lines a grep can read.

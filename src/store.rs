@@ -1,8 +1,8 @@
 //! `trait Store` and its sled implementation: everything an account needs to survive a crash.
 //!
 //! * the session (cookies, ptwebqq, vfwebqq, psessionid): a restart resumes without a scan;
-//! * the msg_id counter, inside the saved session: saved before every send, so a restart
-//!   continues from there;
+//! * the msg_id counter, inside the saved session: saved before every new message goes out,
+//!   so a restart continues from there;
 //! * the outbox: an outgoing message is accepted only once it is flushed to disk, records
 //!   the msg_id of its attempt before the attempt goes out (a resend after a crash is
 //!   recognisably the same message), and is removed only when delivered;
@@ -15,6 +15,7 @@
 //! else relies on is followed by `flush()` before the call returns.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,10 +54,11 @@ pub struct OutMsg {
     pub seq: u64,
     pub target: Target,
     pub text: String,
-    /// msg_id of the latest attempt, recorded (with the client's counter in the saved
-    /// session) before the attempt goes out: after a crash the same message goes out again
-    /// with the same msg_id, which a deduplicating server (the simulator, for 600 s)
-    /// acknowledges without delivering twice. `None` until the first attempt.
+    /// msg_id of the message (of its first piece), recorded (with the client's counter,
+    /// moved past it, in the saved session) before the first attempt goes out and used by
+    /// every attempt: a resend after a transport error or a crash carries the same msg_id,
+    /// which a deduplicating server (the simulator, for 600 s) acknowledges without
+    /// delivering twice. `None` until the first attempt.
     pub msg_id: Option<u64>,
     /// Failed attempts so far (transport errors); drives the sender's retry delay.
     pub attempts: u32,
@@ -145,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
 
 /// The sled store. Holds an exclusive `flock` on `<data>/LOCK` for its whole life.
 pub struct SledStore {
+    // Fields drop in this order: every sled handle, then the wait for sled's own lock, then
+    // our lock.
     db: sled::Db,
     sessions: sled::Tree,
     outbox: sled::Tree,
@@ -153,8 +157,51 @@ pub struct SledStore {
     inbox: sled::Tree,
     contacts: sled::Tree,
     meta: sled::Tree,
+    _closed: SledClosed,
     /// Kept open: closing it would release the lock.
     _lock: std::fs::File,
+}
+
+/// Waits, when dropped, until sled has really closed its database file.
+///
+/// sled releases its `flock` on `db/db` when the last clone of its running config goes, not
+/// when the last `Db` handle is dropped: the final flush of a dropped `Db` seals the log
+/// buffer and hands the write to sled's global IO thread pool, whose closure holds a clone
+/// until it returns, after the flush already saw the data stable. Reopening the directory
+/// in that window failed with "could not acquire lock" (about 1 run in 10 of
+/// `incoming_is_deduplicated_and_replayed_until_done`, more under load, when the shared pool
+/// is busy with other databases). This waits on that lock itself (bounded), so a dropped
+/// store is closed for good.
+struct SledClosed {
+    db_file: std::path::PathBuf,
+}
+
+/// Longest wait for sled's IO threads to let go of a dropped database (they need
+/// milliseconds; the bound keeps a shutdown inside its 5 s even if sled misbehaves).
+const SLED_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+impl Drop for SledClosed {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let Ok(f) = std::fs::File::open(&self.db_file) else {
+            return;
+        };
+        let start = std::time::Instant::now();
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is touched.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                // Closing `f` releases it at once.
+                return;
+            }
+            if start.elapsed() > SLED_CLOSE_WAIT {
+                tracing::warn!(path = %self.db_file.display(),
+                    "sled still holds its database file after the store was dropped");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 fn prefix(id: &str) -> Vec<u8> {
@@ -244,6 +291,9 @@ impl SledStore {
             contacts: db.open_tree("contacts")?,
             meta: db.open_tree("meta")?,
             db,
+            _closed: SledClosed {
+                db_file: dir.join("db").join("db"),
+            },
             _lock: lock,
         })
     }
@@ -564,6 +614,7 @@ mod tests {
             psessionid: "ps".into(),
             clientid: 53999199,
             msg_id: 7,
+            logged_out: false,
         };
         {
             let st = SledStore::open(dir.path()).unwrap();
@@ -680,6 +731,35 @@ mod tests {
             .accept_incoming("a", &key(1), b"late", 5000)
             .unwrap()
             .is_some());
+    }
+
+    /// A dropped store is closed for good: reopening the folder at once always works, even
+    /// while other databases keep sled's shared IO threads busy (the flake of
+    /// `incoming_is_deduplicated_and_replayed_until_done`, see `SledClosed`).
+    #[test]
+    fn a_dropped_store_reopens_at_once() {
+        let busy = tempfile::tempdir().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noise = {
+            let (stop, path) = (stop.clone(), busy.path().to_path_buf());
+            std::thread::spawn(move || {
+                let st = SledStore::open(&path).unwrap();
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 1_000_000 {
+                    st.accept_incoming("n", &key(n), &[0u8; 512], 1).unwrap();
+                    n += 1;
+                }
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            let st = SledStore::open(dir.path())
+                .unwrap_or_else(|e| panic!("reopen {i} right after a drop: {e}"));
+            st.accept_incoming("a", &key(i), &[1u8; 4096], 1).unwrap();
+            st.enqueue("a", out(Target::Buddy(1), "x")).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        noise.join().unwrap();
     }
 
     #[test]

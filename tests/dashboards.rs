@@ -266,10 +266,13 @@ fn every_metric_the_dashboard_and_alerts_read_is_exposed() {
     emit(MessageReceived {
         account: a,
         kind: "buddy",
+        text: "hello",
+        self_echo: false,
     });
     emit(MessageSent {
         account: a,
         kind: "buddy",
+        text: "hello",
         result: "delivered",
     });
     emit(OutboxDepth {

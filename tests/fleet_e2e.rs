@@ -532,12 +532,25 @@ async fn hot_add_change_remove_and_invalid_leave_the_others_alone() {
     write_account(dir.path(), "c", &account_toml(20033, ""));
     login(&f, &sim, "c", 20033).await;
 
-    // Remove: stopped and gone from the API.
+    // Remove: logged out (WEBQQ.md §10: the channel by change_status2, the login by the
+    // ptlogin logout), stopped and gone from the API.
     std::fs::remove_file(dir.path().join("accounts/b.toml")).unwrap();
     eventually("b removed", Duration::from_secs(15), || async {
         account(&f, "b").await.is_none().then_some(())
     })
     .await;
+    let b = sim_account(&sim, 20032).await;
+    assert_eq!(b["online"], false, "{b}");
+    assert_eq!(b["sessions"], 0, "{b}");
+    assert_eq!(b["calls"]["change_status2"], 1, "{b}");
+    assert_eq!(b["calls"]["logout"], 1, "{b}");
+
+    // Back again: the logged-out session cannot resume, so it is a new scan.
+    write_account(dir.path(), "b", &account_toml(20032, ""));
+    wait_state(&f, "b", "awaiting_scan", Duration::from_secs(15)).await;
+    login(&f, &sim, "b", 20032).await;
+    let b = sim_account(&sim, 20032).await;
+    assert_eq!(b["logins"], 2, "{b}");
 
     // `a` never left `online`.
     let a = account(&f, "a").await.unwrap();

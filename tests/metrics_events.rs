@@ -85,10 +85,13 @@ fn every_contract_family_is_exposed_with_help_and_type() {
     emit(MessageReceived {
         account: a,
         kind: "buddy",
+        text: "hello",
+        self_echo: false,
     });
     emit(MessageSent {
         account: a,
         kind: "buddy",
+        text: "hello",
         result: "delivered",
     });
     emit(OutboxDepth {
@@ -311,6 +314,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         emit(MessageSent {
             account: id,
             kind: "group",
+            text: "hello",
             result: "failed",
         });
         emit(OutgoingHeld {
@@ -321,6 +325,8 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         emit(MessageReceived {
             account: id,
             kind: "discu",
+            text: "hello",
+            self_echo: false,
         });
         emit(RateLimited {
             account: id,
@@ -342,6 +348,8 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
     emit(MessageReceived {
         account: "mv-keep",
         kind: "discu",
+        text: "hello",
+        self_echo: false,
     });
     let kept = account_series(&render_metrics(), "mv-keep");
     let text = render_metrics();
@@ -387,6 +395,8 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
     emit(MessageReceived {
         account: "mv-3",
         kind: "buddy",
+        text: "hello",
+        self_echo: false,
     });
     assert_eq!(account_series(&render_metrics(), "mv-3").len(), 1);
     emit(AccountRemoved {
@@ -489,6 +499,8 @@ fn promtool_check_metrics_passes() {
     emit(MessageReceived {
         account: a,
         kind: "group",
+        text: "hello",
+        self_echo: false,
     });
     let text = render_metrics();
     let (ok, out) = promtool(&["check", "metrics"], Some(&text), None);

@@ -79,10 +79,13 @@ fn emit_all(account: &str) -> usize {
     emit(MessageReceived {
         account,
         kind: "group",
+        text: "hello",
+        self_echo: false,
     });
     emit(MessageSent {
         account,
         kind: "group",
+        text: "hello",
         result: "uncertain",
     });
     emit(OutboxDepth { account, depth: 2 });
@@ -179,4 +182,57 @@ fn cookie_store_debug_lines_never_reach_the_log() {
             assert!(text.contains("still here"), "{filter}: {text}");
         }
     }
+}
+
+/// Message lines show the start of the text: at most 80 characters (never cut inside a
+/// character), `…` when cut, and a newline escaped so a text-format line stays one line.
+#[test]
+fn message_texts_are_excerpts_on_one_line() {
+    use qqfleet::events::{Excerpt, TEXT_EXCERPT_CHARS};
+    assert_eq!(Excerpt("hello").to_string(), "hello");
+    let long = "晚".repeat(100);
+    let cut = Excerpt(&long).to_string();
+    assert_eq!(cut.chars().count(), TEXT_EXCERPT_CHARS + 1);
+    assert!(cut.ends_with('…') && cut.starts_with("晚晚"));
+    assert_eq!(Excerpt(&"x".repeat(80)).to_string(), "x".repeat(80));
+    assert_eq!(Excerpt("a\nb").to_string(), "a\\nb");
+}
+
+/// A received message is an info line; the account's own send echoed back (§5.4) only a
+/// debug one, so the default log shows each answer once.
+#[test]
+fn own_echoes_stay_out_of_the_info_log() {
+    let at = |filter: &str| {
+        let out = Capture::default();
+        let sub = subscriber(LogFormat::Json, EnvFilter::new(filter), out.clone(), false);
+        tracing::subscriber::with_default(sub, || {
+            for self_echo in [false, true] {
+                emit(MessageReceived {
+                    account: "log-echo",
+                    kind: "buddy",
+                    text: "hi",
+                    self_echo,
+                });
+            }
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["level"].as_str().unwrap().to_owned(),
+                    v["fields"]["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let info = |l: &str, m: &str| (l.to_owned(), m.to_owned());
+    assert_eq!(at("info"), [info("INFO", "message received")]);
+    assert_eq!(
+        at("debug"),
+        [
+            info("INFO", "message received"),
+            info("DEBUG", "own message echoed back")
+        ]
+    );
 }

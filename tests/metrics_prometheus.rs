@@ -55,10 +55,13 @@ fn traffic(stop: Arc<AtomicBool>) {
             emit(MessageReceived {
                 account: a,
                 kind: "buddy",
+                text: "hello",
+                self_echo: false,
             });
             emit(MessageSent {
                 account: a,
                 kind: "buddy",
+                text: "hello",
                 result: "delivered",
             });
             emit(RateLimited {

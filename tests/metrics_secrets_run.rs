@@ -141,10 +141,22 @@ fn full_run(log_format: &str) {
     let secrets = proxy.secrets();
     let logs = fleet.output();
     if log_format == "json" {
+        let mut client_lines = 0;
         // Every line is JSON (the QR art is printed for people only in the text format).
         for l in logs.lines().filter(|l| l.starts_with('{')) {
             let v: serde_json::Value =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            // The protocol client knows nothing of accounts: its request/answer/retcode lines
+            // get the id from the account span the fleet runs every client call in.
+            if v["target"] == "qqfleet::protocol::client" {
+                client_lines += 1;
+                let spans = v["spans"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    v["span"]["account"] == "secretive"
+                        && spans.iter().any(|s| s["account"] == "secretive"),
+                    "a protocol client line without the account id: {l}"
+                );
+            }
             // A line that speaks of the account (its id or its QQ number) carries its id as a
             // field, or inside an account span.
             if l.contains("secretive") || l.contains(&QQ.to_string()) {
@@ -156,6 +168,24 @@ fn full_run(log_format: &str) {
                     "a line about the account without its id: {l}"
                 );
             }
+        }
+        let requests = logs
+            .lines()
+            .filter(|l| l.contains("\"message\":\"request\""))
+            .count();
+        assert!(
+            requests > 10 && client_lines > requests,
+            "client request and answer lines at debug: {requests} requests, {client_lines} lines"
+        );
+    } else {
+        // Text: the span prints as a prefix of the client's lines.
+        let requests: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("qqfleet::protocol::client") && l.contains(" request "))
+            .collect();
+        assert!(requests.len() > 10, "{logs}");
+        for l in requests {
+            assert!(l.contains("account{account=\"secretive\"}"), "{l}");
         }
     }
     assert!(

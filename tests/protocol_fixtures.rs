@@ -514,6 +514,7 @@ fn session_round_trips_and_hides_secrets() {
         psessionid: "8368046764001d636f6e6e7365727665725f77656271714031".into(),
         clientid: 53999199,
         msg_id: 43690001,
+        logged_out: false,
     };
     let text = serde_json::to_string(&s).unwrap();
     let back: Session = serde_json::from_str(&text).unwrap();

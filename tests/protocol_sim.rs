@@ -535,6 +535,58 @@ async fn resume_without_scan_then_expiry_is_a_dead_session() {
 }
 
 #[tokio::test]
+async fn a_send_with_a_given_msg_id_is_delivered_once_and_moves_the_counter() {
+    let sim = Sim::quiet().await;
+    let c = sim.login().await;
+    let contacts = c.contacts().await.unwrap();
+    let to = Target::Buddy(contacts.friends[0].uin);
+    let first = c.session().msg_id;
+    let id = first + 1000;
+    c.send_with_msg_id(&to, "once", id).await.unwrap();
+    // The resend of an attempt that may have arrived: same msg_id, acknowledged, not
+    // delivered again.
+    let again = c.send_with_msg_id(&to, "once", id).await.unwrap();
+    assert_eq!(again, SendOutcome::Delivered);
+    let texts: Vec<Value> = sim.sent().await.iter().map(|m| m["text"].clone()).collect();
+    assert_eq!(texts, [json!("once")]);
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["duplicates_dropped"], 1, "{account}");
+    // The counter moved past the given id: the next plain send cannot reuse it.
+    assert_eq!(c.session().msg_id, id + 1);
+    c.send(&to, "once").await.unwrap();
+    assert_eq!(sim.sent().await.len(), 2);
+}
+
+#[tokio::test]
+async fn logout_ends_the_channel_and_the_login_for_good() {
+    let sim = Sim::quiet().await;
+    let c = sim.login().await;
+    let before = c.session();
+    let msg_id = before.msg_id;
+    c.logout().await.unwrap();
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["online"], false, "{account}");
+    assert_eq!(account["calls"]["change_status2"], 1, "{account}");
+    assert_eq!(account["calls"]["logout"], 1, "{account}");
+    // Nothing secret is left; the msg_id counter is.
+    let after = c.session();
+    assert!(after.is_logged_out() && !after.has_channel());
+    assert!(after.ptwebqq.is_empty() && !after.cookies.contains("skey"));
+    assert_eq!((after.uin, after.msg_id), (QQ, msg_id));
+    assert!(matches!(c.poll().await, Err(ProtocolError::NotLoggedIn)));
+    // The session saved before the logout cannot come back: the login died with it (§10).
+    let err = client_at(&sim.base, Some(before))
+        .resume()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProtocolError::SessionDead { .. }), "{err:?}");
+    // A second logout has nothing left to end.
+    c.logout().await.unwrap();
+    let account = sim.get(&format!("/sim/accounts/{QQ}")).await;
+    assert_eq!(account["calls"]["logout"], 1, "{account}");
+}
+
+#[tokio::test]
 async fn kick_is_detected() {
     let sim = Sim::quiet().await;
     let c = sim.login().await;

@@ -31,15 +31,16 @@ use super::messages::*;
 use super::poller::Poller;
 use super::sender::Sender;
 use super::status::{rfc3339_now, AccountStatus, StatusMap, Transition, HISTORY};
-use super::webqq::{Connector, WebQq};
+use super::webqq::{Connector, InSpan, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
-    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoginFinished, LoginMethod,
-    MessageReceived, OutboxDepth, RateLimited, ReconnectKind, ReconnectStarted, RetcodeReceived,
+    emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoggedOut, LoginFinished,
+    LoginMethod, MessageReceived, OutboxDepth, QrWaiting, RateLimited, ReconnectKind,
+    ReconnectStarted, RetcodeReceived,
 };
 use crate::limits::{Limiter, Limits};
-use crate::protocol::{Action, ProtocolError};
+use crate::protocol::{Action, ProtocolError, Session};
 use crate::store::{now_secs, NewOut, Store};
 
 /// How long received-event keys are remembered (duplicates came within seconds, §5.4).
@@ -51,6 +52,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 const IGNORED_RETCODE_PAUSE: Duration = Duration::from_millis(200);
 /// Cool-down after a friend-list retcode 6 when the client does not say how long.
 const FRIEND_LIST_COOLDOWN: Duration = Duration::from_secs(120);
+/// How long a removed account's logout (two calls, §10) may take.
+pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What every account shares.
 pub struct Deps {
@@ -138,6 +141,12 @@ impl Account {
         &self.cfg.id
     }
 
+    /// A connection for this account, every call of which logs inside the account's span.
+    fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
+        let c = self.deps.connector.connect(session)?;
+        Ok(InSpan::wrap(c, self.id()))
+    }
+
     /// Updates this account's status entry (if it still exists: a removed account's late
     /// writes must not resurrect it).
     fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
@@ -218,11 +227,13 @@ impl Account {
     /// First login of this actor: resume a saved session, else a QR code.
     fn begin(&mut self, ctx: &mut Context<Self>) {
         let method = match self.deps.store.load_session(self.id()) {
+            // Logged out when its file was removed (§10): nothing in it can resume.
+            Ok(Some(s)) if s.is_logged_out() => LoginMethod::Qr,
             Ok(Some(s)) if s.uin == self.cfg.qq || s.uin == 0 => {
                 // First try login2 on the saved channel (a crash leaves it alive on the
                 // server, with its pseudo uins and queued events), then a resume, then a
                 // new scan.
-                match self.deps.connector.connect(Some(s)) {
+                match self.connect(Some(s)) {
                     Ok(c) => {
                         self.client = Some(c);
                         LoginMethod::Relink
@@ -257,10 +268,21 @@ impl Account {
                 None => return self.login(ctx, LoginMethod::Resume),
             },
             LoginMethod::Resume => match self.deps.store.load_session(self.id()) {
-                Ok(Some(s)) => self.deps.connector.connect(Some(s)),
+                Ok(Some(s)) => self.connect(Some(s)),
                 _ => return self.login(ctx, LoginMethod::Qr),
             },
-            LoginMethod::Qr => self.deps.connector.connect(None),
+            LoginMethod::Qr => {
+                // A session left by a logout keeps the msg_id counter: the new login continues
+                // it, so no msg_id is ever used twice (the server deduplicates on it).
+                let kept = self
+                    .deps
+                    .store
+                    .load_session(self.id())
+                    .ok()
+                    .flatten()
+                    .filter(|s| s.is_logged_out() && (s.uin == self.cfg.qq || s.uin == 0));
+                self.connect(kept)
+            }
         };
         let client = match client {
             Ok(c) => c,
@@ -482,6 +504,8 @@ impl Account {
         emit(MessageReceived {
             account: self.id(),
             kind: msg.kind.as_str(),
+            text: &msg.text,
+            self_echo: msg.self_echo,
         });
         let replies = match self.handler.handle(&msg) {
             Ok(r) => r,
@@ -608,6 +632,16 @@ impl Account {
         }));
     }
 
+    /// A child was found dead or silent and is replaced: the event and the status count.
+    fn restarted(&self, actor: &'static str, reason: &str) {
+        emit(ActorRestarted {
+            account: self.id(),
+            actor,
+            reason,
+        });
+        self.status(|s| s.count_restart(actor));
+    }
+
     /// Every tick (1-5 s): watchdog and child liveness.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
@@ -630,30 +664,12 @@ impl Account {
                     } else {
                         "poll silent longer than the watchdog"
                     };
-                    emit(ActorRestarted {
-                        account: self.id(),
-                        actor: "poller",
-                        reason,
-                    });
-                    self.status(|s| {
-                        if let Some(r) = s.restarts.as_mut() {
-                            r.poller += 1
-                        }
-                    });
+                    self.restarted("poller", reason);
                     self.last_poll = Instant::now();
                     self.start_poller(ctx, &client);
                 }
                 if self.sender.as_ref().map_or(true, |s| !s.connected()) {
-                    emit(ActorRestarted {
-                        account: self.id(),
-                        actor: "sender",
-                        reason: "sender died",
-                    });
-                    self.status(|s| {
-                        if let Some(r) = s.restarts.as_mut() {
-                            r.sender += 1
-                        }
-                    });
+                    self.restarted("sender", "sender died");
                     self.start_sender(ctx, &client);
                 }
             }
@@ -666,16 +682,7 @@ impl Account {
             // A Login stops right after reporting; two ticks without that report mean it died.
             self.login_dead_ticks += 1;
             if self.login_dead_ticks >= 2 {
-                emit(ActorRestarted {
-                    account: self.id(),
-                    actor: "login",
-                    reason: "login died",
-                });
-                self.status(|s| {
-                    if let Some(r) = s.restarts.as_mut() {
-                        r.login += 1
-                    }
-                });
+                self.restarted("login", "login died");
                 self.fail(ctx, "login died".into(), LoginMethod::Resume);
             }
         } else {
@@ -691,27 +698,19 @@ impl Account {
         action: Action,
     ) -> PollDirective {
         let why = format!("poll retcode {retcode}");
-        if let Some(o) = self.cfg.retcodes.get(&retcode).copied() {
-            return match o {
-                RetcodeAction::Repoll => PollDirective::Continue(IGNORED_RETCODE_PAUSE),
-                RetcodeAction::Relink => {
-                    self.reconnect(ctx, LoginMethod::Relink);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Relogin => {
-                    self.reconnect(ctx, LoginMethod::Resume);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Stop => {
-                    self.hold(AccountState::Stopped, why);
-                    PollDirective::Stop
-                }
-                RetcodeAction::Backoff => {
-                    self.fail(ctx, why, LoginMethod::Relink);
-                    PollDirective::Stop
-                }
-            };
-        }
+        // An operator's override replaces the table's answer; three of them are table
+        // actions, done below like the table's own.
+        let action = match self.cfg.retcodes.get(&retcode).copied() {
+            None => action,
+            Some(RetcodeAction::Repoll) => return PollDirective::Continue(IGNORED_RETCODE_PAUSE),
+            Some(RetcodeAction::Backoff) => {
+                self.fail(ctx, why, LoginMethod::Relink);
+                return PollDirective::Stop;
+            }
+            Some(RetcodeAction::Relink) => Action::Relink,
+            Some(RetcodeAction::Relogin) => Action::Relogin,
+            Some(RetcodeAction::Stop) => Action::Stopped,
+        };
         match action {
             Action::Continue | Action::Repoll => {
                 PollDirective::Continue(if retcode == 0 || retcode == 102 {
@@ -856,6 +855,10 @@ impl Handler<LoginReport> for Account {
     fn handle(&mut self, r: LoginReport, ctx: &mut Context<Self>) {
         match r {
             LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
+                emit(QrWaiting {
+                    account: self.id(),
+                    qq: self.cfg.qq,
+                });
                 if self.deps.show_qr {
                     super::login::print_qr(self.id(), self.cfg.qq, &png);
                 }
@@ -978,18 +981,7 @@ impl Handler<SenderReport> for Account {
                     self.reconnect(ctx, LoginMethod::Relink);
                 }
             }
-            SenderReport::TransportLost { gen, reason } if gen == self.gen => {
-                tracing::warn!(account = %self.id(), %reason, "send: transport error");
-                if self.state == Some(AccountState::Online) {
-                    if let Ok(Some(session)) = self.deps.store.load_session(self.id()) {
-                        if let Ok(c) = self.deps.connector.connect(Some(session)) {
-                            self.client = Some(c);
-                        }
-                    }
-                    self.reconnect(ctx, LoginMethod::Relink);
-                }
-            }
-            SenderReport::SessionLost { .. } | SenderReport::TransportLost { .. } => {}
+            SenderReport::SessionLost { .. } => {}
         }
     }
 }
@@ -1037,9 +1029,10 @@ impl Handler<Panic> for Account {
     }
 }
 
-impl Handler<Shutdown> for Account {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+impl Account {
+    /// The first half of a shutdown: no more logins or polls; the returned future resolves
+    /// once the send in flight finished (or after `DRAIN_DEADLINE`: it stays in the outbox).
+    fn wind_down(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> {
         self.shutting_down = true;
         self.cancel_backoff(ctx);
         if let Some(a) = self.login.take() {
@@ -1049,25 +1042,84 @@ impl Handler<Shutdown> for Account {
             a.do_send(Stop);
         }
         let sender = self.sender.take();
+        async move {
+            if let Some(s) = sender {
+                let _ = s
+                    .send(Drain {
+                        deadline: DRAIN_DEADLINE,
+                    })
+                    .await;
+                s.do_send(Stop);
+            }
+        }
+    }
+
+    fn flush_and_stop(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.deps.store.flush() {
+            tracing::error!(account = %self.id(), error = %e, "flush at shutdown");
+        }
+        ctx.stop();
+    }
+
+    /// The connection to log out on removal: the live one, else one rebuilt from a saved
+    /// session that may still live on the server (a `stopped` or `parked` account never
+    /// built one). None when there is nothing to end.
+    fn logout_client(&self) -> Option<Arc<dyn WebQq>> {
+        if let Some(c) = &self.client {
+            return Some(c.clone());
+        }
+        let saved = self.deps.store.load_session(self.id()).ok().flatten()?;
+        if saved.is_logged_out() {
+            return None;
+        }
+        self.connect(Some(saved)).ok()
+    }
+}
+
+impl Handler<Shutdown> for Account {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        let drained = self.wind_down(ctx);
         Box::pin(
-            async move {
-                if let Some(s) = sender {
-                    let _ = s
-                        .send(Drain {
-                            deadline: DRAIN_DEADLINE,
-                        })
-                        .await;
-                    s.do_send(Stop);
+            drained
+                .into_actor(self)
+                .map(|_, act, ctx| act.flush_and_stop(ctx)),
+        )
+    }
+}
+
+impl Handler<Retire> for Account {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
+        let drained = self.wind_down(ctx);
+        let client = self.logout_client();
+        let fut = async move {
+            drained.await;
+            let client = client?;
+            // Bounded: a removal must not hang on an unreachable server.
+            let res = tokio::time::timeout(LOGOUT_TIMEOUT, client.logout())
+                .await
+                .map_err(|_| format!("no answer within {} s", LOGOUT_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            Some((client, res))
+        };
+        Box::pin(fut.into_actor(self).map(|done, act, ctx| {
+            if let Some((client, res)) = done {
+                emit(LoggedOut {
+                    account: act.id(),
+                    error: res.as_ref().err().map(String::as_str),
+                });
+                // Logged out: the session keeps no secret, only the uin and the msg_id
+                // counter. Not logged out: the saved session stays as it was (the
+                // login may still live; putting the file back resumes it).
+                if res.is_ok() {
+                    if let Err(e) = act.deps.store.save_session(act.id(), &client.session()) {
+                        tracing::error!(account = %act.id(), error = %e, "store");
+                    }
                 }
             }
-            .into_actor(self)
-            .map(|_, act, ctx| {
-                if let Err(e) = act.deps.store.flush() {
-                    tracing::error!(account = %act.id(), error = %e, "flush at shutdown");
-                }
-                ctx.stop();
-            }),
-        )
+            act.flush_and_stop(ctx);
+        }))
     }
 }
 

@@ -551,9 +551,91 @@ fn sender_holds_refused_and_uncertain_messages_and_retries_transport_errors() {
         // "maybe" (1202) went out once and was never resent; "late" was retried after the
         // transport error and delivered; "timed out" may have arrived: held, not resent.
         assert_eq!(texts, ["maybe", "late"]);
-        // The retry of "late" reused the msg_id of its failed attempt (the client was rebuilt
-        // from the session saved before it): maybe = n, late's failed attempt = n + 1.
+        // The retry of "late" reused the msg_id of its failed attempt (recorded with the
+        // message): maybe = n, late's failed attempt = n + 1 = its retry.
         assert_eq!(sent[1].2, sent[0].2 + 1, "{sent:?}");
-        assert!(h.script.lock().unwrap().counts.relink >= 1);
+        // ...on the same session: a transport error on a send needs no relink.
+        assert_eq!(h.script.lock().unwrap().counts.relink, 0);
+        assert_eq!(state(&h, "a"), Some(AccountState::Online));
+    });
+}
+
+#[test]
+fn retire_logs_out_keeps_the_msg_id_and_the_next_start_scans() {
+    let h = harness(10001);
+    h.store
+        .save_session(
+            "a",
+            &Session {
+                uin: 10001,
+                psessionid: "ps".into(),
+                msg_id: 5000,
+                ..Session::default()
+            },
+        )
+        .unwrap();
+    paused(async {
+        let addr = Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        addr.send(Retire).await.unwrap();
+        assert_eq!(h.script.lock().unwrap().counts.logout, 1);
+        let saved = h.store.load_session("a").unwrap().unwrap();
+        assert!(saved.is_logged_out(), "{saved:?}");
+        assert_eq!((saved.uin, saved.msg_id), (10001, 5000));
+        assert!(saved.psessionid.is_empty());
+
+        // The file comes back: nothing to resume, a scan, and the msg_id counter goes on.
+        h.status.clear();
+        let before = h.script.lock().unwrap().counts.clone();
+        Account::new(cfg("a", 10001), h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let c = h.script.lock().unwrap().counts.clone();
+        assert_eq!((c.relink, c.resume), (before.relink, before.resume));
+        assert!(c.fetch_qr > before.fetch_qr);
+        assert_eq!(h.script.lock().unwrap().msg_id, 5000);
+        assert!(!h.store.load_session("a").unwrap().unwrap().is_logged_out());
+    });
+}
+
+/// `[retcodes]` overrides replace the table's answer: relogin, repoll and stop.
+#[test]
+fn retcode_overrides_replace_the_tables_answer() {
+    use crate::config::RetcodeAction;
+    let h = harness(10001);
+    paused(async {
+        let mut c = cfg("a", 10001);
+        c.retcodes.insert(121, RetcodeAction::Relogin);
+        c.retcodes.insert(116, RetcodeAction::Repoll);
+        c.retcodes.insert(100012, RetcodeAction::Stop);
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let push = |retcode: i64, action: Action| {
+            h.script
+                .lock()
+                .unwrap()
+                .polls
+                .push_back(Ok(PollResult::Retcode { retcode, action }));
+        };
+        // 121 says relink in the table; the override says relogin (a resume).
+        let before = h.script.lock().unwrap().counts.clone();
+        push(121, Action::Relink);
+        until("resume", Duration::from_secs(10), || {
+            h.script.lock().unwrap().counts.resume == before.resume + 1
+        })
+        .await;
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(10)).await;
+        assert_eq!(h.script.lock().unwrap().counts.relink, before.relink);
+        // Repoll: just poll again, no reconnect.
+        let polls = h.script.lock().unwrap().counts.poll;
+        push(116, Action::RefreshPtwebqq("p".into()));
+        until("repoll", Duration::from_secs(5), || {
+            h.script.lock().unwrap().counts.poll > polls
+        })
+        .await;
+        assert_eq!(state(&h, "a"), Some(AccountState::Online));
+        // Stop: held as stopped.
+        push(100012, Action::Repoll);
+        until_state(&h, "a", AccountState::Stopped, Duration::from_secs(10)).await;
+        assert!(h.store.load_hold("a").unwrap().is_some());
     });
 }

@@ -112,6 +112,12 @@ pub struct Panic;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// The account file was removed: shut down like [`Shutdown`], then log out (WEBQQ.md §10)
+/// within a short deadline, keep what is left of the session, and stop.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Retire;
+
 /// From the Login child.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -173,10 +179,6 @@ pub enum SenderReport {
     Depth { gen: u64, depth: usize },
     /// A send failed because the session is gone: reconnect.
     SessionLost { gen: u64, reason: String },
-    /// A send failed in transport and may have reached the server: rebuild the client from
-    /// the saved session (whose msg_id counter is the failed attempt's) and relink, so the
-    /// message goes out again with the same msg_id.
-    TransportLost { gen: u64, reason: String },
 }
 
 /// Re-handle inbox entries left by a crash (sent by the Account to itself at start).

@@ -144,7 +144,9 @@ async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
         } else {
             None
         },
-        show_qr: account_count <= 10,
+        // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
+        // `QrWaiting` event says where the PNG is instead).
+        show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -231,7 +233,9 @@ async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
         .await
         .map_err(|e| FleetError::Sim(e.to_string()))?;
     let cfg = crate::sim::SimConfig {
-        chatter: Some(Duration::from_secs(20)),
+        // A message to each bot every 5-8 s: a new user sees the bots answer within
+        // seconds of the logins (the answers show at info level).
+        chatter: Some(Duration::from_millis(6500)),
         ..crate::sim::SimConfig::default()
     };
     let handle = crate::sim::serve(cfg, listener)

@@ -7,6 +7,9 @@
 //!   simulator, for 600 s) answers without delivering twice.
 //! * `Uncertain` (1202, "maybe not sent", often delivered, WEBQQ.md §8.2) is never resent:
 //!   it is counted as delivered or held aside, as the account file says.
+//! * Every attempt of a message uses the msg_id recorded with it at its first attempt
+//!   (`WebQq::send` with a given msg_id), so a resend after a transport error or a crash is
+//!   deduplicated by the server without rebuilding the client.
 //! * Transport trouble → the same entry again after a growing pause; a lost session → the
 //!   Account reconnects and a new Sender takes over.
 
@@ -23,6 +26,7 @@ use super::webqq::WebQq;
 use crate::config::UncertainPolicy;
 use crate::events::{emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceived};
 use crate::limits::Limits;
+use crate::protocol::content::split_text;
 use crate::protocol::{ProtocolError, SendOutcome, Target};
 use crate::store::{OutMsg, Store};
 
@@ -114,22 +118,35 @@ impl Sender {
             self.later(wait, ctx);
             return;
         }
-        // Record the msg_id this attempt will use, in the outbox entry and in the saved
-        // session (the client's counter), before it goes out: after a crash the restored
-        // client sends this same entry with this same msg_id again.
-        let session = self.client.session();
-        head.msg_id = Some(session.msg_id);
-        let saved = self
-            .store
-            .save_session(&self.id, &session)
-            .and_then(|()| self.store.update_outbox(&self.id, &head));
-        if let Err(e) = saved {
-            tracing::error!(account = %self.id, error = %e, "cannot record the attempt; retrying");
-            self.later(Duration::from_secs(1), ctx);
-            return;
-        }
+        // A message keeps one msg_id for all its attempts. The first attempt takes the
+        // client's next ids and records them, in the outbox entry and in the saved session
+        // (the counter moved past them), before it goes out: every later attempt (after a
+        // transport error, a crash, a reconnect) sends with the same id, and a deduplicating
+        // server delivers it once.
+        let msg_id = match head.msg_id {
+            Some(id) => id,
+            None => {
+                let mut session = self.client.session();
+                let first = session.msg_id;
+                session.msg_id = first + split_text(&head.text).len().max(1) as u64;
+                head.msg_id = Some(first);
+                let saved = self
+                    .store
+                    .save_session(&self.id, &session)
+                    .and_then(|()| self.store.update_outbox(&self.id, &head));
+                if let Err(e) = saved {
+                    tracing::error!(account = %self.id, error = %e,
+                        "cannot record the attempt; retrying");
+                    self.later(Duration::from_secs(1), ctx);
+                    return;
+                }
+                first
+            }
+        };
         self.in_flight = true;
-        let fut = self.client.send(head.target.clone(), head.text.clone());
+        let fut = self
+            .client
+            .send(head.target.clone(), head.text.clone(), msg_id);
         ctx.spawn(
             fut.into_actor(self)
                 .map(move |res, act, ctx| act.sent(head, res, ctx)),
@@ -199,6 +216,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "delivered",
                 });
                 self.store.ack(&self.id, msg.seq)
@@ -207,6 +225,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "uncertain",
                 });
                 match self.on_uncertain {
@@ -224,6 +243,7 @@ impl Sender {
                 emit(MessageSent {
                     account: &self.id,
                     kind,
+                    text: &msg.text,
                     result: "failed",
                 });
                 if let ProtocolError::SendRejected { retcode, .. } = &e {
@@ -257,22 +277,20 @@ impl Sender {
                 if let Err(e) = self.store.update_outbox(&self.id, &msg) {
                     tracing::error!(account = %self.id, error = %e, "outbox update failed");
                 }
-                if e.is_session_lost() || needs_relink(&e) || e.is_transient() {
+                if e.is_session_lost() || needs_relink(&e) {
                     // The message stays at the head; the next Sender sends it after the
-                    // reconnect. After a transport error the request may have arrived: the
-                    // Account rebuilds the client from the session saved before this
-                    // attempt, so the resend carries the same msg_id (a deduplicating
-                    // server then delivers it once).
+                    // reconnect, with its recorded msg_id.
                     self.draining = true;
-                    let (gen, reason) = (self.gen, e.to_string());
-                    self.account.do_send(if e.is_transient() {
-                        SenderReport::TransportLost { gen, reason }
-                    } else {
-                        SenderReport::SessionLost { gen, reason }
+                    self.account.do_send(SenderReport::SessionLost {
+                        gen: self.gen,
+                        reason: e.to_string(),
                     });
                     self.notify_drained();
                     return;
                 }
+                // A transport error (the request may have arrived) or a refusal: the same
+                // message again after a growing pause, with the same msg_id, on the same
+                // session (a lost session shows in the Poller, which reconnects).
                 let wait = match &e {
                     ProtocolError::RateLimited { retry_after, .. } => *retry_after,
                     _ => Duration::from_secs(1) * 2u32.saturating_pow(msg.attempts.min(6)),

@@ -69,6 +69,20 @@ pub struct Restarts {
 }
 
 impl AccountStatus {
+    /// Counts a restart of `actor` (`account`, `poller`, `login`, `sender`, the values of
+    /// the `ActorRestarted` event).
+    pub fn count_restart(&mut self, actor: &str) {
+        if let Some(r) = self.restarts.as_mut() {
+            match actor {
+                "account" => r.account += 1,
+                "poller" => r.poller += 1,
+                "login" => r.login += 1,
+                "sender" => r.sender += 1,
+                _ => {}
+            }
+        }
+    }
+
     /// A fresh entry.
     pub fn new(id: &str, qq: Option<u64>, state: AccountState) -> AccountStatus {
         AccountStatus {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::account::{Account, Deps};
+use super::account::{Account, Deps, LOGOUT_TIMEOUT};
 use super::messages::*;
 use super::status::{rfc3339_now, AccountStatus, Transition};
 use super::{AccountState, FleetError};
@@ -125,6 +125,17 @@ impl FleetSupervisor {
         ctx: &mut Context<Self>,
         after: impl FnOnce(&mut Self, &str, u64) + 'static,
     ) {
+        self.replace_with(id, ctx, false, after)
+    }
+
+    /// [`Self::replace`]; with `retire`, the old actor also logs out (its file is gone).
+    fn replace_with(
+        &mut self,
+        id: String,
+        ctx: &mut Context<Self>,
+        retire: bool,
+        after: impl FnOnce(&mut Self, &str, u64) + 'static,
+    ) {
         let (old, epoch) = match self.accounts.get_mut(&id) {
             Some(e) => {
                 e.epoch += 1;
@@ -134,7 +145,12 @@ impl FleetSupervisor {
         };
         let fut = async move {
             if let Some(old) = old {
-                let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, old.send(Shutdown)).await;
+                if retire {
+                    let deadline = SHUTDOWN_DEADLINE + LOGOUT_TIMEOUT;
+                    let _ = tokio::time::timeout(deadline, old.send(Retire)).await;
+                } else {
+                    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, old.send(Shutdown)).await;
+                }
             }
         };
         ctx.spawn(
@@ -167,9 +183,7 @@ impl Actor for FleetSupervisor {
                     reason: "actor died (panic); rebuilt from the store",
                 });
                 if let Some(mut s) = act.deps.status.get_mut(&id) {
-                    if let Some(r) = s.restarts.as_mut() {
-                        r.account += 1;
-                    }
+                    s.count_restart("account");
                 }
                 let addr = act.spawn_account(file);
                 if let Some(e) = act.accounts.get_mut(&id) {
@@ -227,7 +241,9 @@ impl Handler<Remove> for FleetSupervisor {
         if !self.accounts.contains_key(&r.id) {
             return;
         }
-        self.replace(r.id, ctx, |act, id, epoch| {
+        // A removed file logs its account out (issue: "a removed file logs it out and stops
+        // it"); its outbox, dedup window and msg_id counter stay in the store.
+        self.replace_with(r.id, ctx, true, |act, id, epoch| {
             if act.accounts.get(id).is_some_and(|e| e.epoch == epoch) {
                 act.accounts.remove(id);
                 let last = act.deps.status.remove(id).map(|(_, s)| s.state);
@@ -265,37 +281,44 @@ impl FleetSupervisor {
     }
 }
 
-impl Handler<EnqueueFor> for FleetSupervisor {
-    type Result = ResponseFuture<Result<OutMsg, FleetError>>;
-    fn handle(&mut self, m: EnqueueFor, _: &mut Context<Self>) -> Self::Result {
-        let addr = self.running(&m.id);
-        let id = m.id;
+impl FleetSupervisor {
+    /// Passes an operator's request to a running account and its answer back; an account
+    /// that stops before answering is `NotRunning`.
+    fn forward<M, R>(&self, id: String, msg: M) -> ResponseFuture<Result<R, FleetError>>
+    where
+        M: Message<Result = Result<R, FleetError>> + Send + 'static,
+        R: Send + 'static,
+        Account: Handler<M>,
+    {
+        let addr = self.running(&id);
         Box::pin(async move {
             addr?
-                .send(Enqueue {
-                    target: m.target,
-                    text: m.text,
-                })
+                .send(msg)
                 .await
                 .map_err(|_| FleetError::NotRunning(id))?
         })
     }
 }
 
+impl Handler<EnqueueFor> for FleetSupervisor {
+    type Result = ResponseFuture<Result<OutMsg, FleetError>>;
+    fn handle(&mut self, m: EnqueueFor, _: &mut Context<Self>) -> Self::Result {
+        let msg = Enqueue {
+            target: m.target,
+            text: m.text,
+        };
+        self.forward(m.id, msg)
+    }
+}
+
 impl Handler<ReleaseHeldFor> for FleetSupervisor {
     type Result = ResponseFuture<Result<bool, FleetError>>;
     fn handle(&mut self, m: ReleaseHeldFor, _: &mut Context<Self>) -> Self::Result {
-        let addr = self.running(&m.id);
-        let id = m.id;
-        Box::pin(async move {
-            addr?
-                .send(ReleaseHeld {
-                    seq: m.seq,
-                    resend: m.resend,
-                })
-                .await
-                .map_err(|_| FleetError::NotRunning(id))?
-        })
+        let msg = ReleaseHeld {
+            seq: m.seq,
+            resend: m.resend,
+        };
+        self.forward(m.id, msg)
     }
 }
 

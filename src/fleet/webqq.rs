@@ -29,18 +29,84 @@ pub trait WebQq: Send + Sync + 'static {
     fn poll(&self) -> Fut<PollResult>;
     /// Is the channel alive? (get_online_buddies2, the answer to a doubtful 103, §5.2)
     fn probe(&self) -> Fut<bool>;
-    /// Sends `text` (split in pieces by the client, each taking the next msg_id).
-    fn send(&self, target: Target, text: String) -> Fut<SendOutcome>;
+    /// Sends `text` (split in pieces by the client); the first piece takes `msg_id`, the
+    /// next ones the ids after it, and the session's counter moves past them. The Sender
+    /// picks the id and records it with the message, so a resend reuses it.
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome>;
     fn contacts(&self) -> Fut<Contacts>;
     /// The contacts of this session, once `contacts()` has fetched them.
     fn cached_contacts(&self) -> Option<Arc<Contacts>>;
     /// Everything needed to resume later (saved to the store after each login).
     fn session(&self) -> Session;
+    /// Ends the channel and the login (WEBQQ.md §10); afterwards `session()` holds no secret.
+    fn logout(&self) -> Fut<()>;
 }
 
 /// Makes a connection for an account: fresh (QR login) or from a saved session.
 pub trait Connector: Send + Sync + 'static {
     fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError>;
+}
+
+/// A connection whose every call runs inside the account's span
+/// ([`crate::logging::account_span`]): the protocol client's own lines (request, answer,
+/// retcode, retries) know nothing of accounts, and inherit the id from the span. The Account
+/// wraps each connection it makes, so every future its Login, Poller and Sender, the
+/// contacts refresh, the probe and the logout hand to the client is instrumented.
+pub struct InSpan {
+    inner: Arc<dyn WebQq>,
+    span: tracing::Span,
+}
+
+impl InSpan {
+    pub fn wrap(inner: Arc<dyn WebQq>, account: &str) -> Arc<dyn WebQq> {
+        Arc::new(InSpan {
+            inner,
+            span: crate::logging::account_span(account),
+        })
+    }
+
+    fn run<T: Send + 'static>(&self, fut: Fut<T>) -> Fut<T> {
+        Box::pin(tracing::Instrument::instrument(fut, self.span.clone()))
+    }
+}
+
+impl WebQq for InSpan {
+    fn fetch_qr(&self) -> Fut<Qr> {
+        self.run(self.inner.fetch_qr())
+    }
+    fn check_qr(&self, qr: Qr) -> Fut<QrStatus> {
+        self.run(self.inner.check_qr(qr))
+    }
+    fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        self.run(self.inner.complete_login(check_sig_url, expect_qq))
+    }
+    fn resume(&self) -> Fut<()> {
+        self.run(self.inner.resume())
+    }
+    fn relink(&self) -> Fut<()> {
+        self.run(self.inner.relink())
+    }
+    fn poll(&self) -> Fut<PollResult> {
+        self.run(self.inner.poll())
+    }
+    fn probe(&self) -> Fut<bool> {
+        self.run(self.inner.probe())
+    }
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
+        self.run(self.inner.send(target, text, msg_id))
+    }
+    fn contacts(&self) -> Fut<Contacts> {
+        self.run(self.inner.contacts())
+    }
+    fn cached_contacts(&self) -> Option<Arc<Contacts>> {
+        self.inner.cached_contacts()
+    }
+    fn session(&self) -> Session {
+        self.inner.session()
+    }
+    fn logout(&self) -> Fut<()> {
+        self.run(self.inner.logout())
+    }
 }
 
 /// The real protocol client, at the real hosts or a simulator.
@@ -87,9 +153,9 @@ impl WebQq for Client {
         let c = self.clone();
         Box::pin(async move { c.probe().await })
     }
-    fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+    fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
         let c = self.clone();
-        Box::pin(async move { c.send(&target, &text).await })
+        Box::pin(async move { c.send_with_msg_id(&target, &text, msg_id).await })
     }
     fn contacts(&self) -> Fut<Contacts> {
         let c = self.clone();
@@ -100,6 +166,10 @@ impl WebQq for Client {
     }
     fn session(&self) -> Session {
         Client::session(self)
+    }
+    fn logout(&self) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.logout().await })
     }
 }
 
@@ -141,6 +211,8 @@ pub mod fake {
         pub sent: Vec<(Target, String, u64)>,
         /// The next msg_id (like the client's counter).
         pub msg_id: u64,
+        /// `logout()` was called: `session()` then holds no secret, like the client's.
+        pub logged_out: bool,
         pub counts: Counts,
     }
 
@@ -154,6 +226,7 @@ pub mod fake {
         pub relink: u32,
         pub poll: u32,
         pub contacts: u32,
+        pub logout: u32,
     }
 
     /// The fake connection; all clones share the script.
@@ -240,10 +313,9 @@ pub mod fake {
             let r = self.s().probes.pop_front().unwrap_or(Ok(true));
             Box::pin(async move { r })
         }
-        fn send(&self, target: Target, text: String) -> Fut<SendOutcome> {
+        fn send(&self, target: Target, text: String, msg_id: u64) -> Fut<SendOutcome> {
             let mut s = self.s();
-            let msg_id = s.msg_id;
-            s.msg_id += 1;
+            s.msg_id = s.msg_id.max(msg_id + 1);
             let r = s.sends.pop_front().unwrap_or(Ok(SendOutcome::Delivered));
             if r.is_ok() {
                 s.sent.push((target, text, msg_id));
@@ -263,10 +335,27 @@ pub mod fake {
                 .then(|| Arc::new(s.contacts.clone().unwrap_or_default()))
         }
         fn session(&self) -> Session {
+            let s = self.s();
+            if s.logged_out {
+                return Session {
+                    uin: self.session.uin,
+                    clientid: self.session.clientid,
+                    msg_id: s.msg_id,
+                    logged_out: true,
+                    ..Session::default()
+                };
+            }
             Session {
-                msg_id: self.s().msg_id,
+                msg_id: s.msg_id,
+                logged_out: false,
                 ..self.session.clone()
             }
+        }
+        fn logout(&self) -> Fut<()> {
+            let mut s = self.s();
+            s.counts.logout += 1;
+            s.logged_out = true;
+            Box::pin(async { Ok(()) })
         }
     }
 
@@ -279,11 +368,14 @@ pub mod fake {
     impl Connector for FakeConnector {
         fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
             // Like the client: a saved session brings its msg_id counter back.
+            let mut script = self.script.lock().unwrap();
+            script.logged_out = false;
             if let Some(s) = &session {
                 if s.msg_id != 0 {
-                    self.script.lock().unwrap().msg_id = s.msg_id;
+                    script.msg_id = s.msg_id;
                 }
             }
+            drop(script);
             Ok(Arc::new(FakeWebQq {
                 script: self.script.clone(),
                 session: session.unwrap_or(Session {

@@ -172,6 +172,8 @@ struct State {
     sess_sigs: HashMap<(u64, SessVia), (Instant, String)>,
     contacts: Option<Arc<Contacts>>,
     login_page_loaded: bool,
+    /// `logout()` ended the login (§10); a new login clears it.
+    logged_out: bool,
 }
 
 struct Inner {
@@ -295,6 +297,7 @@ impl Client {
             state.vfwebqq = s.vfwebqq;
             state.psessionid = s.psessionid;
             state.clientid = s.clientid;
+            state.logged_out = s.logged_out;
             msg_id = s.msg_id;
         }
         if state.clientid == 0 {
@@ -353,6 +356,7 @@ impl Client {
             psessionid: st.psessionid.clone(),
             clientid: st.clientid,
             msg_id: self.inner.msg_id.load(Ordering::SeqCst),
+            logged_out: st.logged_out,
         }
     }
 
@@ -464,6 +468,24 @@ impl Client {
         let url = self.inner.endpoints.url(ep);
         self.request(ep, &url, query, form_r, self.inner.opts.request_timeout)
             .await
+    }
+
+    /// A call whose answer must be HTTP 200 (ptlogin's script and image answers), else
+    /// `HttpStatus`.
+    async fn call_ok(
+        &self,
+        ep: Endpoint,
+        query: &[(&str, String)],
+        form_r: Option<String>,
+    ) -> Result<Answer, ProtocolError> {
+        let a = self.call(ep, query, form_r).await?;
+        if a.status != 200 {
+            return Err(ProtocolError::HttpStatus {
+                endpoint: ep,
+                status: a.status,
+            });
+        }
+        Ok(a)
     }
 
     /// A JSON envelope call: HTTP 200 and a JSON object, else a typed error.
@@ -611,7 +633,7 @@ impl Client {
         let ep = Endpoint::Ptqrshow;
         let t: f64 = rand::random();
         let a = self
-            .call(
+            .call_ok(
                 ep,
                 &[
                     ("appid", super::endpoints::APPID.to_string()),
@@ -628,12 +650,6 @@ impl Client {
                 None,
             )
             .await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
         if !a.body.starts_with(b"\x89PNG\r\n\x1a\n") {
             return Err(ProtocolError::undecodable(
                 ep,
@@ -678,13 +694,7 @@ impl Client {
             ("login_sig", String::new()),
             ("pt_randsalt", "0".into()),
         ];
-        let a = self.call(ep, &q, None).await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
+        let a = self.call_ok(ep, &q, None).await?;
         let body = String::from_utf8_lossy(&a.body);
         let ans = ptlogin::parse_ptqrlogin(&body)
             .ok_or_else(|| ProtocolError::undecodable(ep, "no ptuiCB(...)", &a.body))?;
@@ -845,6 +855,7 @@ impl Client {
             st.psessionid = psessionid;
             st.contacts = None;
             st.sess_sigs.clear();
+            st.logged_out = false;
         }
         self.warm_up().await
     }
@@ -1002,7 +1013,7 @@ impl Client {
     async fn pt4_auth(&self, supertoken: &str) -> Result<Option<String>, ProtocolError> {
         let ep = Endpoint::Pt4Auth;
         let a = self
-            .call(
+            .call_ok(
                 ep,
                 &[
                     ("daid", "164".into()),
@@ -1012,14 +1023,91 @@ impl Client {
                 None,
             )
             .await?;
-        if a.status != 200 {
-            return Err(ProtocolError::HttpStatus {
-                endpoint: ep,
-                status: a.status,
-            });
-        }
         let url = ptlogin::parse_pt4_auth(&String::from_utf8_lossy(&a.body));
         Ok(url.filter(|u| self.inner.endpoints.owns(u)))
+    }
+
+    // ---------------------------------------------------------------- logout (§10)
+
+    /// Logs out as the E3 clients did (§10): `change_status2?newstatus=offline` ends the
+    /// channel (lwqq's logout; the server drops the session and its queue), then the ptlogin
+    /// `logout?deep_logout=1` ends the login itself (Mojo 2.x, the page's own button), so the
+    /// saved cookies can no longer resume it. Each step runs only when there is something to
+    /// end (a psessionid, an `skey` cookie).
+    ///
+    /// A non-zero retcode on the first step means the channel was already gone: not an error.
+    /// When the ptlogin step is confirmed (`ptui_logout_CB('0')`), every secret is dropped:
+    /// the jar is emptied, ptwebqq, vfwebqq and psessionid cleared and the session marked
+    /// `logged_out`, so [`Client::session`] then keeps only the uin, the clientid and the
+    /// msg_id counter (a fresh QR login may
+    /// start from it and never reuse a msg_id). When it fails (transport, refusal), the
+    /// cookies are kept (the login may still live and resume) and the error is returned.
+    pub async fn logout(&self) -> Result<(), ProtocolError> {
+        let channel = self.channel().ok();
+        if let Some((_, _, psessionid, clientid)) = channel {
+            let ep = Endpoint::ChangeStatus2;
+            let res = self
+                .call_json(
+                    ep,
+                    &[
+                        ("newstatus", "offline".into()),
+                        ("clientid", clientid.to_string()),
+                        ("psessionid", psessionid),
+                        ("t", now_ms().to_string()),
+                    ],
+                    None,
+                )
+                .await;
+            match res.map(|v| retcode_of(&v)) {
+                Ok(Some(0)) => tracing::debug!(endpoint = %ep, "channel ended"),
+                Ok(code) => {
+                    tracing::debug!(endpoint = %ep, retcode = ?code, "channel already gone")
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::debug!(endpoint = %ep, error = %e, "channel already gone"),
+            }
+            // The channel is over either way: nothing may poll or send on it any more.
+            let mut st = self.state();
+            st.psessionid.clear();
+            st.vfwebqq.clear();
+            st.contacts = None;
+            st.sess_sigs.clear();
+        }
+        if let Some(skey) = self.cookie("skey").filter(|s| !s.is_empty()) {
+            let ep = Endpoint::Logout;
+            let a = self
+                .call_ok(
+                    ep,
+                    &[
+                        ("pt4_token", self.cookie("pt4_token").unwrap_or_default()),
+                        ("pt4_hkey", hash::time33(&skey).to_string()),
+                        (
+                            "pt4_ptcz",
+                            hash::hash33(&self.cookie("ptcz").unwrap_or_default()).to_string(),
+                        ),
+                        ("deep_logout", "1".into()),
+                    ],
+                    None,
+                )
+                .await?;
+            let body = String::from_utf8_lossy(&a.body);
+            if !body.contains("ptui_logout_CB('0')") {
+                return Err(ProtocolError::undecodable(
+                    ep,
+                    "logout not confirmed",
+                    &a.body,
+                ));
+            }
+        }
+        *self.jar() = CookieStore::default();
+        let mut st = self.state();
+        st.ptwebqq.clear();
+        st.psessionid.clear();
+        st.vfwebqq.clear();
+        st.contacts = None;
+        st.sess_sigs.clear();
+        st.logged_out = true;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- poll (§5)
@@ -1148,6 +1236,40 @@ impl Client {
     /// `pieces_delivered = k`. A timeout or transport error on a send may also have been
     /// delivered: treat it like `Uncertain` (do not resend blindly).
     pub async fn send(&self, target: &Target, text: &str) -> Result<SendOutcome, ProtocolError> {
+        let pieces = split_text(text);
+        // Reserve every piece's msg_id at once: a concurrent send never takes one of them.
+        let first = self
+            .inner
+            .msg_id
+            .fetch_add(pieces.len() as u64, Ordering::SeqCst);
+        self.send_pieces(target, text, pieces, first).await
+    }
+
+    /// [`Client::send`] with the msg_id of the first piece chosen by the caller (piece k
+    /// takes `msg_id + k`). A caller that recorded the msg_id of an attempt that may have
+    /// arrived (a transport error, a crash) resends with the same ids, and a deduplicating
+    /// server acknowledges the repeat without delivering it twice. The session's counter
+    /// moves past the ids used, so a later `send` never reuses them.
+    pub async fn send_with_msg_id(
+        &self,
+        target: &Target,
+        text: &str,
+        msg_id: u64,
+    ) -> Result<SendOutcome, ProtocolError> {
+        let pieces = split_text(text);
+        self.inner
+            .msg_id
+            .fetch_max(msg_id.saturating_add(pieces.len() as u64), Ordering::SeqCst);
+        self.send_pieces(target, text, pieces, msg_id).await
+    }
+
+    async fn send_pieces(
+        &self,
+        target: &Target,
+        text: &str,
+        pieces: Vec<String>,
+        first_msg_id: u64,
+    ) -> Result<SendOutcome, ProtocolError> {
         self.check_kicked()?;
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
@@ -1166,9 +1288,8 @@ impl Client {
             .filter(|&f| f != 0)
             .unwrap_or(522);
         let mut outcome = SendOutcome::Delivered;
-        let pieces = split_text(text);
         for (i, piece) in pieces.iter().enumerate() {
-            let msg_id = self.inner.msg_id.fetch_add(1, Ordering::SeqCst);
+            let msg_id = first_msg_id + i as u64;
             let content = encode_send(piece);
             let mut fields: Vec<(&str, Value)> = match target {
                 Target::Buddy(uin) => vec![("to", json!(uin))],
@@ -1333,20 +1454,11 @@ impl Client {
                     None,
                 )
                 .await;
-            match res {
-                Ok(r) => {
-                    let (owner, members) = contacts::decode_group_info(&r)
-                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
-                    g.owner = owner;
-                    g.members = members;
-                }
-                // one broken group must not hide the others (§6.3: partial results exist)
-                Err(ProtocolError::Retcode {
-                    action: Action::Fatal,
-                    retcode,
-                    ..
-                }) => tracing::warn!(gid = g.gid, retcode, "group members unavailable"),
-                Err(e) => return Err(e),
+            if let Some(r) = members_or_skip(res, "group", g.gid)? {
+                let (owner, members) = contacts::decode_group_info(&r)
+                    .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                g.owner = owner;
+                g.members = members;
             }
         }
         for d in &mut discus {
@@ -1364,22 +1476,14 @@ impl Client {
                     None,
                 )
                 .await;
-            match res {
-                Ok(r) => {
-                    let (name, owner, members) = contacts::decode_discu_info(&r)
-                        .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
-                    if let Some(n) = name.filter(|n| !n.is_empty()) {
-                        d.name = n;
-                    }
-                    d.owner = owner;
-                    d.members = members;
+            if let Some(r) = members_or_skip(res, "discussion", d.did)? {
+                let (name, owner, members) = contacts::decode_discu_info(&r)
+                    .map_err(|e| ProtocolError::undecodable(ep, e, b""))?;
+                if let Some(n) = name.filter(|n| !n.is_empty()) {
+                    d.name = n;
                 }
-                Err(ProtocolError::Retcode {
-                    action: Action::Fatal,
-                    retcode,
-                    ..
-                }) => tracing::warn!(did = d.did, retcode, "discussion members unavailable"),
-                Err(e) => return Err(e),
+                d.owner = owner;
+                d.members = members;
             }
         }
         let c = Contacts {
@@ -1414,6 +1518,28 @@ pub fn shared_tls_config() -> Option<&'static rustls::ClientConfig> {
             Some(builder.with_root_certificates(roots).with_no_client_auth())
         })
         .as_ref()
+}
+
+/// The member list of one group or discussion, or `None` when the server refuses it with a
+/// fatal retcode: logged and skipped, since one broken group must not hide the others (§6.3:
+/// partial results exist). Any other error fails the whole snapshot.
+fn members_or_skip(
+    res: Result<Value, ProtocolError>,
+    what: &'static str,
+    id: u64,
+) -> Result<Option<Value>, ProtocolError> {
+    match res {
+        Ok(r) => Ok(Some(r)),
+        Err(ProtocolError::Retcode {
+            action: Action::Fatal,
+            retcode,
+            ..
+        }) => {
+            tracing::warn!(what, id, retcode, "members unavailable");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Attempts of a read-only call on a gateway error (§2: getvfwebqq, get_self_info2 and

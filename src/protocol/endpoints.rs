@@ -30,6 +30,8 @@ pub enum Host {
     SWeb2,
     /// `d1.web2.qq.com`: the E3 channel (`/channel/*`, §5, §8).
     D1Web2,
+    /// `ptlogin2.qq.com`: the ptlogin logout (§10).
+    Ptlogin2,
 }
 
 impl Host {
@@ -42,6 +44,7 @@ impl Host {
             Host::Ptlogin4Web2 => "ptlogin4.web2.qq.com",
             Host::SWeb2 => "s.web2.qq.com",
             Host::D1Web2 => "d1.web2.qq.com",
+            Host::Ptlogin2 => "ptlogin2.qq.com",
         }
     }
 }
@@ -80,11 +83,15 @@ pub enum Endpoint {
     SendQunMsg2,
     SendDiscuMsg2,
     SendSessMsg2,
+    /// `change_status2?newstatus=offline`: ends the channel session (§6.11, §10).
+    ChangeStatus2,
+    /// The ptlogin logout (§10): ends the login and every channel on it.
+    Logout,
 }
 
 impl Endpoint {
     /// Every endpoint, for tables and tests.
-    pub const ALL: [Endpoint; 22] = [
+    pub const ALL: [Endpoint; 24] = [
         Endpoint::Xlogin,
         Endpoint::Ptqrshow,
         Endpoint::Ptqrlogin,
@@ -107,6 +114,8 @@ impl Endpoint {
         Endpoint::SendQunMsg2,
         Endpoint::SendDiscuMsg2,
         Endpoint::SendSessMsg2,
+        Endpoint::ChangeStatus2,
+        Endpoint::Logout,
     ];
 
     /// The protocol's name of the call (the last path segment).
@@ -134,6 +143,8 @@ impl Endpoint {
             Endpoint::SendQunMsg2 => "send_qun_msg2",
             Endpoint::SendDiscuMsg2 => "send_discu_msg2",
             Endpoint::SendSessMsg2 => "send_sess_msg2",
+            Endpoint::ChangeStatus2 => "change_status2",
+            Endpoint::Logout => "logout",
         }
     }
 
@@ -164,7 +175,9 @@ impl Endpoint {
             | Endpoint::SendBuddyMsg2
             | Endpoint::SendQunMsg2
             | Endpoint::SendDiscuMsg2
-            | Endpoint::SendSessMsg2 => Host::D1Web2,
+            | Endpoint::SendSessMsg2
+            | Endpoint::ChangeStatus2 => Host::D1Web2,
+            Endpoint::Logout => Host::Ptlogin2,
         }
     }
 
@@ -193,6 +206,8 @@ impl Endpoint {
             Endpoint::SendQunMsg2 => "/channel/send_qun_msg2",
             Endpoint::SendDiscuMsg2 => "/channel/send_discu_msg2",
             Endpoint::SendSessMsg2 => "/channel/send_sess_msg2",
+            Endpoint::ChangeStatus2 => "/channel/change_status2",
+            Endpoint::Logout => "/logout",
         }
     }
 
@@ -286,6 +301,8 @@ impl Endpoints {
             }),
             // §3.5: check_sig had no special headers; the browser arrived from the login frame.
             Host::Ptlogin4Web2 => None,
+            // §10: the logout was called from the web app's page.
+            Host::Ptlogin2 => Some(format!("{}/", self.root(Host::W))),
             Host::W => None,
             Host::SWeb2 => Some(format!(
                 "{}/proxy.html?v=20130916001&callback=1&id=1",

@@ -22,12 +22,23 @@ pub struct Session {
     pub clientid: u64,
     /// Next msg_id for sends; persisted so a restart never reuses one.
     pub msg_id: u64,
+    /// Set by a logout (§10): the server ended this login, its cookies are gone. Defaults
+    /// to false for sessions saved before the field existed.
+    #[serde(default)]
+    pub logged_out: bool,
 }
 
 impl Session {
     /// True when the channel part (psessionid, vfwebqq) is present.
     pub fn has_channel(&self) -> bool {
         !self.psessionid.is_empty() && !self.vfwebqq.is_empty()
+    }
+
+    /// True after [`crate::protocol::Client::logout`] (§10): nothing in it can resume; only
+    /// the uin, clientid and msg_id counter are left, so the next login is a QR scan that
+    /// continues the msg_id counter.
+    pub fn is_logged_out(&self) -> bool {
+        self.logged_out
     }
 }
 
@@ -39,6 +50,7 @@ impl std::fmt::Debug for Session {
             .field("msg_id", &self.msg_id)
             .field("cookies", &format_args!("<{} bytes>", self.cookies.len()))
             .field("has_channel", &self.has_channel())
+            .field("logged_out", &self.logged_out)
             .finish_non_exhaustive()
     }
 }

@@ -152,7 +152,8 @@ pub async fn serve(config: SimConfig, listener: TcpListener) -> Result<SimHandle
     })
 }
 
-/// Demo traffic: now and then a friend or group writes to each online account.
+/// Demo traffic: now and then (every `every` ± 23 %) a friend or group writes to each online
+/// account.
 async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receiver<bool>) {
     use rand::Rng;
     let every = every.max(Duration::from_millis(100));
@@ -164,8 +165,11 @@ async fn chatter(sim: Arc<state::Sim>, every: Duration, mut stop: watch::Receive
         "收到",
     ];
     loop {
+        // "About" the interval: ±23 %, so a demo conversation does not tick like a clock
+        // (6.5 s gives one message every 5-8 s).
+        let pause = every.mul_f64(rand::rng().random_range(0.77..=1.23));
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
         let now = sim.now();
