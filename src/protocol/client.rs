@@ -269,13 +269,15 @@ impl Client {
         };
         let jar = Arc::new(CookieStoreMutex::new(store));
         let builder = reqwest::Client::builder();
+        // Every client gets the one shared rustls config, simulator clients too: with TLS
+        // compiled in, reqwest otherwise builds a config of its own per Client (measured with
+        // `make bench`: 236 KiB per account instead of 129 KiB at 1,000 accounts).
         #[cfg(feature = "tls")]
-        let builder = if endpoints.sim_base.is_none() {
-            let tls = shared_tls_config().ok_or(ProtocolError::TlsUnavailable)?;
-            builder.tls_backend_preconfigured(tls.clone())
-        } else {
-            builder
-        };
+        let builder = builder.tls_backend_preconfigured(
+            shared_tls_config()
+                .ok_or(ProtocolError::TlsUnavailable)?
+                .clone(),
+        );
         let http = builder
             .cookie_provider(jar.clone())
             // check_sig's cookies come on a 302 (§3.5): we take redirects by hand so that
