@@ -8,62 +8,22 @@
 //! wait is bounded; both processes are killed at the end. Raise `ulimit -n` above 2·N first.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "../tests/fleet_common/mod.rs"]
+mod fleet_common;
+use fleet_common::{get, http, post, sigterm, wait_exit, write_account};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     run().await;
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-async fn get(url: &str) -> Value {
-    let r = http().get(url).send().await.unwrap();
-    r.json().await.unwrap()
-}
-
-async fn post(url: &str, body: Value) -> reqwest::Response {
-    http().post(url).json(&body).send().await.unwrap()
-}
-
-fn write_account(dir: &Path, id: &str, body: &str) {
-    let acc = dir.join("accounts");
-    std::fs::create_dir_all(&acc).unwrap();
-    // Write then rename, as editors do: the watcher never sees half a file.
-    let tmp = dir.join(format!(".{id}.tmp"));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::rename(&tmp, acc.join(format!("{id}.toml"))).unwrap();
-}
-
 async fn sim_account_at(base: &str, qq: u64) -> Value {
     get(&format!("{base}/sim/accounts/{qq}")).await
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 fn rss_kib(pid: u32) -> u64 {

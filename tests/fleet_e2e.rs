@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod fleet_common;
+use fleet_common::{get, http, post, sigterm, wait_exit, write_account};
+
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
 
 struct Sim {
@@ -49,13 +52,6 @@ impl Drop for Fleet {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// Starts `qqfleet run --sim-url` and waits for its admin API line.
@@ -100,28 +96,10 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
 }
 
-fn write_account(dir: &Path, id: &str, body: &str) {
-    let acc = dir.join("accounts");
-    std::fs::create_dir_all(&acc).unwrap();
-    // Write then rename, as editors do: the watcher never sees half a file.
-    let tmp = dir.join(format!(".{id}.tmp"));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::rename(&tmp, acc.join(format!("{id}.toml"))).unwrap();
-}
-
 fn account_toml(qq: u64, extra: &str) -> String {
     format!(
         "qq = {qq}\nenabled = true\n{extra}\n[supervision]\nqr_check_secs = 1\n\n[limits]\nsend_per_minute = 300\nsend_burst = 5\ntarget_per_minute = 600\ntarget_burst = 50\n"
     )
-}
-
-async fn get(url: &str) -> Value {
-    let r = http().get(url).send().await.unwrap();
-    r.json().await.unwrap()
-}
-
-async fn post(url: &str, body: Value) -> reqwest::Response {
-    http().post(url).json(&body).send().await.unwrap()
 }
 
 async fn account(f: &Fleet, id: &str) -> Option<Value> {
@@ -243,24 +221,6 @@ async fn friend_uin(sim: &Sim, qq: u64) -> (u64, u64) {
     let c = get(&format!("{}/sim/accounts/{qq}/contacts", sim.base)).await;
     let f = &c["friends"][0];
     (f["qq"].as_u64().unwrap(), f["uin"].as_u64().unwrap())
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
