@@ -240,14 +240,7 @@ async fn every_answer_has_the_structure_of_its_fixture() {
 
     // Channel login.
     let ptwebqq = c.cookie("ptwebqq").unwrap();
-    let v = c
-        .get_json(
-            &format!(
-                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
-            ),
-            S_REF,
-        )
-        .await;
+    let v = c.getvfwebqq(&ptwebqq).await;
     ck.json("getvfwebqq_ok_2017.json", &v);
     ck.json("getvfwebqq_ok_2015.json", &v);
     c.vfwebqq = v["result"]["vfwebqq"].as_str().unwrap().to_string();

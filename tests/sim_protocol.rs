@@ -489,14 +489,7 @@ async fn poll_hold_warmup_two_pollers_and_duplicate() {
     c.http.get(&args[2]).send().await.unwrap();
     c.qq = 3456789;
     let ptwebqq = c.cookie("ptwebqq").unwrap();
-    c.vfwebqq = c
-        .get_json(
-            &format!(
-                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
-            ),
-            S_REF,
-        )
-        .await["result"]["vfwebqq"]
+    c.vfwebqq = c.getvfwebqq(&ptwebqq).await["result"]["vfwebqq"]
         .as_str()
         .unwrap()
         .to_string();
@@ -648,14 +641,7 @@ async fn second_login_kick_expiry_and_clock() {
     assert_eq!(pending.await.unwrap()["retcode"], 103);
     assert_eq!(d.online_buddies().await["retcode"], 103);
     let ptwebqq = d.cookie("ptwebqq").unwrap();
-    let v = d
-        .get_json(
-            &format!(
-                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
-            ),
-            S_REF,
-        )
-        .await;
+    let v = d.getvfwebqq(&ptwebqq).await;
     assert_eq!(v, json!({"retcode": 100000}));
     let (s, _) = control(&d, "POST", "expire", Some(json!({"qq": 1}))).await;
     assert_eq!(s, 404);
@@ -853,14 +839,7 @@ async fn fault_queue() {
     assert_eq!(r["retcode"], 116);
     let p = r["p"].as_str().unwrap().to_string();
     assert_ne!(p, old);
-    let v = c
-        .get_json(
-            &format!(
-                "s.web2.qq.com/api/getvfwebqq?ptwebqq={old}&clientid=53999199&psessionid=&t=1"
-            ),
-            S_REF,
-        )
-        .await;
+    let v = c.getvfwebqq(&old).await;
     assert_eq!(v["retcode"], 100000);
     let h = c
         .post_r(
@@ -1227,14 +1206,7 @@ async fn pages_status_and_logouts() {
     assert_eq!(s, 200);
     assert_eq!(c.poll().await["retcode"], 103);
     let ptwebqq = c.cookie("ptwebqq").unwrap();
-    let v = c
-        .get_json(
-            &format!(
-                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
-            ),
-            S_REF,
-        )
-        .await;
+    let v = c.getvfwebqq(&ptwebqq).await;
     assert_eq!(v, json!({"retcode": 100000}));
     sim.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! Shared by the simulator's integration tests: a third-party-style WebQQ client (reqwest with
-//! a cookie jar, sending what WEBQQ.md says the official page sent) and small helpers. The
-//! hash functions are re-implemented here from §4 so the tests check the simulator
-//! independently of the crate's own code.
+//! a cookie jar, sending what WEBQQ.md says the official page sent) and small helpers. No
+//! qqfleet client code is used; the hash functions are the crate's (checked against the §4.6
+//! vectors in `src/protocol/hash.rs`).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -16,41 +16,10 @@ pub const S_REF: &str = "http://s.web2.qq.com/proxy.html?v=20130916001&callback=
 pub const D_REF: &str = "http://d1.web2.qq.com/proxy.html?v=20151105001&callback=1&id=2";
 pub const LOGIN_PAGE_REF: &str = "https://xui.ptlogin2.qq.com/cgi-bin/xlogin?daid=164&target=self&style=40&pt_disable_pwd=1&mibao_css=m_webqq&appid=501004106";
 
-pub fn hash33(s: &str) -> u32 {
-    let mut e: u32 = 0;
-    for c in s.encode_utf16() {
-        e = e.wrapping_mul(33).wrapping_add(u32::from(c));
-    }
-    e & 0x7FFF_FFFF
-}
-
-pub fn time33(s: &str) -> u32 {
-    let mut e: u32 = 0;
-    for c in s.encode_utf16() {
-        e = e.wrapping_mul(33).wrapping_add(u32::from(c));
-    }
-    e
-}
-
-/// Friend-list hash variant P (§4.4).
-pub fn hash_p(uin: u64, ptwebqq: &str) -> String {
-    let u = uin as u32;
-    let mut n = [0u8; 4];
-    for (i, c) in ptwebqq.chars().enumerate() {
-        n[i % 4] ^= c as u8;
-    }
-    let salt = b"ECOK";
-    let v = [
-        ((u >> 24) as u8) ^ salt[0],
-        ((u >> 16) as u8) ^ salt[1],
-        ((u >> 8) as u8) ^ salt[2],
-        (u as u8) ^ salt[3],
-    ];
-    [n[0], v[0], n[1], v[1], n[2], v[2], n[3], v[3]]
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect()
-}
+/// The protocol's hashes (§4): the crate's own, whose unit tests pin every §4.6 vector, so a
+/// simulator test that computes a ptqrtoken or friend-list hash uses the reference values.
+#[allow(unused_imports)] // each test binary uses some of them
+pub use qqfleet::protocol::hash::{friend_hash as hash_p, hash33, time33};
 
 pub fn cfg() -> SimConfig {
     SimConfig {
@@ -194,17 +163,21 @@ impl Client {
         self.channel_login().await;
     }
 
+    /// `getvfwebqq` (§3.6) with the given ptwebqq, as the page sent it.
+    pub async fn getvfwebqq(&self, ptwebqq: &str) -> Value {
+        self.get_json(
+            &format!(
+                "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
+            ),
+            S_REF,
+        )
+        .await
+    }
+
     /// getvfwebqq + login2 + get_online_buddies2 with the jar's ptwebqq (also cookie replay).
     pub async fn channel_login(&mut self) -> Value {
         let ptwebqq = self.cookie("ptwebqq").unwrap();
-        let v = self
-            .get_json(
-                &format!(
-                    "s.web2.qq.com/api/getvfwebqq?ptwebqq={ptwebqq}&clientid=53999199&psessionid=&t=1"
-                ),
-                S_REF,
-            )
-            .await;
+        let v = self.getvfwebqq(&ptwebqq).await;
         assert_eq!(v["retcode"], 0, "{v}");
         self.vfwebqq = v["result"]["vfwebqq"].as_str().unwrap().to_string();
         assert_eq!(self.vfwebqq.len(), 80);
