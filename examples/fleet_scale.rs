@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 #[path = "../tests/fleet_common/mod.rs"]
 mod fleet_common;
-use fleet_common::{get, http, post, sigterm, wait_exit, write_account};
+use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -112,6 +112,8 @@ async fn run() {
             .arg("--data")
             .arg(dir.path().join(data))
             .args(["--listen", "127.0.0.1:0", "--sim-url", &base])
+            .arg("--admin-token-file")
+            .arg(token_file(dir.path()))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())

@@ -26,7 +26,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::fleet::AccountState;
+use crate::state::AccountState;
 
 /// Something worth a log line and a metric.
 pub trait Event {

@@ -22,7 +22,7 @@ enum Cmd {
     /// Run the WebQQ simulator.
     Sim(qqfleet::sim::SimArgs),
     /// Run the fleet of accounts in a folder.
-    Run(qqfleet::fleet::RunArgs),
+    Run(qqfleet::run::RunArgs),
     /// Validate every account file and exit non-zero on errors.
     Check(qqfleet::config::CheckArgs),
     /// Log one account in by hand: QR in the terminal, contacts, incoming messages.
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(qqfleet::sim::run_cli(args))?;
         }
-        Cmd::Run(args) => qqfleet::fleet::run(args)?,
+        Cmd::Run(args) => qqfleet::run::run(args)?,
         Cmd::Check(args) => {
             let bad = qqfleet::config::check_cli(args)?;
             if bad > 0 {

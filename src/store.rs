@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::AccountState;
 use crate::protocol::{Session, Target};
+use crate::state::AccountState;
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod fleet_common;
-use fleet_common::{get, http, post, sigterm, wait_exit, write_account};
+use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account, ADMIN_TOKEN};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
 
@@ -63,6 +63,8 @@ fn start_fleet(dir: &Path, data: &str, sim: &Sim, env: &[(&str, &str)]) -> Fleet
         .arg("--data")
         .arg(dir.join(data))
         .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .arg("--admin-token-file")
+        .arg(token_file(dir))
         .env("RUST_LOG", "info,qqfleet=debug")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap());
@@ -223,6 +225,114 @@ async fn friend_uin(sim: &Sim, qq: u64) -> (u64, u64) {
     (f["qq"].as_u64().unwrap(), f["uin"].as_u64().unwrap())
 }
 
+/// The admin API needs its bearer token: created on first start as `<data>/admin.token`
+/// (0600, its path printed, kept across restarts); missing or wrong → 401 with no data;
+/// `/healthz` and `/metrics` stay open; the token never reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_needs_its_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &account_toml(20091, "handler = \"echo\""));
+    let stderr = dir.path().join("stderr");
+    let mut child = Command::new(BIN)
+        .args(["run", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut api, mut token_path) = (None, None);
+    while api.is_none() || token_path.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("start lines");
+        if let Some(rest) = line.strip_prefix("admin API: ") {
+            api = Some(rest.trim_end_matches("/api/accounts").to_string());
+        }
+        if let Some(rest) = line.strip_prefix("admin token: ") {
+            token_path = Some(PathBuf::from(rest.split(" (").next().unwrap()));
+        }
+    }
+    let (api, token_path) = (api.unwrap(), token_path.unwrap());
+    assert_eq!(token_path, dir.path().join("data/admin.token"));
+    let mode = std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 64);
+    let bare = reqwest::Client::new();
+    for path in [
+        "/api/accounts",
+        "/api/accounts/a",
+        "/api/accounts/a/outbox",
+        "/api/nothing",
+    ] {
+        let r = bare.get(format!("{api}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without a token");
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("20091") && !body.contains("\"a\""),
+            "{path}: {body}"
+        );
+        let r = bare
+            .get(format!("{api}{path}"))
+            .bearer_auth("wrong-token-wrong-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong token");
+    }
+    let r = bare
+        .post(format!("{api}/api/accounts/a/send"))
+        .json(&json!({"kind":"buddy","to":1,"text":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for path in ["/healthz", "/metrics"] {
+        assert_eq!(
+            bare.get(format!("{api}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let list: Value = bare
+        .get(format!("{api}/api/accounts"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], "a");
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(6)).expect("exits after SIGTERM");
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(!log.contains(&token), "the token reached the log");
+    // A second start keeps the same token.
+    let keep = std::fs::read_to_string(&token_path).unwrap();
+    assert_eq!(keep.trim(), token);
+    assert_ne!(token, ADMIN_TOKEN);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_accounts_log_in_by_qr_and_echo() {
     let sim = sim().await;
@@ -299,6 +409,8 @@ async fn three_accounts_log_in_by_qr_and_echo() {
         .arg("--data")
         .arg(dir.path().join("data"))
         .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .arg("--admin-token-file")
+        .arg(token_file(dir.path()))
         .output()
         .unwrap();
     assert!(!second.status.success());

@@ -1,5 +1,8 @@
 //! Admin HTTP server (axum, on the tokio pool): `/healthz`, `/api/accounts`, `/metrics`.
 //!
+//! Every `/api/...` path needs `Authorization: Bearer <token>` ([`auth`]); `/healthz` and
+//! `/metrics` stay open.
+//!
 //! Reads come from the status snapshot (no actor is asked, so a fleet of 1,000 answers at
 //! once); commands go to the FleetSupervisor with `send().await`, which gives backpressure.
 //!
@@ -17,6 +20,8 @@
 //! | POST | `/api/accounts/{id}/contacts/refresh` | refresh the contacts (friend-list limiter applies) |
 //! | POST | `/api/accounts/{id}/debug/panic` | only with `QQFLEET_DEBUG_HOOKS=1`: panic the account's actor |
 //! | GET | `/metrics` | Prometheus text format |
+
+pub mod auth;
 
 use std::sync::Arc;
 
@@ -43,13 +48,13 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Debug endpoints enabled (`QQFLEET_DEBUG_HOOKS=1`).
     pub debug: bool,
+    /// The bearer token every `/api/...` request must carry.
+    pub token: auth::AdminToken,
 }
 
-/// The admin router.
+/// The admin router: `/healthz` and `/metrics` open, everything under `/api/` behind the token.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/accounts", get(list))
         .route("/api/accounts/{id}", get(one))
         .route("/api/accounts/{id}/qr", get(qr))
@@ -60,7 +65,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/accounts/{id}/restart", post(restart))
         .route("/api/accounts/{id}/contacts/refresh", post(refresh))
         .route("/api/accounts/{id}/debug/panic", post(panic))
-        .with_state(state)
+        // An unknown path under /api/ is refused like a known one: without the token nothing
+        // tells which paths exist.
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            auth::require_token,
+        ))
+        .with_state(state);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(api)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such admin API path")
 }
 
 async fn metrics() -> Response {

@@ -7,8 +7,8 @@
 //!                                  rebuilds the dead)   └─ Sender  (durable outbox)
 //! ```
 //!
-//! `run` builds the actix System on a multi-thread tokio runtime, one Arbiter per core for
-//! the accounts, the admin API (axum) on the tokio pool, and waits for SIGINT/SIGTERM.
+//! The process around it (the actix System, the Arbiters, the admin API, signals) is wired in
+//! [`crate::run`], one floor up, so the actors never import what faces people.
 
 pub mod account;
 pub mod handler;
@@ -17,41 +17,16 @@ pub mod messages;
 pub mod phone;
 pub mod poller;
 pub mod sender;
-pub mod state;
 pub mod status;
 pub mod supervisor;
 pub mod watcher;
 pub mod webqq;
 
-use std::sync::Arc;
-use std::time::Duration;
+/// The account states live on the crate's floor (`crate::state`) so the store and the events
+/// can name them without importing the actors.
+pub use crate::state::AccountState;
 
-use actix::prelude::*;
-
-pub use state::AccountState;
-
-use crate::protocol::Endpoints;
-use crate::store::{SledStore, Store, StoreError};
-
-/// Command-line arguments of `qqfleet run`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Folder of account files (`<id>.toml`).
-    #[arg(long, default_value = "accounts")]
-    pub accounts: std::path::PathBuf,
-    /// Folder of durable state (sled).
-    #[arg(long, default_value = "data")]
-    pub data: std::path::PathBuf,
-    /// Address of the admin API and /metrics.
-    #[arg(long, default_value = "127.0.0.1:9400")]
-    pub listen: std::net::SocketAddr,
-    /// Start the simulator inside the process, with a demo phone that scans every QR.
-    #[arg(long, conflicts_with = "sim_url")]
-    pub sim: bool,
-    /// Point every account at a simulator running elsewhere.
-    #[arg(long)]
-    pub sim_url: Option<String>,
-}
+use crate::store::StoreError;
 
 /// Errors of the fleet layer.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +48,9 @@ pub enum FleetError {
     /// The in-process simulator failed to start.
     #[error("simulator: {0}")]
     Sim(String),
+    /// The admin token file could not be read or created (the message names the file).
+    #[error("{0}")]
+    AdminToken(String),
     /// The runtime could not be built or a signal handler installed.
     #[error("runtime: {0}")]
     Runtime(String),
@@ -84,163 +62,7 @@ pub enum FleetError {
     NotRunning(String),
 }
 
-/// Seconds between two full rescans of the accounts folder (repairs missed file events).
-const RESCAN: Duration = Duration::from_secs(5);
-
 /// Debug hooks are enabled only with `QQFLEET_DEBUG_HOOKS=1` (tests of crash handling).
 pub fn debug_hooks() -> bool {
     std::env::var("QQFLEET_DEBUG_HOOKS").is_ok_and(|v| v == "1")
-}
-
-/// Runs `qqfleet run` until SIGINT or SIGTERM.
-pub fn run(args: RunArgs) -> Result<(), FleetError> {
-    let meta = std::fs::metadata(&args.accounts).map_err(|e| FleetError::Accounts {
-        path: args.accounts.clone(),
-        message: e.to_string(),
-    })?;
-    if !meta.is_dir() {
-        return Err(FleetError::Accounts {
-            path: args.accounts.clone(),
-            message: "not a folder".into(),
-        });
-    }
-    // Open (and lock) the store before anything else: a second process fails right here.
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("qqfleet-worker")
-        .build()
-        .map_err(|e| FleetError::Runtime(e.to_string()))?;
-    let sys = actix::System::with_tokio_rt(move || rt);
-    let result = sys.block_on(serve(args, store.clone()));
-    let _ = store.flush();
-    result
-}
-
-async fn serve(args: RunArgs, store: Arc<dyn Store>) -> Result<(), FleetError> {
-    let status: status::StatusMap = Default::default();
-    let mut _sim = None;
-    let endpoints = if args.sim {
-        let (handle, base) = start_sim().await?;
-        say(&format!("simulator (in process): {base}"));
-        actix::spawn(phone::run(status.clone(), base.clone(), phone::SCAN_DELAY));
-        _sim = Some(handle);
-        Endpoints::sim(&base)
-    } else if let Some(url) = &args.sim_url {
-        Endpoints::sim(url)
-    } else {
-        Endpoints::real()
-    };
-    let account_count = crate::config::scan_dir(&args.accounts)
-        .map(|s| s.len())
-        .unwrap_or(0);
-    let deps = Arc::new(account::Deps {
-        store: store.clone(),
-        connector: Arc::new(webqq::ClientConnector { endpoints }),
-        status: status.clone(),
-        data_dir: args.data.clone(),
-        crash_before_handler: if debug_hooks() {
-            std::env::var("QQFLEET_DEBUG_CRASH_BEFORE_HANDLER").ok()
-        } else {
-            None
-        },
-        // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
-        // `QrWaiting` event says where the PNG is instead).
-        show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
-    });
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
-    let handles = arbiters.iter().map(|a| a.handle()).collect();
-    let sup = supervisor::FleetSupervisor::new(deps, handles).start();
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| FleetError::Listen {
-            addr: args.listen,
-            message: e.to_string(),
-        })?;
-    let local = listener.local_addr().unwrap_or(args.listen);
-    let api = crate::api::router(crate::api::ApiState {
-        status: status.clone(),
-        supervisor: sup.clone(),
-        store: store.clone(),
-        debug: debug_hooks(),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let mut rx = stop_rx;
-        let _ = axum::serve(listener, api)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await;
-    });
-    say(&format!("admin API: http://{local}/api/accounts"));
-    say(&format!("metrics:   http://{local}/metrics"));
-
-    let _watcher = watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN).map_err(|e| {
-        FleetError::Accounts {
-            path: args.accounts.clone(),
-            message: e.to_string(),
-        }
-    })?;
-
-    wait_for_signal().await?;
-    tracing::info!("shutting down: stopping polls, finishing sends in flight, flushing");
-    let _ = tokio::time::timeout(
-        Duration::from_millis(4500),
-        sup.send(messages::ShutdownFleet),
-    )
-    .await;
-    store.flush()?;
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_millis(300), server).await;
-    for a in &arbiters {
-        a.stop();
-    }
-    System::current().stop();
-    Ok(())
-}
-
-/// A line for whoever started us (tools read the admin address from stdout). A closed
-/// stdout must not take the fleet down: `println!` would panic on EPIPE.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-async fn wait_for_signal() -> Result<(), FleetError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| FleetError::Runtime(e.to_string()))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| FleetError::Runtime(e.to_string()))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
-
-/// The in-process simulator of `--sim`, on a loopback port, with chatter on so the echo bots
-/// have someone to answer.
-async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| FleetError::Sim(e.to_string()))?;
-    let cfg = crate::sim::SimConfig {
-        // A message to each bot every 5-8 s: a new user sees the bots answer within
-        // seconds of the logins (the answers show at info level).
-        chatter: Some(Duration::from_millis(6500)),
-        ..crate::sim::SimConfig::default()
-    };
-    let handle = crate::sim::serve(cfg, listener)
-        .await
-        .map_err(|e| FleetError::Sim(e.to_string()))?;
-    let base = handle.base_url();
-    Ok((handle, base))
 }

@@ -11,9 +11,28 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The admin token every test fleet is started with (`--admin-token-file`, see
+/// [`token_file`]); [`http`] sends it on every request.
+pub const ADMIN_TOKEN: &str = "qqfleet-test-admin-token-0123456789";
+
+/// Writes [`ADMIN_TOKEN`] into `dir/admin-token` and returns the path, for
+/// `qqfleet run --admin-token-file`.
+pub fn token_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("admin-token");
+    std::fs::write(&path, format!("{ADMIN_TOKEN}\n")).unwrap();
+    path
+}
+
+/// A client that carries the test fleets' admin token.
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .unwrap()
 }

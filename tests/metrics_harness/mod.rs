@@ -83,12 +83,16 @@ pub struct Response {
 
 /// One HTTP/1.0 request over a fresh connection. HTTP/1.0 keeps the answer unchunked and the
 /// connection closed at its end, so reading to EOF is the whole body.
+/// The admin token of the fleets started by [`Qqfleet::start`]; [`http`] sends it on every
+/// request (the simulator and `/metrics` ignore it).
+pub const ADMIN_TOKEN: &str = "qqfleet-test-admin-token-0123456789";
+
 pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -728,8 +732,14 @@ impl Qqfleet {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Qqfleet {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_qqfleet"));
-        cmd.args(args)
-            .current_dir(dir.path())
+        cmd.args(args);
+        // Every fleet gets the known test token, which `http` sends.
+        if args.contains(&"run") {
+            let token = dir.path().join("admin-token");
+            std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).unwrap();
+            cmd.arg("--admin-token-file").arg(token);
+        }
+        cmd.current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
