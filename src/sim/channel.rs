@@ -13,7 +13,7 @@ use super::content::decode_sent;
 use super::events::{discu_event, group_event, message_event, online_buddies};
 use super::request::{inum, json_line, num, raw_json, text, Outcome, Req};
 use super::state::Sim;
-use super::world::{rand_hex, DedupKey, SentEntry, Session, SessionState, MAX_SENT};
+use super::world::{rand_hex, DedupKey, SentEntry, Session, SessionState, World, MAX_SENT};
 
 /// Error shape of a channel endpoint (§2, fixtures `poll2_*`, `send_1202_b`, `login2_error_108`).
 pub fn channel_error(endpoint: &str, code: i64) -> Value {
@@ -128,6 +128,10 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
         }
     };
     let psessionid = mint_psessionid(qq, &login.skey, &vfwebqq);
+    // The early-2016 way of logging in (deviation 3 of docs/SIMULATOR.md): no warm-up needed.
+    let legacy = req.host == "d.web2.qq.com"
+        && clientid.to_string() != OFFICIAL_CLIENTID
+        && login.qr_without_token;
     match relink {
         Some(sid) => {
             let s = w.sessions.get_mut(&sid).expect("filtered");
@@ -135,6 +139,7 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
             s.clientid = clientid.to_string();
             s.vfwebqq = vfwebqq.clone();
             s.status = status.clone();
+            s.legacy = legacy;
             w.session_by_psid.remove(&old);
             w.session_by_psid.insert(psessionid.clone(), sid);
             if let Some(a) = w.accounts.get_mut(&qq) {
@@ -144,7 +149,7 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
         None => {
             w.kick_active(qq);
             let sid = w.next_id();
-            let s = Session::new(
+            let mut s = Session::new(
                 sid,
                 qq,
                 lid,
@@ -153,6 +158,7 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
                 vfwebqq.clone(),
                 status.clone(),
             );
+            s.legacy = legacy;
             w.sessions.insert(sid, s);
             w.session_by_psid.insert(psessionid.clone(), sid);
             let first = {
@@ -177,6 +183,21 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
             "vfwebqq": vfwebqq, "psessionid": psessionid, "user_state": 0, "f": 0}}),
         qq,
     )
+}
+
+/// The clientid the official page sent; a login2 with another one is a client of its own.
+const OFFICIAL_CLIENTID: &str = "53999199";
+
+/// The vfwebqq `getvfwebqq` last handed out on the session's login (§15.6).
+fn login_vfwebqq(w: &World, ctx: SessionCtx) -> Option<String> {
+    w.logins.get(&ctx.login_id).and_then(|l| l.vfwebqq.clone())
+}
+
+/// Whether a channel call's vfwebqq is the session's: the one login2 returned, or the one
+/// `getvfwebqq` gave the same login, whichever order the client called them in (§15.6, as the
+/// `s.web2` calls accept it).
+fn vf_matches(s: &Session, login_vf: Option<&str>, vf: &str) -> bool {
+    !vf.is_empty() && (vf == s.vfwebqq || Some(vf) == login_vf)
 }
 
 /// Keeps `/sim/stats` `pending_polls` right even when the client goes away mid-hold (axum
@@ -257,7 +278,7 @@ pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
             sim.now().saturating_sub(login.ptwebqq_set_ms) >= d.as_millis() as u64
         });
         let s = w.sessions.get_mut(&ctx.sid).expect("authenticated");
-        if !s.activated {
+        if !s.activated && !s.legacy {
             return err(EP, 103, Some(ctx.qq));
         }
         if rotate_due {
@@ -347,9 +368,10 @@ pub fn get_online_buddies2(sim: &Sim, req: &Req) -> Outcome {
         Err(c) => return err(EP, c, req.qq_hint()),
     };
     let contacts = w.accounts[&ctx.qq].contacts.clone();
+    let login_vf = login_vfwebqq(&w, ctx);
     let s = w.sessions.get_mut(&ctx.sid).expect("authenticated");
     if let Some(vf) = req.q("vfwebqq") {
-        if vf != s.vfwebqq {
+        if !vf_matches(s, login_vf.as_deref(), vf) {
             return err(EP, 100_001, Some(ctx.qq));
         }
     }
@@ -594,8 +616,12 @@ pub fn get_discu_info(sim: &Sim, req: &Req) -> Outcome {
         Err(c) => return err(EP, c, req.qq_hint()),
     };
     let contacts = w.accounts[&ctx.qq].contacts.clone();
+    let login_vf = login_vfwebqq(&w, ctx);
     let s = w.sessions.get_mut(&ctx.sid).expect("authenticated");
-    if req.q("vfwebqq") != Some(s.vfwebqq.as_str()) {
+    if !req
+        .q("vfwebqq")
+        .is_some_and(|vf| vf_matches(s, login_vf.as_deref(), vf))
+    {
         return err(EP, 100_001, Some(ctx.qq));
     }
     let did: Option<u64> = req.q("did").and_then(|d| d.trim().parse().ok());
@@ -642,9 +668,10 @@ pub fn get_recent_list2(sim: &Sim, req: &Req) -> Outcome {
         Err(c) => return err(EP, c, req.qq_hint()),
     };
     let contacts = w.accounts[&ctx.qq].contacts.clone();
+    let login_vf = login_vfwebqq(&w, ctx);
     let s = w.sessions.get_mut(&ctx.sid).expect("authenticated");
     let vf = param(req, Some(&r), "vfwebqq").and_then(|v| text(Some(&v)));
-    if vf.as_deref() != Some(s.vfwebqq.as_str()) {
+    if !vf.is_some_and(|vf| vf_matches(s, login_vf.as_deref(), &vf)) {
         return err(EP, 100_001, Some(ctx.qq));
     }
     let mut list = Vec::new();

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::events::{inject, InjectRequest};
-use super::faults::FaultRequest;
+use super::faults::{FaultRequest, OutageRequest};
 use super::ptlogin::{self, ScanError};
 use super::state::Sim;
 use super::world::{o_uin, Account, World};
@@ -293,6 +293,25 @@ pub async fn expire(State(sim): S, Json(b): Json<QqRequest>) -> Response {
     Json(json!({"ok": true})).into_response()
 }
 
+/// `POST /sim/outage`: every protocol request fails for `seconds` (dropped connection or the
+/// given HTTP status) while the world (accounts, logins, sessions, queued events) is kept.
+pub async fn post_outage(State(sim): S, Json(b): Json<OutageRequest>) -> Response {
+    match b.validate() {
+        Ok((action, len)) => {
+            sim.faults().start_outage(action, len);
+            tracing::info!(seconds = b.seconds, "sim outage started");
+            Json(json!({"ok": true, "seconds": b.seconds})).into_response()
+        }
+        Err(e) => bad(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `DELETE /sim/faults`: empties the fault queue (and ends an outage in force).
+pub async fn delete_faults(State(sim): S) -> Json<Value> {
+    let removed = sim.faults().clear();
+    Json(json!({"ok": true, "removed": removed}))
+}
+
 /// Body of `/sim/clock/advance`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,12 +331,14 @@ pub async fn clock_advance(State(sim): S, Json(b): Json<AdvanceRequest>) -> Resp
 
 /// `GET /sim/stats`.
 pub async fn stats(State(sim): S) -> Json<Value> {
+    let outage = sim.faults().outage().is_some();
     let w = sim.world();
     Json(json!({
         "accounts": w.accounts.len(),
         "sessions": w.sessions.len(),
         "pending_polls": sim.pending_polls.load(Ordering::Relaxed),
         "requests": w.requests,
+        "outage": outage,
     }))
 }
 

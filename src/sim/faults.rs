@@ -107,10 +107,50 @@ impl FaultRequest {
     }
 }
 
-/// The queue.
+/// Longest outage `POST /sim/outage` accepts (one hour).
+pub const MAX_OUTAGE_SECS: f64 = 3600.0;
+
+/// Body of `POST /sim/outage`: `{"seconds":N,"mode":"drop"}` or `{"seconds":N,"http_status":502}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageRequest {
+    pub seconds: f64,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub http_status: Option<u16>,
+}
+
+impl OutageRequest {
+    /// The action every protocol request gets during the outage, and its length.
+    pub fn validate(&self) -> Result<(FaultAction, std::time::Duration), String> {
+        if !self.seconds.is_finite() || self.seconds <= 0.0 || self.seconds > MAX_OUTAGE_SECS {
+            return Err(format!("seconds must be > 0 and <= {MAX_OUTAGE_SECS}"));
+        }
+        let action = match (self.mode.as_deref(), self.http_status) {
+            (Some("drop"), None) => FaultAction::Drop,
+            (None, Some(s)) if (100..=599).contains(&s) => FaultAction::HttpStatus(s),
+            (None, Some(_)) => return Err("http_status must be 100..=599".into()),
+            (Some(m), None) => return Err(format!("unknown mode {m:?} (the one mode is \"drop\")")),
+            _ => return Err("give exactly one of mode \"drop\" or http_status".into()),
+        };
+        Ok((action, std::time::Duration::from_secs_f64(self.seconds)))
+    }
+}
+
+/// A whole-service outage: until `until` (wall time: an outage is about real clients timing
+/// out, not the simulated clock), every protocol request gets `action`.
+#[derive(Debug, Clone)]
+pub struct Outage {
+    pub until: std::time::Instant,
+    pub action: FaultAction,
+}
+
+/// The queue, and the outage in force if any.
 #[derive(Debug, Default)]
 pub struct Faults {
     list: Vec<Fault>,
+    outage: Option<Outage>,
 }
 
 impl Faults {
@@ -134,8 +174,39 @@ impl Faults {
         Some(action)
     }
 
-    /// The request-level fault for this request, if any (never `Duplicate`).
+    /// Starts (or replaces) an outage of every protocol endpoint.
+    pub fn start_outage(&mut self, action: FaultAction, len: std::time::Duration) {
+        self.outage = Some(Outage {
+            until: std::time::Instant::now() + len,
+            action,
+        });
+    }
+
+    /// The outage in force now, if any (an ended one is forgotten).
+    pub fn outage(&mut self) -> Option<&Outage> {
+        if self
+            .outage
+            .as_ref()
+            .is_some_and(|o| o.until <= std::time::Instant::now())
+        {
+            self.outage = None;
+        }
+        self.outage.as_ref()
+    }
+
+    /// Empties the queue and ends an outage (`DELETE /sim/faults`); returns how many queued
+    /// faults were removed.
+    pub fn clear(&mut self) -> usize {
+        self.outage = None;
+        std::mem::take(&mut self.list).len()
+    }
+
+    /// The request-level fault for this request, if any (never `Duplicate`). An outage in
+    /// force wins over the queue, and consumes nothing from it.
     pub fn take(&mut self, qq: Option<u64>, endpoint: &str) -> Option<FaultAction> {
+        if let Some(o) = self.outage() {
+            return Some(o.action.clone());
+        }
         self.take_where(|f| {
             f.action != FaultAction::Duplicate
                 && (f.endpoint == "*" || f.endpoint == endpoint)
@@ -192,6 +263,37 @@ mod tests {
         assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::Retcode(121)));
         assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::Retcode(121)));
         assert_eq!(q.take(Some(1), "poll2"), None);
+    }
+
+    #[test]
+    fn outage_wins_then_ends_and_clear_empties() {
+        let mut q = Faults::default();
+        q.push(
+            req(serde_json::json!({"endpoint":"poll2","retcode":121}))
+                .into_fault()
+                .unwrap(),
+        );
+        let o: OutageRequest =
+            serde_json::from_value(serde_json::json!({"seconds":0.2,"http_status":502})).unwrap();
+        let (a, len) = o.validate().unwrap();
+        q.start_outage(a, len);
+        assert_eq!(q.take(Some(1), "login2"), Some(FaultAction::HttpStatus(502)));
+        assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::HttpStatus(502)));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::Retcode(121)));
+        q.start_outage(FaultAction::Drop, std::time::Duration::from_secs(60));
+        assert_eq!(q.clear(), 0);
+        assert_eq!(q.take(Some(1), "poll2"), None);
+        for bad in [
+            serde_json::json!({"seconds":5}),
+            serde_json::json!({"seconds":5,"mode":"drop","http_status":502}),
+            serde_json::json!({"seconds":5,"mode":"hang"}),
+            serde_json::json!({"seconds":0,"mode":"drop"}),
+            serde_json::json!({"seconds":5,"http_status":99}),
+        ] {
+            let o: OutageRequest = serde_json::from_value(bad.clone()).unwrap();
+            assert!(o.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

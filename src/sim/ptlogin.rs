@@ -38,7 +38,7 @@ pub fn login_page(_sim: &Sim, _req: &Req) -> Outcome {
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>QQ帐号安全登录</title>\
 <script>var g_pt_version=encodeURIComponent(\"10233\"),g_login_sig=encodeURIComponent(\"{sig}\"),\
 g_mibao_css=encodeURIComponent(\"m_webqq\"),g_appid=encodeURIComponent(\"501004106\");</script>\
-</head><body><form><input type=\"hidden\" name=\"aid\" value=\"501004106\"></form></body></html>"
+</head><body><form><input type=\"hidden\" name=\"aid\" value=\"501004106\" /></form></body></html>"
     );
     let mut r = html(page);
     set_cookie(&mut r, "pt_login_sig", &sig);
@@ -184,6 +184,7 @@ pub fn ptqrlogin(sim: &Sim, req: &Req) -> Outcome {
     };
     // A missing ptqrtoken is the pre-2017 era and accepted; a wrong one is refused with the
     // generic ptlogin "bad parameters" answer (§3.4, §16).
+    let with_token = req.q("ptqrtoken").is_some();
     if let Some(tok) = req.q("ptqrtoken") {
         if tok.trim() != hash33(&qrsig).to_string() {
             let body = ptui_cb(
@@ -216,6 +217,9 @@ pub fn ptqrlogin(sim: &Sim, req: &Req) -> Outcome {
             q.state = QrState::Used;
             let qq = qq.unwrap_or_default();
             let lid = w.create_login(qq, now);
+            if let Some(l) = w.logins.get_mut(&lid) {
+                l.qr_without_token = !with_token;
+            }
             let l = w.logins[&lid].clone();
             let nick = w
                 .accounts

@@ -128,8 +128,11 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/sent", get(control::get_sent))
         .route(
             "/sim/faults",
-            post(control::post_fault).get(control::get_faults),
+            post(control::post_fault)
+                .get(control::get_faults)
+                .delete(control::delete_faults),
         )
+        .route("/sim/outage", post(control::post_outage))
         .route("/sim/kick", post(control::kick))
         .route("/sim/expire", post(control::expire))
         .route("/sim/clock/advance", post(control::clock_advance))

@@ -376,6 +376,8 @@ pub struct Login {
     pub vfwebqq: Option<String>,
     /// Sessions created on this login (0 → the next login2 is a full login).
     pub sessions_created: u64,
+    /// The QR poll that made this login sent no `ptqrtoken` (the pre-2017 client era).
+    pub qr_without_token: bool,
 }
 
 /// Lifecycle of a channel session.
@@ -399,6 +401,10 @@ pub struct Session {
     pub status: String,
     /// `get_online_buddies2` was called (§3.8); until then poll answers 103.
     pub activated: bool,
+    /// Logged in the early-2016 way (login2 on `d.web2.qq.com` with the client's own
+    /// clientid after a QR login without `ptqrtoken`): the §3.8 warm-up rule came later
+    /// (2016-04), so such a session may poll without it.
+    pub legacy: bool,
     pub state: SessionState,
     seed: u64,
     uins: HashMap<u64, u64>,
@@ -435,6 +441,7 @@ impl Session {
             vfwebqq,
             status,
             activated: false,
+            legacy: false,
             state: SessionState::Alive,
             seed: rand::rng().random(),
             uins: HashMap::new(),
@@ -640,6 +647,7 @@ impl World {
             dead: false,
             vfwebqq: None,
             sessions_created: 0,
+            qr_without_token: false,
         };
         self.login_by_skey.insert(login.skey.clone(), id);
         self.login_by_ptsigx.insert(login.ptsigx.clone(), id);
