@@ -436,6 +436,25 @@ impl Event for OutgoingHeld<'_> {
     }
 }
 
+/// The outage breaker opened (`up: false`: most accounts saw the service fail, calls wait
+/// while one probe at a time tests it) or closed again (`up: true`).
+pub struct ServiceHealth {
+    pub up: bool,
+}
+
+impl Event for ServiceHealth {
+    fn emit(self) {
+        if self.up {
+            tracing::info!("service answers again: outage breaker closed, accounts resume");
+        } else {
+            tracing::warn!(
+                "service outage: most accounts see transport errors or 5xx; calls pause while one probe at a time tests it"
+            );
+        }
+        metrics().service_up.set(i64::from(self.up));
+    }
+}
+
 /// How many characters of a message text its log line shows.
 pub const TEXT_EXCERPT_CHARS: usize = 80;
 
@@ -537,6 +556,8 @@ pub struct Metrics {
     /// Fleet-wide: the log line says which account and poll type.
     duplicates_dropped: prometheus::IntCounter,
     messages_held: IntCounterVec,
+    /// Fleet-wide: 0 while the outage breaker is open.
+    service_up: IntGauge,
     /// Every account we have heard of: its current state and the label values of its series
     /// (see [`AccountSeries`]).
     accounts: Mutex<HashMap<String, AccountSeries>>,
@@ -658,6 +679,13 @@ impl Metrics {
         for actor in ["account", "login", "poller", "sender"] {
             actor_restarts.with_label_values(&[actor]).inc_by(0);
         }
+        let service_up = IntGauge::with_opts(opts(
+            "qqfleet_service_up",
+            "1 while the WebQQ service answers; 0 while the outage breaker is open (most accounts saw transport errors or 5xx, calls pause, one probe at a time tests the service).",
+        ))
+        .expect("valid metric");
+        service_up.set(1);
+        reg(Box::new(service_up.clone()));
         let build_info = gauge_vec(
             "qqfleet_build_info",
             "Always 1; the version label says which qqfleet is running.",
@@ -689,6 +717,7 @@ impl Metrics {
             actor_restarts,
             duplicates_dropped,
             messages_held,
+            service_up,
             accounts: Mutex::new(HashMap::new()),
         }
     }

@@ -13,7 +13,7 @@ use actix::prelude::*;
 
 use crate::api::auth::AdminToken;
 use crate::fleet::{
-    account, debug_hooks, messages, phone, status, supervisor, watcher, FleetError,
+    account, breaker, debug_hooks, messages, phone, status, supervisor, watcher, FleetError,
 };
 use crate::protocol::Endpoints;
 use crate::store::{SledStore, Store};
@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// created on first start as) `<data>/admin.token`, mode 0600.
     #[arg(long)]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Turn the outage breaker off: every account then retries on its own backoff through
+    /// an outage of the whole service (for comparison; see docs/RELIABILITY.md).
+    #[arg(long)]
+    pub no_outage_breaker: bool,
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -96,7 +100,16 @@ async fn serve(
     let account_count = crate::config::scan_dir(&args.accounts)
         .map(|s| s.len())
         .unwrap_or(0);
+    let breaker = if args.no_outage_breaker {
+        breaker::Breaker::disabled()
+    } else {
+        breaker::Breaker::new(
+            breaker::BreakerConfig::default(),
+            breaker::http_probe(&endpoints),
+        )
+    };
     let deps = Arc::new(account::Deps {
+        breaker,
         store: store.clone(),
         connector: Arc::new(crate::fleet::webqq::ClientConnector { endpoints }),
         status: status.clone(),

@@ -68,6 +68,8 @@ pub struct Deps {
     pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
+    /// The fleet-wide outage breaker every connection goes through.
+    pub breaker: Arc<super::breaker::Breaker>,
 }
 
 /// One QQ account.
@@ -144,7 +146,7 @@ impl Account {
     /// A connection for this account, every call of which logs inside the account's span.
     fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
         let c = self.deps.connector.connect(session)?;
-        Ok(InSpan::wrap(c, self.id()))
+        Ok(InSpan::wrap(self.deps.breaker.wrap(c, self.id()), self.id()))
     }
 
     /// Updates this account's status entry (if it still exists: a removed account's late
@@ -653,6 +655,10 @@ impl Account {
                 self.failures = 0;
                 self.refusals = 0;
                 self.status(|s| s.failures = Some(0));
+            }
+            if !self.deps.breaker.is_up() {
+                // A poll waiting at the outage breaker's gate is not a silent poll.
+                self.last_poll = Instant::now();
             }
             let client = self.client.clone();
             let watchdog = Duration::from_secs(self.cfg.supervision.watchdog_secs);
