@@ -42,7 +42,8 @@ pub struct BreakerConfig {
     /// At least this many accounts must have failed within the window (fewer when the
     /// fleet has fewer accounts: one account alone can open it).
     pub min_failing: usize,
-    /// First pause before a probe, doubled after each failed probe up to `probe_cap`.
+    /// First pause before a probe, doubled after each failed probe up to `probe_cap` (so the
+    /// fleet is back at most `probe_cap` + `jitter` after the service).
     pub probe_base: Duration,
     pub probe_cap: Duration,
     /// Once closed, each waiting call goes on after a uniform random delay up to this.
@@ -55,7 +56,7 @@ impl Default for BreakerConfig {
             window: Duration::from_secs(10),
             min_failing: 3,
             probe_base: Duration::from_secs(1),
-            probe_cap: Duration::from_secs(8),
+            probe_cap: Duration::from_secs(5),
             jitter: Duration::from_secs(3),
         }
     }
@@ -375,7 +376,7 @@ mod tests {
         }
         assert!(!b.is_up(), "7 failing of 12 accounts opens it");
         assert_eq!(b.times_opened(), 1);
-        // Probes at 1, 1+2, 3+4, 7+8, 15+8 s: one at a time, with backoff up to the cap.
+        // Probes at 1, 1+2, 3+4, 7+5, 12+5 s: one at a time, with backoff up to the cap.
         tokio::time::sleep(Duration::from_millis(16_000)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 4);
         assert!(!b.is_up());
@@ -388,7 +389,7 @@ mod tests {
             })
         };
         up.store(true, Ordering::SeqCst);
-        let back_at = Instant::now() + Duration::from_secs(8);
+        let back_at = Instant::now() + Duration::from_secs(5);
         let went = waiter.await.unwrap();
         assert!(b.is_up());
         assert_eq!(calls.load(Ordering::SeqCst), 5);
