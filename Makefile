@@ -36,6 +36,19 @@ bench: build
 	QQFLEET_SCALE_N=$(BENCH_ACCOUNTS) QQFLEET_SCALE_BIN=target/release/qqfleet \
 	  $(CARGO) run --release --quiet --example fleet_scale
 
+## The chaos soak (issue 11): SOAK_ACCOUNTS accounts (1,000) for SOAK_SECS seconds (600)
+## against the simulator in its own process, with poll faults, kicks, expiries, a 20 s outage
+## and 20 messages a second; first the requests sent during a 20 s outage with and without
+## the outage breaker. Report: target/soak/report.json (summary in docs/RELIABILITY.md).
+## CI runs a 100-account, 60 s version in `make test` (tests/chaos_soak.rs).
+SOAK_SECS ?= 600
+SOAK_ACCOUNTS ?= 1000
+.PHONY: soak
+soak: build
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	SOAK_SECS=$(SOAK_SECS) SOAK_ACCOUNTS=$(SOAK_ACCOUNTS) QQFLEET_SOAK_BIN=target/release/qqfleet \
+	  $(CARGO) run --release --quiet --example chaos_soak
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -30,7 +30,11 @@ async fn main() {
                 accounts,
                 20,
                 breaker,
-                out.join(if breaker { "outage-breaker" } else { "outage-no-breaker" }),
+                out.join(if breaker {
+                    "outage-breaker"
+                } else {
+                    "outage-no-breaker"
+                }),
             )
             .await;
             eprintln!("outage, breaker={breaker}: {r}");

@@ -157,6 +157,7 @@ fn dashboard_covers_every_family_and_filters_per_account_panels() {
         "qqfleet_messages_held_total",
         "qqfleet_duplicates_dropped_total",
         "qqfleet_build_info",
+        "qqfleet_service_up",
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_max_fds",

@@ -514,3 +514,22 @@ fn promtool_check_metrics_passes() {
     );
     assert!(!ok, "promtool accepted a counter without _total");
 }
+
+#[test]
+fn service_up_follows_the_outage_breaker() {
+    use qqfleet::events::ServiceHealth;
+    // Present at 1 before any outage, so "is the service up" is always a number.
+    assert_eq!(
+        value(&render_metrics(), "qqfleet_service_up", &[]),
+        Some(1.0)
+    );
+    emit(ServiceHealth { up: false });
+    let text = render_metrics();
+    assert!(text.contains("# TYPE qqfleet_service_up gauge"), "{text}");
+    assert_eq!(value(&text, "qqfleet_service_up", &[]), Some(0.0));
+    emit(ServiceHealth { up: true });
+    assert_eq!(
+        value(&render_metrics(), "qqfleet_service_up", &[]),
+        Some(1.0)
+    );
+}

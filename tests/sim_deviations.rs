@@ -206,7 +206,10 @@ async fn early_2016_logins_poll_without_the_warm_up() {
             assert_eq!(v["retcode"], 0, "case {i}: {v}");
             assert_eq!(v["result"][0]["poll_type"], "message", "case {i}: {v}");
         } else {
-            assert_eq!(v["retcode"], 103, "case {i}: the warm-up still applies: {v}");
+            assert_eq!(
+                v["retcode"], 103,
+                "case {i}: the warm-up still applies: {v}"
+            );
         }
     }
 }

@@ -146,7 +146,10 @@ impl Account {
     /// A connection for this account, every call of which logs inside the account's span.
     fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
         let c = self.deps.connector.connect(session)?;
-        Ok(InSpan::wrap(self.deps.breaker.wrap(c, self.id()), self.id()))
+        Ok(InSpan::wrap(
+            self.deps.breaker.wrap(c, self.id()),
+            self.id(),
+        ))
     }
 
     /// Updates this account's status entry (if it still exists: a removed account's late

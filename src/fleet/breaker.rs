@@ -357,8 +357,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_on_most_accounts_failing_probes_with_backoff_and_closes() {
-        let (up, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
-        let b = Breaker::new(BreakerConfig::default(), probe_that(up.clone(), calls.clone()));
+        let (up, calls) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU32::new(0)),
+        );
+        let b = Breaker::new(
+            BreakerConfig::default(),
+            probe_that(up.clone(), calls.clone()),
+        );
         for a in ["ok0", "ok1", "ok2", "ok3", "ok4", "flappy", "a"] {
             b.register(a);
         }

@@ -131,7 +131,9 @@ impl OutageRequest {
             (Some("drop"), None) => FaultAction::Drop,
             (None, Some(s)) if (100..=599).contains(&s) => FaultAction::HttpStatus(s),
             (None, Some(_)) => return Err("http_status must be 100..=599".into()),
-            (Some(m), None) => return Err(format!("unknown mode {m:?} (the one mode is \"drop\")")),
+            (Some(m), None) => {
+                return Err(format!("unknown mode {m:?} (the one mode is \"drop\")"))
+            }
             _ => return Err("give exactly one of mode \"drop\" or http_status".into()),
         };
         Ok((action, std::time::Duration::from_secs_f64(self.seconds)))
@@ -277,7 +279,10 @@ mod tests {
             serde_json::from_value(serde_json::json!({"seconds":0.2,"http_status":502})).unwrap();
         let (a, len) = o.validate().unwrap();
         q.start_outage(a, len);
-        assert_eq!(q.take(Some(1), "login2"), Some(FaultAction::HttpStatus(502)));
+        assert_eq!(
+            q.take(Some(1), "login2"),
+            Some(FaultAction::HttpStatus(502))
+        );
         assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::HttpStatus(502)));
         std::thread::sleep(std::time::Duration::from_millis(250));
         assert_eq!(q.take(Some(1), "poll2"), Some(FaultAction::Retcode(121)));

@@ -145,7 +145,10 @@ fn start_fleet(cfg: &SoakConfig, dir: &Path, base: &str) -> (Proc, String) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (Proc(child), api.expect("the fleet prints its admin API address"))
+    (
+        Proc(child),
+        api.expect("the fleet prints its admin API address"),
+    )
 }
 
 fn qq_of(i: usize) -> u64 {
@@ -203,7 +206,11 @@ async fn phone(api: String, base: String, stop: Arc<Mutex<bool>>, scans: Arc<Mut
             let (Some(id), Some(qq)) = (a["id"].as_str(), a["qq"].as_u64()) else {
                 continue;
             };
-            let Ok(r) = http().get(format!("{api}/api/accounts/{id}/qr")).send().await else {
+            let Ok(r) = http()
+                .get(format!("{api}/api/accounts/{id}/qr"))
+                .send()
+                .await
+            else {
                 continue;
             };
             if r.status() != 200 {
@@ -377,19 +384,34 @@ pub async fn run(cfg: SoakConfig) -> Value {
     let mut rng = rand::rng();
     let secs = cfg.secs as f64;
     let outage_at = (secs * 0.3).max(5.0);
-    let at_least_one = |f: f64| if f > 0.0 { ((n as f64 * f).ceil() as usize).max(1) } else { 0 };
+    let at_least_one = |f: f64| {
+        if f > 0.0 {
+            ((n as f64 * f).ceil() as usize).max(1)
+        } else {
+            0
+        }
+    };
     let n_kick = at_least_one(cfg.kick_fraction);
     let n_expire = at_least_one(cfg.expire_fraction);
     // Kicks and expiries away from the outage, spread over the first 60 % of the run.
     let mut pool: Vec<usize> = (0..n).collect();
-    let mut pick = |rng: &mut rand::rngs::ThreadRng| pool.swap_remove(rng.random_range(0..pool.len()));
+    let mut pick =
+        |rng: &mut rand::rngs::ThreadRng| pool.swap_remove(rng.random_range(0..pool.len()));
     let mut kicks: Vec<(f64, usize)> = (0..n_kick)
-        .map(|k| ((k as f64 + 0.5) / n_kick as f64 * secs * 0.25, pick(&mut rng)))
+        .map(|k| {
+            (
+                (k as f64 + 0.5) / n_kick as f64 * secs * 0.25,
+                pick(&mut rng),
+            )
+        })
         .collect();
     let mut expiries: Vec<(f64, usize)> = (0..n_expire)
         .map(|k| {
             (
-                outage_at + cfg.outage_secs as f64 + 2.0 + (k as f64 + 0.5) / n_expire as f64 * secs * 0.2,
+                outage_at
+                    + cfg.outage_secs as f64
+                    + 2.0
+                    + (k as f64 + 0.5) / n_expire as f64 * secs * 0.2,
                 pick(&mut rng),
             )
         })
@@ -533,7 +555,10 @@ pub async fn run(cfg: SoakConfig) -> Value {
         }
         let mut pending = 0;
         if all_online && missing == 0 {
-            for i in by_acc.keys().filter(|i| is_echo(**i) && !kicked.contains(*i)) {
+            for i in by_acc
+                .keys()
+                .filter(|i| is_echo(**i) && !kicked.contains(*i))
+            {
                 pending += outbox(&api, &id_of(*i)).await.1.len();
             }
         }
@@ -549,8 +574,14 @@ pub async fn run(cfg: SoakConfig) -> Value {
     let mut failures: Vec<String> = Vec::new();
     let not_online: Vec<String> = (0..n)
         .filter(|i| !kicked.contains(i))
-        .filter(|i| final_states.get(&id_of(*i)).is_none_or(|s| s != "online"))
-        .map(|i| format!("{}={}", id_of(i), final_states.get(&id_of(i)).map_or("?", |s| s)))
+        .filter(|i| final_states.get(&id_of(*i)).map_or(true, |s| s != "online"))
+        .map(|i| {
+            format!(
+                "{}={}",
+                id_of(i),
+                final_states.get(&id_of(i)).map_or("?", |s| s)
+            )
+        })
         .collect();
     if !not_online.is_empty() {
         failures.push(format!(
@@ -561,7 +592,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
     }
     let kicked_not_stopped: Vec<String> = kicked
         .iter()
-        .filter(|i| final_states.get(&id_of(**i)).is_none_or(|s| s != "stopped"))
+        .filter(|i| final_states.get(&id_of(**i)).map_or(true, |s| s != "stopped"))
         .map(|i| id_of(*i))
         .collect();
     // Messages: exactly once for accounts whose server session was never thrown away;
@@ -604,7 +635,10 @@ pub async fn run(cfg: SoakConfig) -> Value {
                         } else {
                             missing_clean += 1;
                             if examples.len() < 10 {
-                                examples.push(format!("{id}: no reply to {:?} (t={:.1})", m.text, m.at));
+                                examples.push(format!(
+                                    "{id}: no reply to {:?} (t={:.1})",
+                                    m.text, m.at
+                                ));
                             }
                         }
                     }
@@ -625,7 +659,8 @@ pub async fn run(cfg: SoakConfig) -> Value {
                     0 => {
                         missing_clean += 1;
                         if examples.len() < 10 {
-                            examples.push(format!("{id}: {:?} not handled (t={:.1})", m.text, m.at));
+                            examples
+                                .push(format!("{id}: {:?} not handled (t={:.1})", m.text, m.at));
                         }
                     }
                     k => {
@@ -642,13 +677,17 @@ pub async fn run(cfg: SoakConfig) -> Value {
         failures.push(format!("{handled_twice} messages handled more than once"));
     }
     if missing_clean > 0 {
-        failures.push(format!("{missing_clean} messages never handled (accounts never kicked, expired or timed out)"));
+        failures.push(format!(
+            "{missing_clean} messages never handled (accounts never kicked, expired or timed out)"
+        ));
     }
     if replies_twice > 0 {
         failures.push(format!("{replies_twice} replies delivered more than once"));
     }
     if replies_pending > 0 {
-        failures.push(format!("{replies_pending} replies still pending in an outbox"));
+        failures.push(format!(
+            "{replies_pending} replies still pending in an outbox"
+        ));
     }
     // Memory over the second half of the chaos.
     let half = secs / 2.0;
@@ -664,7 +703,9 @@ pub async fn run(cfg: SoakConfig) -> Value {
         0.0
     };
     if growth >= 5.0 {
-        failures.push(format!("resident memory grew {growth:.1} % over the second half ({mid} → {end} KiB)"));
+        failures.push(format!(
+            "resident memory grew {growth:.1} % over the second half ({mid} → {end} KiB)"
+        ));
     }
     let mut panics = 0;
     for f in ["fleet.stderr", "sim.stderr"] {
@@ -680,11 +721,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
     }
     *stop_phone.lock().unwrap() = true;
     let _ = tokio::time::timeout(Duration::from_secs(5), phone_task).await;
-    let metrics = http()
-        .get(format!("{api}/metrics"))
-        .send()
-        .await
-        .ok();
+    let metrics = http().get(format!("{api}/metrics")).send().await.ok();
     let metrics = match metrics {
         Some(r) => r.text().await.unwrap_or_default(),
         None => String::new(),
@@ -735,7 +772,13 @@ pub async fn run(cfg: SoakConfig) -> Value {
 
 /// Requests the fleet sends to the simulator during a `secs` outage of every endpoint, with or
 /// without the breaker: `accounts` accounts online, no other chaos.
-pub async fn outage_requests(bin: PathBuf, accounts: usize, secs: u64, breaker: bool, out_dir: PathBuf) -> Value {
+pub async fn outage_requests(
+    bin: PathBuf,
+    accounts: usize,
+    secs: u64,
+    breaker: bool,
+    out_dir: PathBuf,
+) -> Value {
     let mut cfg = SoakConfig::new(bin, accounts, secs + 15, out_dir);
     cfg.msgs_per_sec = 1;
     cfg.fault_every_ms = 3_600_000;
