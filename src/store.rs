@@ -75,6 +75,22 @@ pub struct OutMsg {
     pub accepted_at: u64,
 }
 
+/// When an account last sent, and to which targets within the last minute (unix ms): the
+/// send limits live in memory, so without this a restart (or a new Sender after a relink)
+/// forgot how recently the account sent and went faster than its limits (issue 11: a resend
+/// 0.57 s after the last send drew 1202).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// The last send attempt of the account.
+    pub last_ms: Option<u64>,
+    /// The last send attempt to each target (by the Sender's target key) within a minute.
+    #[serde(default)]
+    pub targets: std::collections::BTreeMap<String, u64>,
+}
+
+/// How long a target's last send is kept in [`Pacing`] (the per-target quota's window).
+const PACING_KEEP_MS: u64 = 60_000;
+
 /// A message to accept into the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOut {
@@ -141,6 +157,11 @@ pub trait Store: Send + Sync + 'static {
     /// An operator hold (`stopped` after a kick, `parked`) that survives a restart.
     fn set_hold(&self, id: &str, hold: Option<&(AccountState, String)>) -> Result<(), StoreError>;
     fn load_hold(&self, id: &str) -> Result<Option<(AccountState, String)>, StoreError>;
+
+    /// Records a send attempt (before it goes out), flushed: see [`Pacing`].
+    fn record_send(&self, id: &str, target: &str, at_ms: u64) -> Result<(), StoreError>;
+    /// The recorded send attempts of an account (empty if none).
+    fn load_pacing(&self, id: &str) -> Result<Pacing, StoreError>;
 
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -350,6 +371,12 @@ impl SledStore {
         Ok(out)
     }
 
+    fn pace_key(id: &str) -> Vec<u8> {
+        let mut k = b"pace\0".to_vec();
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
     fn hold_key(id: &str) -> Vec<u8> {
         let mut k = b"hold\0".to_vec();
         k.extend_from_slice(id.as_bytes());
@@ -545,6 +572,29 @@ impl Store for SledStore {
         }))
     }
 
+    fn record_send(&self, id: &str, target: &str, at_ms: u64) -> Result<(), StoreError> {
+        // A record that does not decode is replaced: it must never stop the sends.
+        let mut p = match self.load_pacing(id) {
+            Err(StoreError::Corrupt { .. }) => Pacing::default(),
+            other => other?,
+        };
+        p.last_ms = Some(p.last_ms.map_or(at_ms, |l| l.max(at_ms)));
+        p.targets
+            .retain(|_, t| at_ms.saturating_sub(*t) < PACING_KEEP_MS);
+        p.targets.insert(target.to_string(), at_ms);
+        self.meta.insert(Self::pace_key(id), encode(&p))?;
+        self.meta.flush()?;
+        Ok(())
+    }
+
+    fn load_pacing(&self, id: &str) -> Result<Pacing, StoreError> {
+        let k = Self::pace_key(id);
+        match self.meta.get(&k)? {
+            Some(v) => decode(&k, &v),
+            None => Ok(Pacing::default()),
+        }
+    }
+
     fn set_hold(&self, id: &str, hold: Option<&(AccountState, String)>) -> Result<(), StoreError> {
         let k = Self::hold_key(id);
         match hold {
@@ -574,6 +624,14 @@ impl Store for SledStore {
 }
 
 /// Unix seconds now.
+/// Unix milliseconds (pacing records).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

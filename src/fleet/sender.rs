@@ -10,6 +10,9 @@
 //! * Every attempt of a message uses the msg_id recorded with it at its first attempt
 //!   (`WebQq::send` with a given msg_id), so a resend after a transport error or a crash is
 //!   deduplicated by the server without rebuilding the client.
+//! * Pacing survives a restart: every attempt's time is recorded before it goes out, and a
+//!   new Sender (after a relink, a restart or a crash) waits a full quota interval after the
+//!   recorded ones (`Limits::restore`): the account never sends faster than its limits.
 //! * Transport trouble → the same entry again after a growing pause; a lost session → the
 //!   Account reconnects and a new Sender takes over.
 
@@ -28,7 +31,7 @@ use crate::events::{emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceive
 use crate::limits::Limits;
 use crate::protocol::content::split_text;
 use crate::protocol::{ProtocolError, SendOutcome, Target};
-use crate::store::{OutMsg, Store};
+use crate::store::{now_ms, OutMsg, Store};
 
 /// Longest pause between two attempts of one message after transport errors.
 const MAX_RETRY: Duration = Duration::from_secs(60);
@@ -143,6 +146,17 @@ impl Sender {
                 first
             }
         };
+        // The attempt counts against the limits from now on, across a crash or a restart
+        // (the server counts it when it arrives): recorded before it goes out.
+        if let Err(e) = self
+            .store
+            .record_send(&self.id, &target_key(&head.target), now_ms())
+        {
+            tracing::error!(account = %self.id, error = %e,
+                "cannot record the send time; retrying");
+            self.later(Duration::from_secs(1), ctx);
+            return;
+        }
         self.in_flight = true;
         let fut = self
             .client
@@ -364,6 +378,18 @@ impl Actor for Sender {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Sends of an earlier Sender (before a relink, a restart, a crash) still count.
+        match self.store.load_pacing(&self.id) {
+            Ok(p) => {
+                let now = now_ms();
+                let ago = |t: u64| Duration::from_millis(now.saturating_sub(t));
+                self.limits.restore(
+                    p.last_ms.map(ago),
+                    p.targets.into_iter().map(|(k, t)| (k, ago(t))),
+                );
+            }
+            Err(e) => tracing::error!(account = %self.id, error = %e, "pacing unreadable"),
+        }
         self.pump(ctx);
     }
 }
