@@ -71,6 +71,10 @@ pub struct OutMsg {
     /// this often is held, not retried forever.
     #[serde(default)]
     pub rejections: u32,
+    /// `on_uncertain = "confirm"` already resent it once without seeing its echo: the next
+    /// miss goes to the fallback (kept here so a crash cannot make it two resends).
+    #[serde(default)]
+    pub confirm_resent: bool,
     /// Unix seconds of acceptance.
     pub accepted_at: u64,
 }
@@ -354,6 +358,7 @@ impl SledStore {
                         msg_id: None,
                         attempts: 0,
                         rejections: 0,
+                        confirm_resent: false,
                         accepted_at: now,
                     };
                     outbox.insert(seq_key(id, *seq), encode(&msg))?;
@@ -469,6 +474,7 @@ impl Store for SledStore {
         let mut msg: OutMsg = decode(&k, &v)?;
         msg.attempts = 0;
         msg.rejections = 0;
+        msg.confirm_resent = false;
         (&self.outbox, &self.held)
             .transaction(|(outbox, held)| {
                 held.remove(k.as_slice())?;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod fleet_common;
-use fleet_common::{get, http, post, token_file, wait_exit, write_account};
+mod sim_common;
+use fleet_common::{get, http, post, token_file, write_account};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
 
@@ -314,4 +315,292 @@ async fn pacing_survives_a_sigkill_and_no_reply_is_lost() {
         "a send drew 1202 after the restart: {acc}\n{}",
         tail(&f.stderr)
     );
+}
+
+/// Every number under a `uin`, `muin` or `mem_uin` key anywhere in `v`.
+fn uins_in(v: &Value, out: &mut Vec<u64>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if matches!(k.as_str(), "uin" | "muin" | "mem_uin") {
+                    if let Some(n) = x.as_u64() {
+                        out.push(n);
+                    }
+                }
+                uins_in(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| uins_in(x, out)),
+        _ => {}
+    }
+}
+
+/// The simulator echoes an account's own sends as WEBQQ.md §5.4 says: a friend message
+/// comes back with the text only and no recipient (from and to are the own uin); a group
+/// or discussion message names its conversation but comes from a pseudo uin that is stable
+/// for the session, is not the own uin and is in no member list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_echoes_own_sends_as_section_5_4_says() {
+    use sim_common::{D_REF, S_REF};
+    let h = sim_common::start(sim_common::cfg()).await;
+    let mut c = sim_common::login(&h.base_url(), 21101).await;
+    let f = c.friends().await;
+    let friend = f["result"]["friends"][0]["uin"].as_u64().unwrap();
+    let ptwebqq = c.cookie("ptwebqq").unwrap();
+    let g = c
+        .post_r(
+            "s.web2.qq.com/api/get_group_name_list_mask2",
+            S_REF,
+            &json!({"vfwebqq": c.vfwebqq, "hash": sim_common::hash_p(c.qq, &ptwebqq)}),
+        )
+        .await;
+    let gid = g["result"]["gnamelist"][0]["gid"].as_u64().unwrap();
+    let code = g["result"]["gnamelist"][0]["code"].as_u64().unwrap();
+    let info = c
+        .get_json(
+            &format!(
+                "s.web2.qq.com/api/get_group_info_ext2?gcode={code}&vfwebqq={}&t=1",
+                c.vfwebqq
+            ),
+            S_REF,
+        )
+        .await;
+    let dl = c
+        .get_json(
+            &format!(
+                "s.web2.qq.com/api/get_discus_list?clientid=53999199&psessionid={}&vfwebqq={}&t=1",
+                c.psessionid, c.vfwebqq
+            ),
+            S_REF,
+        )
+        .await;
+    let did = dl["result"]["dnamelist"][0]["did"].as_u64().unwrap();
+    let di = c
+        .get_json(
+            &format!(
+                "d1.web2.qq.com/channel/get_discu_info?did={did}&vfwebqq={}&clientid=53999199&psessionid={}&t=1",
+                c.vfwebqq, c.psessionid
+            ),
+            D_REF,
+        )
+        .await;
+    let mut members = Vec::new();
+    uins_in(&info, &mut members);
+    uins_in(&di, &mut members);
+    uins_in(&f, &mut members);
+    assert!(members.len() > 3, "{info} {di}");
+    // The received content: a font item, then strings (and faces, none here).
+    let text = |v: &Value| -> String {
+        v["value"]["content"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+
+    // A friend message: text only, no recipient.
+    let r = c
+        .send(
+            "send_buddy_msg2",
+            ("to", json!(friend)),
+            &[json!("to a friend")],
+        )
+        .await;
+    assert_eq!(r["errCode"], 0, "{r}");
+    let e = c.poll_event().await;
+    assert_eq!(e["poll_type"], "message", "{e}");
+    assert_eq!(e["value"]["from_uin"], 21101, "{e}");
+    assert_eq!(e["value"]["to_uin"], 21101, "no recipient: {e}");
+    assert_eq!(text(&e), "to a friend");
+
+    // Group and discussion: the conversation, from the session's pseudo echo uin.
+    let mut echo_uins = Vec::new();
+    for (i, (ep, field, id, poll_type)) in [
+        ("send_qun_msg2", "group_uin", gid, "group_message"),
+        ("send_discu_msg2", "did", did, "discu_message"),
+        ("send_qun_msg2", "group_uin", gid, "group_message"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = format!("to a conversation {i}");
+        let r = c.send(ep, (field, json!(id)), &[json!(body)]).await;
+        assert_eq!(r["errCode"], 0, "{r}");
+        let e = c.poll_event().await;
+        assert_eq!(e["poll_type"], poll_type, "{e}");
+        assert_eq!(e["value"]["from_uin"], id, "{e}");
+        assert_eq!(text(&e), body);
+        let send_uin = e["value"]["send_uin"].as_u64().unwrap();
+        assert_ne!(send_uin, 21101, "not the own uin: {e}");
+        assert!(!members.contains(&send_uin), "in no member list: {e}");
+        echo_uins.push(send_uin);
+    }
+    assert!(
+        echo_uins.iter().all(|u| *u == echo_uins[0]),
+        "stable for the session: {echo_uins:?}"
+    );
+    // A new session has another echo uin (pseudo uins are per session, §1).
+    let mut c2 = sim_common::login(&h.base_url(), 21101).await;
+    let g = c2
+        .post_r(
+            "s.web2.qq.com/api/get_group_name_list_mask2",
+            S_REF,
+            &json!({"vfwebqq": c2.vfwebqq, "hash": sim_common::hash_p(c2.qq, &c2.cookie("ptwebqq").unwrap())}),
+        )
+        .await;
+    let gid2 = g["result"]["gnamelist"][0]["gid"].as_u64().unwrap();
+    let r = c2
+        .send(
+            "send_qun_msg2",
+            ("group_uin", json!(gid2)),
+            &[json!("again")],
+        )
+        .await;
+    assert_eq!(r["errCode"], 0, "{r}");
+    let mut e = c2.poll_event().await;
+    for _ in 0..5 {
+        if e["poll_type"] == "group_message" {
+            break;
+        }
+        e = c2.poll_event().await;
+    }
+    assert_ne!(
+        e["value"]["send_uin"].as_u64().unwrap(),
+        echo_uins[0],
+        "{e}"
+    );
+}
+
+fn fast_account(qq: u64, extra: &str) -> String {
+    format!(
+        "qq = {qq}\n{extra}\n[supervision]\nqr_check_secs = 1\n\n[limits]\nsend_per_minute = 300\nsend_burst = 5\ntarget_per_minute = 600\ntarget_burst = 50\n"
+    )
+}
+
+async fn send_api(f: &Fleet, id: &str, body: Value) {
+    let r = post(&format!("{}/api/accounts/{id}/send", f.api), body).await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+}
+
+/// `on_uncertain = "confirm"` (the default): a 1202 whose message was delivered is confirmed
+/// by its echo (friend and group) and not resent; a 1202 whose message was not delivered is
+/// resent once with the same msg_id and arrives once; one that stays unconfirmed after the
+/// resend goes to the `on_unconfirmed` fallback: held with its reason, or counted delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncertain_send_is_confirmed_by_its_echo_or_resent_once() {
+    let sim = sim_with(quiet_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "a", &fast_account(21201, ""));
+    write_account(dir.path(), "b", &fast_account(21202, ""));
+    write_account(
+        dir.path(),
+        "c",
+        &fast_account(21203, "on_unconfirmed = \"assume_delivered\""),
+    );
+    let f = start_fleet(dir.path(), &dir.path().join("data"), &sim, &[]);
+    for (id, qq) in [("a", 21201u64), ("b", 21202), ("c", 21203)] {
+        login(&f, &sim, id, qq).await;
+    }
+    let friend = |c: &Value| c["friends"][0]["uin"].as_u64().unwrap();
+    let ca = contacts(&sim, 21201).await;
+    // a: delivered but answered 1202 (friend, then group), then not delivered once.
+    fault(
+        &sim,
+        json!({"qq": 21201, "endpoint": "send_buddy_msg2", "retcode": 1202, "deliver": true, "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"qq": 21201, "endpoint": "send_qun_msg2", "retcode": 1202, "deliver": true, "count": 1}),
+    )
+    .await;
+    send_api(
+        &f,
+        "a",
+        json!({"kind": "buddy", "to": friend(&ca), "text": "seen"}),
+    )
+    .await;
+    let gid = ca["groups"][0]["gid"].as_u64().unwrap();
+    send_api(
+        &f,
+        "a",
+        json!({"kind": "group", "to": gid, "text": "group seen"}),
+    )
+    .await;
+    // b and c: never delivered, answered 1202 twice (the attempt and the one resend).
+    for (id, qq) in [("b", 21202u64), ("c", 21203)] {
+        fault(
+            &sim,
+            json!({"qq": qq, "endpoint": "send_buddy_msg2", "retcode": 1202, "count": 2}),
+        )
+        .await;
+        let c = contacts(&sim, qq).await;
+        send_api(
+            &f,
+            id,
+            json!({"kind": "buddy", "to": friend(&c), "text": "lost"}),
+        )
+        .await;
+        send_api(
+            &f,
+            id,
+            json!({"kind": "buddy", "to": friend(&c), "text": "after"}),
+        )
+        .await;
+    }
+    // a again: not delivered once, then the resend goes through.
+    eventually("a's first two sent", Duration::from_secs(15), || async {
+        (sent(&sim, 21201).await.len() >= 2).then_some(())
+    })
+    .await;
+    fault(
+        &sim,
+        json!({"qq": 21201, "endpoint": "send_buddy_msg2", "retcode": 1202, "count": 1}),
+    )
+    .await;
+    send_api(
+        &f,
+        "a",
+        json!({"kind": "buddy", "to": friend(&ca), "text": "resent"}),
+    )
+    .await;
+    eventually("every outbox idle", Duration::from_secs(40), || async {
+        for id in ["a", "b", "c"] {
+            let ob = outbox(&f, id).await;
+            if !ob["pending"].as_array().is_some_and(|p| p.is_empty()) {
+                return None;
+            }
+        }
+        (sent(&sim, 21201).await.len() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // a: each once; nothing held; the group echo was not answered (no reply loop).
+    assert_eq!(
+        sent_texts(&sim, 21201).await,
+        ["seen", "group seen", "resent"],
+        "confirmed by the echo or resent once\n{}",
+        tail(&f.stderr)
+    );
+    let ob = outbox(&f, "a").await;
+    assert!(ob["held"].as_array().unwrap().is_empty(), "{ob}");
+    // The delivered ones were not sent again (a repeat would show as a dropped duplicate).
+    let acc = get(&format!("{}/sim/accounts/21201", sim.base)).await;
+    assert_eq!(acc["duplicates_dropped"], 0, "{acc}");
+    // b: held with its reason; c: counted delivered; both went on with the next message.
+    for (id, qq) in [("b", 21202u64), ("c", 21203)] {
+        assert_eq!(sent_texts(&sim, qq).await, ["after"], "{id}");
+    }
+    let held = outbox(&f, "b").await["held"].as_array().unwrap().clone();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["text"], "lost");
+    let ob = outbox(&f, "c").await;
+    assert!(ob["held"].as_array().unwrap().is_empty(), "{ob}");
+    let log = std::fs::read_to_string(&f.stderr).unwrap();
+    for outcome in ["echo_seen", "resent", "held", "assumed_delivered"] {
+        assert!(
+            log.contains(&format!("outcome=\"{outcome}\""))
+                || log.contains(&format!("outcome={outcome}")),
+            "no {outcome} in the log"
+        );
+    }
 }

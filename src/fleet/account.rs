@@ -386,6 +386,7 @@ impl Account {
                 self.deps.store.clone(),
                 Limits::new(&self.cfg.limits),
                 self.cfg.on_uncertain,
+                self.cfg.on_unconfirmed,
                 ctx.address(),
             )
             .start(),
@@ -472,6 +473,16 @@ impl Account {
 
     /// Records a received message, then hands it to the handler.
     fn accept(&mut self, msg: Incoming) {
+        if msg.self_echo {
+            // The Sender confirms uncertain sends with these (on_uncertain = "confirm").
+            if let Some(s) = &self.sender {
+                s.do_send(SelfEcho {
+                    kind: msg.kind,
+                    source: (msg.kind != handler::Kind::Buddy).then_some(msg.source),
+                    text: msg.text.clone(),
+                });
+            }
+        }
         let payload = match serde_json::to_vec(&msg) {
             Ok(p) => p,
             Err(_) => return,

@@ -193,6 +193,17 @@ pub struct ReplayInbox;
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// The account's own message came back in poll2 (WEBQQ.md §5.4): what the Sender needs to
+/// confirm an uncertain send. A friend echo carries no recipient (`source` is `None`); a
+/// group or discussion echo names its conversation (`gid`, `did`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SelfEcho {
+    pub kind: super::handler::Kind,
+    pub source: Option<u64>,
+    pub text: String,
+}
+
 /// Stop sending; resolves once no send is in flight (or after the deadline; the message
 /// stays in the outbox and is sent after the restart).
 #[derive(Message, Debug)]

@@ -1316,17 +1316,23 @@ impl Client {
                 ("msg_id", json!(msg_id)),
                 ("psessionid", json!(psessionid)),
             ]);
+            {
+                // Noted before the request goes out: the echo (§5.4) can come back in the
+                // poll before this call's answer does, and an echo not known as ours would
+                // be answered (a reply loop). An answer-less attempt (a timeout) may have
+                // been delivered and echoed too.
+                let mut st = self.state();
+                st.recent_sends
+                    .push_back((Instant::now(), target.clone(), piece.clone()));
+                while st.recent_sends.len() > 256 {
+                    st.recent_sends.pop_front();
+                }
+            }
             let v = self.call_json(ep, &[], Some(ordered(&fields))).await?;
             match classify_send(&v, ep, &self.inner.opts.retcodes) {
                 Ok(o) => {
                     if o == SendOutcome::Uncertain {
                         outcome = SendOutcome::Uncertain;
-                    }
-                    let mut st = self.state();
-                    st.recent_sends
-                        .push_back((Instant::now(), target.clone(), piece.clone()));
-                    while st.recent_sends.len() > 256 {
-                        st.recent_sends.pop_front();
                     }
                 }
                 Err((retcode, action)) => {
