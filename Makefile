@@ -36,6 +36,14 @@ bench: build
 	QQFLEET_SCALE_N=$(BENCH_ACCOUNTS) QQFLEET_SCALE_BIN=target/release/qqfleet \
 	  $(CARGO) run --release --quiet --example fleet_scale
 
+## The crash matrix, long version: CRASH_ROUNDS rounds of a SIGKILL (or an abort at a named
+## crash point) at each of the 8 points of issue 11, each followed by a restart on the same
+## data (`make test` runs one round).
+CRASH_ROUNDS ?= 3
+.PHONY: crash
+crash:
+	CRASH_ROUNDS=$(CRASH_ROUNDS) $(CARGO) test --test sendsafe crash_matrix -- --nocapture
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -62,10 +62,6 @@ pub struct Deps {
     pub status: StatusMap,
     /// Where the `log` handler writes by default (`<data>/handled/<id>.jsonl`).
     pub data_dir: PathBuf,
-    /// Debug hook for the crash test: abort the process right after this account recorded
-    /// a received message and before its handler ran. Set only through
-    /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CRASH_BEFORE_HANDLER=<id>`.
-    pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
 }
@@ -493,10 +489,7 @@ impl Account {
             .accept_incoming(self.id(), &msg.dedup_key(), &payload, now_secs())
         {
             Ok(Some(seq)) => {
-                if self.deps.crash_before_handler.as_deref() == Some(self.id()) {
-                    tracing::warn!(account = %self.id(), "debug hook: crashing before the handler");
-                    std::process::abort();
-                }
+                super::crash::at("before_handler", self.id());
                 self.handle_one(seq, msg);
             }
             Ok(None) => emit(DuplicateDropped {
@@ -525,6 +518,7 @@ impl Account {
                 Vec::new()
             }
         };
+        super::crash::at("before_outbox_commit", self.id());
         let replies: Vec<NewOut> = replies
             .into_iter()
             .map(|r| NewOut {
@@ -886,6 +880,15 @@ impl Handler<LoginReport> for Account {
             }
             LoginReport::Confirmed { gen } if gen == self.gen => {
                 self.set_state(AccountState::LoggingIn, Some("QR confirmed".into()));
+            }
+            LoginReport::Scanned { gen } if gen == self.gen => {
+                // The scan is done: from here a crash resumes with these cookies, no new scan.
+                if let Some(c) = &self.client {
+                    if let Err(e) = self.deps.store.save_session(self.id(), &c.session()) {
+                        tracing::error!(account = %self.id(), error = %e, "session not saved");
+                    }
+                }
+                super::crash::at("after_scan", self.id());
             }
             LoginReport::Done { gen, method } if gen == self.gen => {
                 emit(LoginFinished {

@@ -130,6 +130,9 @@ pub enum LoginReport {
     },
     /// The phone confirmed: check_sig, getvfwebqq and login2 are running.
     Confirmed { gen: u64 },
+    /// check_sig is done: the scan's cookies can be saved (the Login waits for this to be
+    /// handled before it goes on).
+    Scanned { gen: u64 },
     /// Logged in.
     Done { gen: u64, method: LoginMethod },
     /// The attempt failed.

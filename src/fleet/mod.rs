@@ -11,6 +11,7 @@
 //! [`crate::run`], one floor up, so the actors never import what faces people.
 
 pub mod account;
+pub mod crash;
 pub mod handler;
 pub mod login;
 pub mod messages;

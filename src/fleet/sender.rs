@@ -245,6 +245,7 @@ impl Sender {
         res: Result<SendOutcome, ProtocolError>,
         ctx: &mut Context<Self>,
     ) {
+        super::crash::at("send_answered", &self.id);
         self.in_flight = false;
         let kind = kind_of(&msg.target);
         // A timed-out send may well have been delivered (the request was on the wire): it
