@@ -94,6 +94,12 @@ pub struct Account {
     shutting_down: bool,
     /// Whether this account was online before (a new QR login is then a relogin).
     was_online: bool,
+    /// The store refused a write (a full disk, a read-only data directory): sends are
+    /// refused (503), polling pauses, and every tick asks the store to recover.
+    store_down: bool,
+    /// Events received but not recorded while the store was down, recorded (in order) once
+    /// it is back: polling pauses rather than losing them.
+    unrecorded: std::collections::VecDeque<Incoming>,
 }
 
 impl Account {
@@ -130,6 +136,8 @@ impl Account {
             contacts_pending: false,
             shutting_down: false,
             was_online: false,
+            store_down: false,
+            unrecorded: Default::default(),
         }
     }
 
@@ -483,6 +491,10 @@ impl Account {
             Ok(p) => p,
             Err(_) => return,
         };
+        if self.store_down {
+            self.unrecorded.push_back(msg);
+            return;
+        }
         match self
             .deps
             .store
@@ -497,11 +509,49 @@ impl Account {
                 poll_type: &msg.poll_type,
             }),
             Err(e) => {
-                // Without the record a crash could deliver it twice: drop it loudly.
-                tracing::error!(account = %self.id(), error = %e,
-                    "could not record a received event; dropped");
+                // Not handled without its record (a crash could then handle it twice), and
+                // not dropped: kept until the store takes writes again; polling pauses.
+                self.store_fault(&e.to_string());
+                self.unrecorded.push_back(msg);
             }
         }
+    }
+
+    /// The store refused a write: stop taking sends and events until it recovers.
+    fn store_fault(&mut self, error: &str) {
+        if !self.store_down {
+            tracing::error!(account = %self.id(), %error,
+                "the store refused a write: sends refused and polling paused until it recovers");
+        }
+        self.store_down = true;
+        let why = format!("store unwritable: {error}");
+        self.status(|s| s.error = Some(why));
+    }
+
+    /// Every tick while the store is down: once it takes writes again, records the events
+    /// kept in memory (in order), replays the inbox and resumes polling and sending.
+    fn try_recover(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.deps.store.recover() {
+            tracing::debug!(account = %self.id(), error = %e, "store still unwritable");
+            return;
+        }
+        self.store_down = false;
+        for m in std::mem::take(&mut self.unrecorded) {
+            self.accept(m);
+        }
+        if self.store_down {
+            return;
+        }
+        tracing::info!(account = %self.id(), "the store takes writes again: polling resumes");
+        self.status(|s| s.error = None);
+        ctx.notify(ReplayInbox);
+        if self.state == Some(AccountState::Online) {
+            if let Some(c) = self.client.clone() {
+                self.last_poll = Instant::now();
+                self.start_poller(ctx, &c);
+            }
+        }
+        self.outbox_changed();
     }
 
     fn handle_one(&mut self, seq: u64, msg: Incoming) {
@@ -652,7 +702,10 @@ impl Account {
         if self.shutting_down {
             return;
         }
-        if self.state == Some(AccountState::Online) {
+        if self.store_down {
+            self.try_recover(ctx);
+        }
+        if self.state == Some(AccountState::Online) && !self.store_down {
             let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
             if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
                 self.failures = 0;
@@ -968,6 +1021,10 @@ impl Handler<PollReport> for Account {
                         Decoded::Other(_) => {}
                     }
                 }
+                if self.store_down {
+                    // Paused: what was received is kept until the store recovers.
+                    return MessageResult(PollDirective::Stop);
+                }
                 PollDirective::Continue(Duration::ZERO)
             }
             PollReport::Retcode {
@@ -1008,7 +1065,16 @@ impl Handler<Enqueue> for Account {
             target: m.target,
             text: m.text,
         };
-        let msg = self.deps.store.enqueue(self.id(), new)?;
+        let msg = match self.deps.store.enqueue(self.id(), new) {
+            Ok(m) => m,
+            Err(e) => {
+                self.store_fault(&e.to_string());
+                return Err(FleetError::StoreUnavailable {
+                    id: self.cfg.id.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
         self.outbox_changed();
         Ok(msg)
     }
