@@ -1016,3 +1016,55 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     drop(f);
     drop(disk);
 }
+
+/// A read-only data directory at start: the fleet refuses to start with an error naming the
+/// directory (the store cannot lock nor open it), and touches nothing: once the directory is
+/// writable again the account resumes its saved session without a new scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_directory_is_named_and_nothing_is_lost() {
+    let sim = sim_with(quiet_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let disk = Tmpfs::mount(&data, "24m");
+    write_account(dir.path(), "a", &fast_account(21951, ""));
+    let mut f = start_fleet(dir.path(), &data, &sim, &[]);
+    login(&f, &sim, "a", 21951).await;
+    fleet_common::sigterm(&f.child);
+    fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
+    drop(f);
+    let remount = |opt: &str| {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&disk.path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {opt}: {st}");
+    };
+    remount("ro");
+    let out = Command::new(BIN)
+        .args(["run", "--accounts"])
+        .arg(dir.path().join("accounts"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
+        .arg("--admin-token-file")
+        .arg(token_file(dir.path()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&data.display().to_string()) && err.to_lowercase().contains("read-only"),
+        "the error names the directory and the cause: {err}"
+    );
+    remount("rw");
+    let f = start_fleet(dir.path(), &data, &sim, &[]);
+    wait_state(&f, "a", "online", Duration::from_secs(30)).await;
+    inject(&sim, json!({"qq": 21951, "kind": "buddy", "text": "still here"})).await;
+    eventually("the reply", Duration::from_secs(20), || async {
+        (sent_texts(&sim, 21951).await == ["still here"]).then_some(())
+    })
+    .await;
+    let acc = get(&format!("{}/sim/accounts/21951", sim.base)).await;
+    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
+}

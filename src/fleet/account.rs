@@ -389,8 +389,7 @@ impl Account {
                 client.clone(),
                 self.deps.store.clone(),
                 Limits::new(&self.cfg.limits),
-                self.cfg.on_uncertain,
-                self.cfg.on_unconfirmed,
+                (self.cfg.on_uncertain, self.cfg.on_unconfirmed),
                 ctx.address(),
             )
             .start(),

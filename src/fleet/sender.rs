@@ -90,8 +90,7 @@ impl Sender {
         client: Arc<dyn WebQq>,
         store: Arc<dyn Store>,
         limits: Limits,
-        on_uncertain: UncertainPolicy,
-        on_unconfirmed: UnconfirmedPolicy,
+        (on_uncertain, on_unconfirmed): (UncertainPolicy, UnconfirmedPolicy),
         account: Addr<Account>,
     ) -> Sender {
         Sender {
