@@ -48,6 +48,13 @@ soak: build
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	SOAK_SECS=$(SOAK_SECS) SOAK_ACCOUNTS=$(SOAK_ACCOUNTS) QQFLEET_SOAK_BIN=target/release/qqfleet \
 	  $(CARGO) run --release --quiet --example chaos_soak
+## The crash matrix, long version: CRASH_ROUNDS rounds of a SIGKILL (or an abort at a named
+## crash point) at each of the 8 points of issue 11, each followed by a restart on the same
+## data (`make test` runs one round).
+CRASH_ROUNDS ?= 3
+.PHONY: crash
+crash:
+	CRASH_ROUNDS=$(CRASH_ROUNDS) $(CARGO) test --test sendsafe crash_matrix -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -78,11 +78,28 @@ pub enum RetcodeAction {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UncertainPolicy {
-    /// Count it as delivered (what most long-lived clients ended up doing).
+    /// Find out (the default): wait a bounded time for the account's own echo of the message
+    /// in poll2 (WEBQQ.md §5.4); seen → delivered; not seen → resent once with the same
+    /// msg_id (a deduplicating server acknowledges it without delivering twice); still not
+    /// confirmed → the account's `on_unconfirmed` fallback.
     #[default]
+    Confirm,
+    /// Count it as delivered (what most long-lived clients ended up doing).
     AssumeDelivered,
     /// Move it aside (kept in the store, shown by the API) for an operator to decide.
     Hold,
+}
+
+/// The fallback of `on_uncertain = "confirm"` when neither the echo nor the one resend
+/// confirmed a message (`on_unconfirmed` in the account file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnconfirmedPolicy {
+    /// Move it aside for an operator (the default: nothing is dropped silently).
+    #[default]
+    Hold,
+    /// Count it as delivered.
+    AssumeDelivered,
 }
 
 /// Rate limits of one account (governor quotas). Defaults follow WEBQQ.md §8.3.
@@ -164,6 +181,8 @@ struct RawAccountFile {
     #[serde(default)]
     on_uncertain: UncertainPolicy,
     #[serde(default)]
+    on_unconfirmed: UnconfirmedPolicy,
+    #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
     supervision: SupervisionConfig,
@@ -194,6 +213,8 @@ pub struct AccountFile {
     /// Contacts cache refresh period (Mojo refreshed every 600 s).
     pub contacts_refresh_secs: u64,
     pub on_uncertain: UncertainPolicy,
+    /// The fallback of `on_uncertain = "confirm"`.
+    pub on_unconfirmed: UnconfirmedPolicy,
     pub limits: LimitsConfig,
     pub supervision: SupervisionConfig,
     /// Poll retcode overrides, by retcode.
@@ -215,7 +236,8 @@ impl AccountFile {
             handler: HandlerKind::Echo,
             log_path: None,
             contacts_refresh_secs: default_contacts_refresh(),
-            on_uncertain: UncertainPolicy::AssumeDelivered,
+            on_uncertain: UncertainPolicy::Confirm,
+            on_unconfirmed: UnconfirmedPolicy::Hold,
             limits: LimitsConfig::default(),
             supervision: SupervisionConfig::default(),
             retcodes: BTreeMap::new(),
@@ -375,6 +397,7 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
         log_path: raw.log_path,
         contacts_refresh_secs: raw.contacts_refresh_secs,
         on_uncertain: raw.on_uncertain,
+        on_unconfirmed: raw.on_unconfirmed,
         limits: raw.limits,
         supervision: raw.supervision,
         retcodes,
@@ -656,6 +679,19 @@ watchdog_secs = 5
         assert_eq!(f.supervision.watchdog_secs, 5);
         assert_eq!(f.retcodes[&103], RetcodeAction::Relink);
         assert_eq!(f.retcodes[&100012], RetcodeAction::Repoll);
+    }
+
+    #[test]
+    fn uncertain_sends_are_confirmed_by_default_and_held_when_unconfirmed() {
+        let f = p("qq = 20003\n").unwrap();
+        assert_eq!(f.on_uncertain, UncertainPolicy::Confirm);
+        assert_eq!(f.on_unconfirmed, UnconfirmedPolicy::Hold);
+        let f =
+            p("qq = 20003\non_uncertain = \"confirm\"\non_unconfirmed = \"assume_delivered\"\n")
+                .unwrap();
+        assert_eq!(f.on_unconfirmed, UnconfirmedPolicy::AssumeDelivered);
+        let (line, key, _) = err("qq = 20003\non_unconfirmed = \"confirm\"\n");
+        assert_eq!((line, key.as_str()), (2, "on_unconfirmed"));
     }
 
     #[test]

@@ -455,6 +455,24 @@ impl Event for ServiceHealth {
     }
 }
 
+/// An uncertain send (1202 or a timeout) under `on_uncertain = "confirm"` moved on:
+/// `echo_seen` (delivered), `resent` (no echo: the one resend with the same msg_id), `held`
+/// or `assumed_delivered` (no echo after the resend either: the `on_unconfirmed` fallback).
+pub struct UncertainResolved<'a> {
+    pub account: &'a str,
+    pub outcome: &'static str,
+}
+
+impl Event for UncertainResolved<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            outcome = self.outcome,
+            "uncertain send resolved"
+        );
+    }
+}
+
 /// How many characters of a message text its log line shows.
 pub const TEXT_EXCERPT_CHARS: usize = 80;
 

@@ -92,8 +92,13 @@ impl Limiter {
 pub struct Limits {
     pub friend_list: Limiter,
     pub send: Limiter,
+    send_per_minute: u32,
     target_per_minute: u32,
     target_burst: u32,
+    /// Sends recorded before these limiters existed (a restart, a relink): no send before
+    /// these points, so the account never goes faster than its quotas across them.
+    resume_send: Option<tokio::time::Instant>,
+    resume_targets: HashMap<String, tokio::time::Instant>,
     /// One limiter per target; pruned when large (an idle limiter is equivalent to a new one).
     targets: HashMap<String, (Limiter, tokio::time::Instant)>,
 }
@@ -107,9 +112,39 @@ impl Limits {
                 cfg.friend_list_burst,
             ),
             send: Limiter::new("send", cfg.send_per_minute, cfg.send_burst),
+            send_per_minute: cfg.send_per_minute,
+            resume_send: None,
+            resume_targets: HashMap::new(),
             target_per_minute: cfg.target_per_minute,
             target_burst: cfg.target_burst,
             targets: HashMap::new(),
+        }
+    }
+
+    /// Carries over sends made before these limiters were built: `last_send` ago the
+    /// account last sent, and `targets` ago each target was last sent to. The next send
+    /// waits a full quota interval after each (stricter than the quota's burst, never
+    /// looser): a restarted account cannot know which burst cells were still spent.
+    pub fn restore(
+        &mut self,
+        last_send: Option<Duration>,
+        targets: impl IntoIterator<Item = (String, Duration)>,
+    ) {
+        let now = tokio::time::Instant::now();
+        let gap =
+            |per_minute: u32| Duration::from_millis(60_000u64.div_ceil(per_minute.max(1) as u64));
+        if let Some(ago) = last_send {
+            let left = gap(self.send_per_minute).saturating_sub(ago);
+            if !left.is_zero() {
+                self.resume_send = Some(now + left);
+            }
+        }
+        let tgap = gap(self.target_per_minute);
+        for (t, ago) in targets {
+            let left = tgap.saturating_sub(ago);
+            if !left.is_zero() {
+                self.resume_targets.insert(t, now + left);
+            }
         }
     }
 
@@ -122,6 +157,18 @@ impl Limits {
             // A limiter untouched for a minute is full again: forgetting it changes nothing.
             self.targets
                 .retain(|_, (_, used)| now.duration_since(*used) < Duration::from_secs(60));
+        }
+        if let Some(at) = self.resume_send {
+            if at > now {
+                return Err(("send", at - now));
+            }
+            self.resume_send = None;
+        }
+        if let Some(at) = self.resume_targets.get(target).copied() {
+            if at > now {
+                return Err(("send_target", at - now));
+            }
+            self.resume_targets.remove(target);
         }
         self.send.check().map_err(|w| ("send", w))?;
         let (pm, b) = (self.target_per_minute, self.target_burst);
@@ -163,6 +210,39 @@ mod tests {
             "the limiter still lets calls through: {}",
             passed.len()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restored_sends_hold_back_the_next_one() {
+        let mut l = Limits::new(&LimitsConfig {
+            send_per_minute: 20,
+            send_burst: 3,
+            target_per_minute: 6,
+            target_burst: 2,
+            ..LimitsConfig::default()
+        });
+        // Last send 1 s ago (to buddy:1), buddy:2 12 s ago: 3 s between sends, 10 s per target.
+        l.restore(
+            Some(Duration::from_secs(1)),
+            [
+                ("buddy:1".to_string(), Duration::from_secs(1)),
+                ("buddy:2".to_string(), Duration::from_secs(12)),
+            ],
+        );
+        let (name, wait) = l.check_send("buddy:2").unwrap_err();
+        assert_eq!(name, "send");
+        assert_eq!(wait, Duration::from_secs(2));
+        tokio::time::sleep(wait).await;
+        let (name, wait) = l.check_send("buddy:1").unwrap_err();
+        assert_eq!(name, "send_target");
+        assert_eq!(wait, Duration::from_secs(7));
+        assert!(l.check_send("buddy:2").is_ok());
+        tokio::time::sleep(wait).await;
+        assert!(l.check_send("buddy:1").is_ok());
+        // Nothing recorded long ago holds anything back.
+        let mut l = Limits::new(&LimitsConfig::default());
+        l.restore(Some(Duration::from_secs(3600)), []);
+        assert!(l.check_send("buddy:1").is_ok());
     }
 
     #[tokio::test(start_paused = true)]

@@ -114,11 +114,6 @@ async fn serve(
         connector: Arc::new(crate::fleet::webqq::ClientConnector { endpoints }),
         status: status.clone(),
         data_dir: args.data.clone(),
-        crash_before_handler: if debug_hooks() {
-            std::env::var("QQFLEET_DEBUG_CRASH_BEFORE_HANDLER").ok()
-        } else {
-            None
-        },
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
         // `QrWaiting` event says where the PNG is instead).
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,

@@ -15,6 +15,7 @@
 //! else relies on is followed by `flush()` before the call returns.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -71,9 +72,29 @@ pub struct OutMsg {
     /// this often is held, not retried forever.
     #[serde(default)]
     pub rejections: u32,
+    /// `on_uncertain = "confirm"` already resent it once without seeing its echo: the next
+    /// miss goes to the fallback (kept here so a crash cannot make it two resends).
+    #[serde(default)]
+    pub confirm_resent: bool,
     /// Unix seconds of acceptance.
     pub accepted_at: u64,
 }
+
+/// When an account last sent, and to which targets within the last minute (unix ms): the
+/// send limits live in memory, so without this a restart (or a new Sender after a relink)
+/// forgot how recently the account sent and went faster than its limits (issue 11: a resend
+/// 0.57 s after the last send drew 1202).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// The last send attempt of the account.
+    pub last_ms: Option<u64>,
+    /// The last send attempt to each target (by the Sender's target key) within a minute.
+    #[serde(default)]
+    pub targets: std::collections::BTreeMap<String, u64>,
+}
+
+/// How long a target's last send is kept in [`Pacing`] (the per-target quota's window).
+const PACING_KEEP_MS: u64 = 60_000;
 
 /// A message to accept into the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,13 +163,31 @@ pub trait Store: Send + Sync + 'static {
     fn set_hold(&self, id: &str, hold: Option<&(AccountState, String)>) -> Result<(), StoreError>;
     fn load_hold(&self, id: &str) -> Result<Option<(AccountState, String)>, StoreError>;
 
+    /// Records a send attempt (before it goes out), flushed: see [`Pacing`].
+    fn record_send(&self, id: &str, target: &str, at_ms: u64) -> Result<(), StoreError>;
+    /// The recorded send attempts of an account (empty if none).
+    fn load_pacing(&self, id: &str) -> Result<Pacing, StoreError>;
+
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// After a failed write (a full disk, a read-only data directory): `Ok` once the store
+    /// takes writes again, reopening the database if it must. Cheap when the store is fine.
+    fn recover(&self) -> Result<(), StoreError>;
 }
 
 /// The sled store. Holds an exclusive `flock` on `<data>/LOCK` for its whole life.
 pub struct SledStore {
-    // Fields drop in this order: every sled handle, then the wait for sled's own lock, then
-    // our lock.
+    dir: PathBuf,
+    /// The open database; replaced by [`Store::recover`] after an IO error (sled refuses
+    /// every operation after its first failed write until it is opened again).
+    trees: std::sync::RwLock<Option<Arc<Trees>>>,
+    /// Kept open: closing it would release the lock. Dropped after `trees`.
+    _lock: std::fs::File,
+}
+
+/// The handles of one opened sled database.
+struct Trees {
+    // Fields drop in this order: every sled handle, then the wait for sled's own lock.
     db: sled::Db,
     sessions: sled::Tree,
     outbox: sled::Tree,
@@ -158,8 +197,6 @@ pub struct SledStore {
     contacts: sled::Tree,
     meta: sled::Tree,
     _closed: SledClosed,
-    /// Kept open: closing it would release the lock.
-    _lock: std::fs::File,
 }
 
 /// Waits, when dropped, until sled has really closed its database file.
@@ -270,6 +307,15 @@ impl SledStore {
                 return Err(StoreError::Locked(dir.to_path_buf()));
             }
         }
+        let trees = Self::open_trees(dir)?;
+        Ok(SledStore {
+            dir: dir.to_path_buf(),
+            trees: std::sync::RwLock::new(Some(Arc::new(trees))),
+            _lock: lock,
+        })
+    }
+
+    fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(64 * 1024 * 1024)
@@ -282,7 +328,7 @@ impl SledStore {
                     StoreError::Sled(s)
                 }
             })?;
-        Ok(SledStore {
+        Ok(Trees {
             sessions: db.open_tree("sessions")?,
             outbox: db.open_tree("outbox")?,
             held: db.open_tree("held")?,
@@ -294,8 +340,27 @@ impl SledStore {
             _closed: SledClosed {
                 db_file: dir.join("db").join("db"),
             },
-            _lock: lock,
         })
+    }
+
+    /// The open database, or an error while it is being reopened.
+    fn t(&self) -> Result<Arc<Trees>, StoreError> {
+        self.trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Io {
+                path: self.dir.clone(),
+                message: "the store is being reopened after a write error".into(),
+            })
+    }
+
+    /// A write that proves the store takes writes again (flushed).
+    fn probe(&self) -> Result<(), StoreError> {
+        let t = self.t()?;
+        t.meta.insert(b"probe", &now_secs().to_be_bytes())?;
+        t.db.flush()?;
+        Ok(())
     }
 
     fn list(tree: &sled::Tree, id: &str) -> Result<Vec<OutMsg>, StoreError> {
@@ -315,13 +380,14 @@ impl SledStore {
         inbox_seq: Option<u64>,
         msgs: &[NewOut],
     ) -> Result<Vec<OutMsg>, StoreError> {
+        let t = self.t()?;
         let mut seqs = Vec::with_capacity(msgs.len());
         for _ in msgs {
-            seqs.push(self.db.generate_id()?);
+            seqs.push(t.db.generate_id()?);
         }
         let now = now_secs();
         let done_key = inbox_seq.map(|s| seq_key(id, s));
-        let out = (&self.outbox, &self.inbox)
+        let out = (&t.outbox, &t.inbox)
             .transaction(|(outbox, inbox)| {
                 let mut out = Vec::with_capacity(msgs.len());
                 for (new, seq) in msgs.iter().zip(&seqs) {
@@ -333,6 +399,7 @@ impl SledStore {
                         msg_id: None,
                         attempts: 0,
                         rejections: 0,
+                        confirm_resent: false,
                         accepted_at: now,
                     };
                     outbox.insert(seq_key(id, *seq), encode(&msg))?;
@@ -346,8 +413,14 @@ impl SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(out)
+    }
+
+    fn pace_key(id: &str) -> Vec<u8> {
+        let mut k = b"pace\0".to_vec();
+        k.extend_from_slice(id.as_bytes());
+        k
     }
 
     fn hold_key(id: &str) -> Vec<u8> {
@@ -359,21 +432,24 @@ impl SledStore {
 
 impl Store for SledStore {
     fn load_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        match self.sessions.get(id)? {
+        let t = self.t()?;
+        match t.sessions.get(id)? {
             Some(v) => Ok(Some(decode(id.as_bytes(), &v)?)),
             None => Ok(None),
         }
     }
 
     fn save_session(&self, id: &str, session: &Session) -> Result<(), StoreError> {
-        self.sessions.insert(id, encode(session))?;
-        self.sessions.flush()?;
+        let t = self.t()?;
+        t.sessions.insert(id, encode(session))?;
+        t.sessions.flush()?;
         Ok(())
     }
 
     fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        self.sessions.remove(id)?;
-        self.sessions.flush()?;
+        let t = self.t()?;
+        t.sessions.remove(id)?;
+        t.sessions.flush()?;
         Ok(())
     }
 
@@ -383,7 +459,8 @@ impl Store for SledStore {
     }
 
     fn outbox_head(&self, id: &str) -> Result<Option<OutMsg>, StoreError> {
-        match self.outbox.scan_prefix(prefix(id)).next() {
+        let t = self.t()?;
+        match t.outbox.scan_prefix(prefix(id)).next() {
             Some(kv) => {
                 let (k, v) = kv?;
                 Ok(Some(decode(&k, &v)?))
@@ -393,31 +470,36 @@ impl Store for SledStore {
     }
 
     fn outbox(&self, id: &str) -> Result<Vec<OutMsg>, StoreError> {
-        Self::list(&self.outbox, id)
+        let t = self.t()?;
+        Self::list(&t.outbox, id)
     }
 
     fn outbox_len(&self, id: &str) -> Result<usize, StoreError> {
-        Ok(self.outbox.scan_prefix(prefix(id)).keys().count())
+        let t = self.t()?;
+        Ok(t.outbox.scan_prefix(prefix(id)).keys().count())
     }
 
     fn update_outbox(&self, id: &str, msg: &OutMsg) -> Result<(), StoreError> {
+        let t = self.t()?;
         let k = seq_key(id, msg.seq);
-        if self.outbox.contains_key(&k)? {
-            self.outbox.insert(k, encode(msg))?;
-            self.outbox.flush()?;
+        if t.outbox.contains_key(&k)? {
+            t.outbox.insert(k, encode(msg))?;
+            t.outbox.flush()?;
         }
         Ok(())
     }
 
     fn ack(&self, id: &str, seq: u64) -> Result<(), StoreError> {
-        self.outbox.remove(seq_key(id, seq))?;
-        self.outbox.flush()?;
+        let t = self.t()?;
+        t.outbox.remove(seq_key(id, seq))?;
+        t.outbox.flush()?;
         Ok(())
     }
 
     fn hold_outgoing(&self, id: &str, msg: &OutMsg) -> Result<(), StoreError> {
+        let t = self.t()?;
         let k = seq_key(id, msg.seq);
-        (&self.outbox, &self.held)
+        (&t.outbox, &t.held)
             .transaction(|(outbox, held)| {
                 outbox.remove(k.as_slice())?;
                 held.insert(k.as_slice(), encode(msg))?;
@@ -426,23 +508,26 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(())
     }
 
     fn held(&self, id: &str) -> Result<Vec<OutMsg>, StoreError> {
-        Self::list(&self.held, id)
+        let t = self.t()?;
+        Self::list(&t.held, id)
     }
 
     fn release_held(&self, id: &str, seq: u64, resend: bool) -> Result<Option<OutMsg>, StoreError> {
+        let t = self.t()?;
         let k = seq_key(id, seq);
-        let Some(v) = self.held.get(&k)? else {
+        let Some(v) = t.held.get(&k)? else {
             return Ok(None);
         };
         let mut msg: OutMsg = decode(&k, &v)?;
         msg.attempts = 0;
         msg.rejections = 0;
-        (&self.outbox, &self.held)
+        msg.confirm_resent = false;
+        (&t.outbox, &t.held)
             .transaction(|(outbox, held)| {
                 held.remove(k.as_slice())?;
                 if resend {
@@ -453,7 +538,7 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(Some(msg))
     }
 
@@ -464,13 +549,14 @@ impl Store for SledStore {
         payload: &[u8],
         now: u64,
     ) -> Result<Option<u64>, StoreError> {
+        let t = self.t()?;
         let dk = dedup_key(id, key);
-        if self.dedup.contains_key(&dk)? {
+        if t.dedup.contains_key(&dk)? {
             return Ok(None);
         }
-        let seq = self.db.generate_id()?;
+        let seq = t.db.generate_id()?;
         let ik = seq_key(id, seq);
-        let fresh = (&self.dedup, &self.inbox)
+        let fresh = (&t.dedup, &t.inbox)
             .transaction(|(dedup, inbox)| {
                 if dedup.get(dk.as_slice())?.is_some() {
                     return Ok(false);
@@ -485,13 +571,14 @@ impl Store for SledStore {
         if !fresh {
             return Ok(None);
         }
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(Some(seq))
     }
 
     fn inbox(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for kv in self.inbox.scan_prefix(prefix(id)) {
+        for kv in t.inbox.scan_prefix(prefix(id)) {
             let (k, v) = kv?;
             out.push((seq_of(&k), v.to_vec()));
         }
@@ -508,34 +595,37 @@ impl Store for SledStore {
     }
 
     fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError> {
+        let t = self.t()?;
         let mut n = 0;
-        for kv in self.dedup.scan_prefix(prefix(id)) {
+        for kv in t.dedup.scan_prefix(prefix(id)) {
             let (k, v) = kv?;
             let mut b = [0u8; 8];
             if v.len() == 8 {
                 b.copy_from_slice(&v);
             }
             if u64::from_be_bytes(b) < before {
-                self.dedup.remove(k)?;
+                t.dedup.remove(k)?;
                 n += 1;
             }
         }
         if n > 0 {
-            self.dedup.flush()?;
+            t.dedup.flush()?;
         }
         Ok(n)
     }
 
     fn save_contacts(&self, id: &str, json: &[u8], fetched_at: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
         let mut v = fetched_at.to_be_bytes().to_vec();
         v.extend_from_slice(json);
-        self.contacts.insert(id, v)?;
-        self.contacts.flush()?;
+        t.contacts.insert(id, v)?;
+        t.contacts.flush()?;
         Ok(())
     }
 
     fn load_contacts(&self, id: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        Ok(self.contacts.get(id)?.and_then(|v| {
+        let t = self.t()?;
+        Ok(t.contacts.get(id)?.and_then(|v| {
             if v.len() < 8 {
                 return None;
             }
@@ -545,35 +635,87 @@ impl Store for SledStore {
         }))
     }
 
+    fn record_send(&self, id: &str, target: &str, at_ms: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
+        // A record that does not decode is replaced: it must never stop the sends.
+        let mut p = match self.load_pacing(id) {
+            Err(StoreError::Corrupt { .. }) => Pacing::default(),
+            other => other?,
+        };
+        p.last_ms = Some(p.last_ms.map_or(at_ms, |l| l.max(at_ms)));
+        p.targets
+            .retain(|_, t| at_ms.saturating_sub(*t) < PACING_KEEP_MS);
+        p.targets.insert(target.to_string(), at_ms);
+        t.meta.insert(Self::pace_key(id), encode(&p))?;
+        t.meta.flush()?;
+        Ok(())
+    }
+
+    fn load_pacing(&self, id: &str) -> Result<Pacing, StoreError> {
+        let t = self.t()?;
+        let k = Self::pace_key(id);
+        match t.meta.get(&k)? {
+            Some(v) => decode(&k, &v),
+            None => Ok(Pacing::default()),
+        }
+    }
+
     fn set_hold(&self, id: &str, hold: Option<&(AccountState, String)>) -> Result<(), StoreError> {
+        let t = self.t()?;
         let k = Self::hold_key(id);
         match hold {
             Some(h) => {
-                self.meta.insert(k, encode(h))?;
+                t.meta.insert(k, encode(h))?;
             }
             None => {
-                self.meta.remove(k)?;
+                t.meta.remove(k)?;
             }
         }
-        self.meta.flush()?;
+        t.meta.flush()?;
         Ok(())
     }
 
     fn load_hold(&self, id: &str) -> Result<Option<(AccountState, String)>, StoreError> {
+        let t = self.t()?;
         let k = Self::hold_key(id);
-        match self.meta.get(&k)? {
+        match t.meta.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
     }
 
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.probe().is_ok() {
+            return Ok(());
+        }
+        // sled keeps the first IO error and refuses everything after it: only a reopen
+        // clears it. What it had flushed is on disk; recovery on open drops a torn tail.
+        let mut slot = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            // The last handle closes the database (and waits for sled to let go of it).
+            drop(old);
+        }
+        *slot = Some(Arc::new(Self::open_trees(&self.dir)?));
+        drop(slot);
+        self.probe()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        let t = self.t()?;
+        t.db.flush()?;
         Ok(())
     }
 }
 
 /// Unix seconds now.
+/// Unix milliseconds (pacing records).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -99,6 +99,10 @@ fn fleet_error(e: FleetError) -> Response {
     let code = match &e {
         FleetError::UnknownAccount(_) => StatusCode::NOT_FOUND,
         FleetError::NotRunning(_) => StatusCode::CONFLICT,
+        // The disk is full or read-only: worth trying again later.
+        FleetError::StoreUnavailable { .. } | FleetError::Store(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, e)

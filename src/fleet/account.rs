@@ -62,10 +62,6 @@ pub struct Deps {
     pub status: StatusMap,
     /// Where the `log` handler writes by default (`<data>/handled/<id>.jsonl`).
     pub data_dir: PathBuf,
-    /// Debug hook for the crash test: abort the process right after this account recorded
-    /// a received message and before its handler ran. Set only through
-    /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CRASH_BEFORE_HANDLER=<id>`.
-    pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
     /// The fleet-wide outage breaker every connection goes through.
@@ -100,6 +96,12 @@ pub struct Account {
     shutting_down: bool,
     /// Whether this account was online before (a new QR login is then a relogin).
     was_online: bool,
+    /// The store refused a write (a full disk, a read-only data directory): sends are
+    /// refused (503), polling pauses, and every tick asks the store to recover.
+    store_down: bool,
+    /// Events received but not recorded while the store was down, recorded (in order) once
+    /// it is back: polling pauses rather than losing them.
+    unrecorded: std::collections::VecDeque<Incoming>,
 }
 
 impl Account {
@@ -136,6 +138,8 @@ impl Account {
             contacts_pending: false,
             shutting_down: false,
             was_online: false,
+            store_down: false,
+            unrecorded: Default::default(),
         }
     }
 
@@ -390,7 +394,7 @@ impl Account {
                 client.clone(),
                 self.deps.store.clone(),
                 Limits::new(&self.cfg.limits),
-                self.cfg.on_uncertain,
+                (self.cfg.on_uncertain, self.cfg.on_unconfirmed),
                 ctx.address(),
             )
             .start(),
@@ -477,20 +481,31 @@ impl Account {
 
     /// Records a received message, then hands it to the handler.
     fn accept(&mut self, msg: Incoming) {
+        if msg.self_echo {
+            // The Sender confirms uncertain sends with these (on_uncertain = "confirm").
+            if let Some(s) = &self.sender {
+                s.do_send(SelfEcho {
+                    kind: msg.kind,
+                    source: (msg.kind != handler::Kind::Buddy).then_some(msg.source),
+                    text: msg.text.clone(),
+                });
+            }
+        }
         let payload = match serde_json::to_vec(&msg) {
             Ok(p) => p,
             Err(_) => return,
         };
+        if self.store_down {
+            self.unrecorded.push_back(msg);
+            return;
+        }
         match self
             .deps
             .store
             .accept_incoming(self.id(), &msg.dedup_key(), &payload, now_secs())
         {
             Ok(Some(seq)) => {
-                if self.deps.crash_before_handler.as_deref() == Some(self.id()) {
-                    tracing::warn!(account = %self.id(), "debug hook: crashing before the handler");
-                    std::process::abort();
-                }
+                super::crash::at("before_handler", self.id());
                 self.handle_one(seq, msg);
             }
             Ok(None) => emit(DuplicateDropped {
@@ -498,11 +513,49 @@ impl Account {
                 poll_type: &msg.poll_type,
             }),
             Err(e) => {
-                // Without the record a crash could deliver it twice: drop it loudly.
-                tracing::error!(account = %self.id(), error = %e,
-                    "could not record a received event; dropped");
+                // Not handled without its record (a crash could then handle it twice), and
+                // not dropped: kept until the store takes writes again; polling pauses.
+                self.store_fault(&e.to_string());
+                self.unrecorded.push_back(msg);
             }
         }
+    }
+
+    /// The store refused a write: stop taking sends and events until it recovers.
+    fn store_fault(&mut self, error: &str) {
+        if !self.store_down {
+            tracing::error!(account = %self.id(), %error,
+                "the store refused a write: sends refused and polling paused until it recovers");
+        }
+        self.store_down = true;
+        let why = format!("store unwritable: {error}");
+        self.status(|s| s.error = Some(why));
+    }
+
+    /// Every tick while the store is down: once it takes writes again, records the events
+    /// kept in memory (in order), replays the inbox and resumes polling and sending.
+    fn try_recover(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.deps.store.recover() {
+            tracing::debug!(account = %self.id(), error = %e, "store still unwritable");
+            return;
+        }
+        self.store_down = false;
+        for m in std::mem::take(&mut self.unrecorded) {
+            self.accept(m);
+        }
+        if self.store_down {
+            return;
+        }
+        tracing::info!(account = %self.id(), "the store takes writes again: polling resumes");
+        self.status(|s| s.error = None);
+        ctx.notify(ReplayInbox);
+        if self.state == Some(AccountState::Online) {
+            if let Some(c) = self.client.clone() {
+                self.last_poll = Instant::now();
+                self.start_poller(ctx, &c);
+            }
+        }
+        self.outbox_changed();
     }
 
     fn handle_one(&mut self, seq: u64, msg: Incoming) {
@@ -519,6 +572,7 @@ impl Account {
                 Vec::new()
             }
         };
+        super::crash::at("before_outbox_commit", self.id());
         let replies: Vec<NewOut> = replies
             .into_iter()
             .map(|r| NewOut {
@@ -652,7 +706,10 @@ impl Account {
         if self.shutting_down {
             return;
         }
-        if self.state == Some(AccountState::Online) {
+        if self.store_down {
+            self.try_recover(ctx);
+        }
+        if self.state == Some(AccountState::Online) && !self.store_down {
             let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
             if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
                 self.failures = 0;
@@ -885,6 +942,15 @@ impl Handler<LoginReport> for Account {
             LoginReport::Confirmed { gen } if gen == self.gen => {
                 self.set_state(AccountState::LoggingIn, Some("QR confirmed".into()));
             }
+            LoginReport::Scanned { gen } if gen == self.gen => {
+                // The scan is done: from here a crash resumes with these cookies, no new scan.
+                if let Some(c) = &self.client {
+                    if let Err(e) = self.deps.store.save_session(self.id(), &c.session()) {
+                        tracing::error!(account = %self.id(), error = %e, "session not saved");
+                    }
+                }
+                super::crash::at("after_scan", self.id());
+            }
             LoginReport::Done { gen, method } if gen == self.gen => {
                 emit(LoginFinished {
                     account: self.id(),
@@ -963,6 +1029,10 @@ impl Handler<PollReport> for Account {
                         Decoded::Other(_) => {}
                     }
                 }
+                if self.store_down {
+                    // Paused: what was received is kept until the store recovers.
+                    return MessageResult(PollDirective::Stop);
+                }
                 PollDirective::Continue(Duration::ZERO)
             }
             PollReport::Retcode {
@@ -1003,7 +1073,16 @@ impl Handler<Enqueue> for Account {
             target: m.target,
             text: m.text,
         };
-        let msg = self.deps.store.enqueue(self.id(), new)?;
+        let msg = match self.deps.store.enqueue(self.id(), new) {
+            Ok(m) => m,
+            Err(e) => {
+                self.store_fault(&e.to_string());
+                return Err(FleetError::StoreUnavailable {
+                    id: self.cfg.id.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
         self.outbox_changed();
         Ok(msg)
     }

@@ -40,7 +40,6 @@ fn harness(qq: u64) -> Harness {
         }),
         status: status.clone(),
         data_dir: dir.path().join("data"),
-        crash_before_handler: None,
         show_qr: false,
         breaker: crate::fleet::breaker::Breaker::disabled(),
     });

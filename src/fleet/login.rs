@@ -107,7 +107,11 @@ async fn qr_login(
                         });
                     }
                     account.do_send(LoginReport::Confirmed { gen });
-                    return client.complete_login(check_sig_url, qq).await;
+                    client.complete_scan(check_sig_url, qq).await?;
+                    // The scan's cookies are in: the Account saves them before the rest, so
+                    // a crash from here on resumes without a new scan. `send` waits for it.
+                    let _ = account.send(LoginReport::Scanned { gen }).await;
+                    return client.finish_login(qq).await;
                 }
                 Err(e) if e.is_transient() && errors < QR_CHECK_RETRIES => errors += 1,
                 Err(e) => return Err(e),

@@ -130,6 +130,9 @@ pub enum LoginReport {
     },
     /// The phone confirmed: check_sig, getvfwebqq and login2 are running.
     Confirmed { gen: u64 },
+    /// check_sig is done: the scan's cookies can be saved (the Login waits for this to be
+    /// handled before it goes on).
+    Scanned { gen: u64 },
     /// Logged in.
     Done { gen: u64, method: LoginMethod },
     /// The attempt failed.
@@ -192,6 +195,17 @@ pub struct ReplayInbox;
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// The account's own message came back in poll2 (WEBQQ.md §5.4): what the Sender needs to
+/// confirm an uncertain send. A friend echo carries no recipient (`source` is `None`); a
+/// group or discussion echo names its conversation (`gid`, `did`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SelfEcho {
+    pub kind: super::handler::Kind,
+    pub source: Option<u64>,
+    pub text: String,
+}
 
 /// Stop sending; resolves once no send is in flight (or after the deadline; the message
 /// stays in the outbox and is sent after the restart).

@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod breaker;
+pub mod crash;
 pub mod handler;
 pub mod login;
 pub mod messages;
@@ -55,6 +56,10 @@ pub enum FleetError {
     /// The runtime could not be built or a signal handler installed.
     #[error("runtime: {0}")]
     Runtime(String),
+    /// The account's store refuses writes (a full disk, a read-only data directory): no
+    /// message can be accepted until it recovers, which the account notices by itself.
+    #[error("account `{id}` cannot accept messages now: its data directory refuses writes ({message}); it recovers by itself once the disk takes writes again")]
+    StoreUnavailable { id: String, message: String },
     /// No account file with this id.
     #[error("no account `{0}`")]
     UnknownAccount(String),

@@ -5,11 +5,19 @@
 //! * Delivered → removed from the outbox (flushed). A crash before that resends the same
 //!   entry with the same msg_id after the restart, which a deduplicating server (the
 //!   simulator, for 600 s) answers without delivering twice.
-//! * `Uncertain` (1202, "maybe not sent", often delivered, WEBQQ.md §8.2) is never resent:
-//!   it is counted as delivered or held aside, as the account file says.
+//! * `Uncertain` (1202, "maybe not sent", often delivered, WEBQQ.md §8.2) is never resent
+//!   blindly. Under `on_uncertain = "confirm"` (the default) the Sender waits up to
+//!   `CONFIRM_WAIT` for the account's own echo of every piece in poll2 (§5.4; the Account
+//!   forwards echoes as `SelfEcho`): seen → delivered; not seen → resent once with the same
+//!   msg_id (acknowledged without a second delivery by a deduplicating server), then
+//!   `on_unconfirmed` (hold, or assume delivered). Other messages wait meanwhile, so order and
+//!   pacing hold. `assume_delivered` and `hold` decide at once.
 //! * Every attempt of a message uses the msg_id recorded with it at its first attempt
 //!   (`WebQq::send` with a given msg_id), so a resend after a transport error or a crash is
 //!   deduplicated by the server without rebuilding the client.
+//! * Pacing survives a restart: every attempt's time is recorded before it goes out, and a
+//!   new Sender (after a relink, a restart or a crash) waits a full quota interval after the
+//!   recorded ones (`Limits::restore`): the account never sends faster than its limits.
 //! * Transport trouble → the same entry again after a growing pause; a lost session → the
 //!   Account reconnects and a new Sender takes over.
 
@@ -21,19 +29,31 @@ use tokio::time::Instant;
 use actix::prelude::*;
 
 use super::account::Account;
-use super::messages::{Drain, SenderReport, Stop, Wake};
+use super::handler::Kind;
+use super::messages::{Drain, SelfEcho, SenderReport, Stop, Wake};
 use super::webqq::WebQq;
-use crate::config::UncertainPolicy;
-use crate::events::{emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceived};
+use crate::config::{UncertainPolicy, UnconfirmedPolicy};
+use crate::events::{
+    emit, MessageSent, OutgoingHeld, RateLimited, RetcodeReceived, UncertainResolved,
+};
 use crate::limits::Limits;
 use crate::protocol::content::split_text;
 use crate::protocol::{ProtocolError, SendOutcome, Target};
-use crate::store::{OutMsg, Store};
+use crate::store::{now_ms, OutMsg, Store};
 
 /// Longest pause between two attempts of one message after transport errors.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// How long a message accepted in another session waits for this session's contacts.
 const CONTACTS_WAIT: Duration = Duration::from_secs(10);
+/// How long an uncertain send waits for its echo (§5.4) before the one resend, and again
+/// after it. The echo is pushed to the held poll at once, so seconds are plenty.
+pub const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+/// How long received echoes are kept for a confirmation that starts after they came (the
+/// echo can overtake the send's own answer).
+const ECHO_KEEP: Duration = Duration::from_secs(60);
+/// At most this many echoes are kept.
+const ECHO_MAX: usize = 256;
+
 /// Refusals (not transport trouble, not a lost session) before a message is held.
 const MAX_REJECTIONS: u32 = 3;
 
@@ -45,7 +65,12 @@ pub struct Sender {
     pub store: Arc<dyn Store>,
     pub limits: Limits,
     pub on_uncertain: UncertainPolicy,
+    pub on_unconfirmed: UnconfirmedPolicy,
     pub account: Addr<Account>,
+    /// The account's own messages seen in poll2 lately: (when, kind, conversation, text).
+    echoes: std::collections::VecDeque<(Instant, Kind, Option<u64>, String)>,
+    /// An uncertain message waiting for its echo (see `confirm`).
+    confirming: Option<Confirming>,
     /// A send is on the wire: never two at once (order, and the anti-spam rules).
     in_flight: bool,
     /// A timer will call `pump` again (rate limit or retry pause).
@@ -65,7 +90,7 @@ impl Sender {
         client: Arc<dyn WebQq>,
         store: Arc<dyn Store>,
         limits: Limits,
-        on_uncertain: UncertainPolicy,
+        (on_uncertain, on_unconfirmed): (UncertainPolicy, UnconfirmedPolicy),
         account: Addr<Account>,
     ) -> Sender {
         Sender {
@@ -75,7 +100,10 @@ impl Sender {
             store,
             limits,
             on_uncertain,
+            on_unconfirmed,
             account,
+            echoes: Default::default(),
+            confirming: None,
             in_flight: false,
             timer: None,
             draining: false,
@@ -94,7 +122,7 @@ impl Sender {
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.draining || self.timer.is_some() {
+        if self.in_flight || self.draining || self.timer.is_some() || self.confirming.is_some() {
             return;
         }
         let mut head = match self.store.outbox_head(&self.id) {
@@ -143,13 +171,25 @@ impl Sender {
                 first
             }
         };
+        // The attempt counts against the limits from now on, across a crash or a restart
+        // (the server counts it when it arrives): recorded before it goes out.
+        if let Err(e) = self
+            .store
+            .record_send(&self.id, &target_key(&head.target), now_ms())
+        {
+            tracing::error!(account = %self.id, error = %e,
+                "cannot record the send time; retrying");
+            self.later(Duration::from_secs(1), ctx);
+            return;
+        }
         self.in_flight = true;
+        let started = Instant::now();
         let fut = self
             .client
             .send(head.target.clone(), head.text.clone(), msg_id);
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |res, act, ctx| act.sent(head, res, ctx)),
+                .map(move |res, act, ctx| act.sent(head, started, res, ctx)),
         );
     }
 
@@ -200,9 +240,11 @@ impl Sender {
     fn sent(
         &mut self,
         mut msg: OutMsg,
+        started: Instant,
         res: Result<SendOutcome, ProtocolError>,
         ctx: &mut Context<Self>,
     ) {
+        super::crash::at("send_answered", &self.id);
         self.in_flight = false;
         let kind = kind_of(&msg.target);
         // A timed-out send may well have been delivered (the request was on the wire): it
@@ -229,6 +271,10 @@ impl Sender {
                     result: "uncertain",
                 });
                 match self.on_uncertain {
+                    UncertainPolicy::Confirm => {
+                        self.confirm(msg, started, ctx);
+                        return;
+                    }
                     UncertainPolicy::AssumeDelivered => self.store.ack(&self.id, msg.seq),
                     UncertainPolicy::Hold => {
                         emit(OutgoingHeld {
@@ -308,6 +354,94 @@ impl Sender {
         self.after_send(ctx);
     }
 
+    /// Starts waiting for the echo of an uncertain message sent at `since`.
+    fn confirm(&mut self, msg: OutMsg, since: Instant, ctx: &mut Context<Self>) {
+        let timer = ctx.run_later(CONFIRM_WAIT, |act, ctx| act.unconfirmed(ctx));
+        self.confirming = Some(Confirming { msg, since, timer });
+        self.check_confirmed(ctx);
+    }
+
+    /// Whether every piece of the message waiting for confirmation came back as an echo
+    /// since it was sent; if so it is delivered.
+    fn check_confirmed(&mut self, ctx: &mut Context<Self>) {
+        let Some(c) = &self.confirming else {
+            return;
+        };
+        let (kind, source) = echo_key(&c.msg.target);
+        let mut used = vec![false; self.echoes.len()];
+        let all = split_text(&c.msg.text).iter().all(|piece| {
+            let hit = self
+                .echoes
+                .iter()
+                .enumerate()
+                .position(|(i, (at, k, s, t))| {
+                    !used[i] && *at >= c.since && *k == kind && *s == source && t == piece
+                });
+            hit.map(|i| used[i] = true).is_some()
+        });
+        if !all {
+            return;
+        }
+        let c = self.confirming.take().expect("checked above");
+        ctx.cancel_future(c.timer);
+        // Each echo confirms one message only.
+        let mut i = 0;
+        self.echoes.retain(|_| {
+            i += 1;
+            !used[i - 1]
+        });
+        emit(UncertainResolved {
+            account: &self.id,
+            outcome: "echo_seen",
+        });
+        if let Err(e) = self.store.ack(&self.id, c.msg.seq) {
+            tracing::error!(account = %self.id, error = %e, "outbox update failed");
+        }
+        self.after_send(ctx);
+    }
+
+    /// No echo within `CONFIRM_WAIT`: the one resend, or the fallback after it.
+    fn unconfirmed(&mut self, ctx: &mut Context<Self>) {
+        let Some(c) = self.confirming.take() else {
+            return;
+        };
+        let mut msg = c.msg;
+        let stored = if !msg.confirm_resent {
+            // Recorded first: a crash now cannot turn the one resend into two.
+            msg.confirm_resent = true;
+            emit(UncertainResolved {
+                account: &self.id,
+                outcome: "resent",
+            });
+            self.store.update_outbox(&self.id, &msg)
+        } else {
+            match self.on_unconfirmed {
+                UnconfirmedPolicy::Hold => {
+                    emit(UncertainResolved {
+                        account: &self.id,
+                        outcome: "held",
+                    });
+                    emit(OutgoingHeld {
+                        account: &self.id,
+                        reason: "unconfirmed",
+                    });
+                    self.store.hold_outgoing(&self.id, &msg)
+                }
+                UnconfirmedPolicy::AssumeDelivered => {
+                    emit(UncertainResolved {
+                        account: &self.id,
+                        outcome: "assumed_delivered",
+                    });
+                    self.store.ack(&self.id, msg.seq)
+                }
+            }
+        };
+        if let Err(e) = stored {
+            tracing::error!(account = %self.id, error = %e, "outbox update failed");
+        }
+        self.after_send(ctx);
+    }
+
     fn after_send(&mut self, ctx: &mut Context<Self>) {
         if let Ok(depth) = self.store.outbox_len(&self.id) {
             self.account.do_send(SenderReport::Depth {
@@ -328,6 +462,25 @@ impl Sender {
                 let _ = tx.send(());
             }
         }
+    }
+}
+
+/// A message waiting for its echo.
+struct Confirming {
+    msg: OutMsg,
+    /// When its last attempt went out: only echoes after it count.
+    since: Instant,
+    timer: SpawnHandle,
+}
+
+/// What an echo of a send to `t` can show: its kind and, for a group or discussion, the
+/// conversation. A friend echo carries no recipient (§5.4).
+fn echo_key(t: &Target) -> (Kind, Option<u64>) {
+    match t {
+        Target::Buddy(_) => (Kind::Buddy, None),
+        Target::Group(g) => (Kind::Group, Some(*g)),
+        Target::Discu(d) => (Kind::Discu, Some(*d)),
+        Target::Sess { .. } => (Kind::Sess, None),
     }
 }
 
@@ -364,6 +517,18 @@ impl Actor for Sender {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Sends of an earlier Sender (before a relink, a restart, a crash) still count.
+        match self.store.load_pacing(&self.id) {
+            Ok(p) => {
+                let now = now_ms();
+                let ago = |t: u64| Duration::from_millis(now.saturating_sub(t));
+                self.limits.restore(
+                    p.last_ms.map(ago),
+                    p.targets.into_iter().map(|(k, t)| (k, ago(t))),
+                );
+            }
+            Err(e) => tracing::error!(account = %self.id, error = %e, "pacing unreadable"),
+        }
         self.pump(ctx);
     }
 }
@@ -372,6 +537,23 @@ impl Handler<Wake> for Sender {
     type Result = ();
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.pump(ctx);
+    }
+}
+
+impl Handler<SelfEcho> for Sender {
+    type Result = ();
+    fn handle(&mut self, e: SelfEcho, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while self
+            .echoes
+            .front()
+            .is_some_and(|(at, ..)| now.duration_since(*at) > ECHO_KEEP)
+            || self.echoes.len() >= ECHO_MAX
+        {
+            self.echoes.pop_front();
+        }
+        self.echoes.push_back((now, e.kind, e.source, e.text));
+        self.check_confirmed(ctx);
     }
 }
 

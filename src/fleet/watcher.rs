@@ -155,7 +155,6 @@ mod tests {
             connector: Arc::new(FakeConnector { script, qq: 10001 }),
             status: status.clone(),
             data_dir: dir.path().join("data"),
-            crash_before_handler: None,
             show_qr: false,
             breaker: crate::fleet::breaker::Breaker::disabled(),
         });

@@ -22,6 +22,15 @@ pub trait WebQq: Send + Sync + 'static {
     fn check_qr(&self, qr: Qr) -> Fut<QrStatus>;
     /// check_sig → getvfwebqq → login2 → warm-up; refuses a scan by another QQ number.
     fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()>;
+    /// The first half of `complete_login` (check_sig: the scan's cookies are then in
+    /// `session()`); `finish_login` does the rest. By default all of it happens here.
+    fn complete_scan(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        self.complete_login(check_sig_url, expect_qq)
+    }
+    /// The second half of `complete_login` (getvfwebqq, login2, warm-up).
+    fn finish_login(&self, _expect_qq: u64) -> Fut<()> {
+        Box::pin(async { Ok(()) })
+    }
     /// Log in again from the saved cookies, without a scan (WEBQQ.md §3.10).
     fn resume(&self) -> Fut<()>;
     /// login2 again on the current session (§3.7).
@@ -80,6 +89,12 @@ impl WebQq for InSpan {
     fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
         self.run(self.inner.complete_login(check_sig_url, expect_qq))
     }
+    fn complete_scan(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        self.run(self.inner.complete_scan(check_sig_url, expect_qq))
+    }
+    fn finish_login(&self, expect_qq: u64) -> Fut<()> {
+        self.run(self.inner.finish_login(expect_qq))
+    }
     fn resume(&self) -> Fut<()> {
         self.run(self.inner.resume())
     }
@@ -136,6 +151,14 @@ impl WebQq for Client {
     fn complete_login(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
         let c = self.clone();
         Box::pin(async move { c.complete_login(&check_sig_url, Some(expect_qq)).await })
+    }
+    fn complete_scan(&self, check_sig_url: String, expect_qq: u64) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.complete_scan(&check_sig_url, Some(expect_qq)).await })
+    }
+    fn finish_login(&self, expect_qq: u64) -> Fut<()> {
+        let c = self.clone();
+        Box::pin(async move { c.finish_login(Some(expect_qq)).await })
     }
     fn resume(&self) -> Fut<()> {
         let c = self.clone();

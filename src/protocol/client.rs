@@ -744,7 +744,28 @@ impl Client {
             }
         }
         self.check_sig(check_sig_url).await?;
-        self.channel_login(expect_qq.or(got)).await?;
+        self.finish_login(expect_qq.or(got)).await
+    }
+
+    /// The first half of [`Client::complete_login`]: check_sig, after which the cookies of
+    /// the completed scan are in the jar, so [`Client::session`] can be saved and a crash
+    /// before the rest of the login resumes without a new scan.
+    pub async fn complete_scan(
+        &self,
+        check_sig_url: &str,
+        expect_qq: Option<u64>,
+    ) -> Result<(), ProtocolError> {
+        if let (Some(expected), Some(got)) = (expect_qq, self.ptlogin_qq()) {
+            if expected != got {
+                return Err(ProtocolError::WrongAccount { expected, got });
+            }
+        }
+        self.check_sig(check_sig_url).await
+    }
+
+    /// The second half of [`Client::complete_login`]: getvfwebqq, login2, the warm-up.
+    pub async fn finish_login(&self, expect_qq: Option<u64>) -> Result<(), ProtocolError> {
+        self.channel_login(expect_qq.or(self.ptlogin_qq())).await?;
         let mut st = self.state();
         st.kicked = None;
         Ok(())
@@ -1316,17 +1337,23 @@ impl Client {
                 ("msg_id", json!(msg_id)),
                 ("psessionid", json!(psessionid)),
             ]);
+            {
+                // Noted before the request goes out: the echo (§5.4) can come back in the
+                // poll before this call's answer does, and an echo not known as ours would
+                // be answered (a reply loop). An answer-less attempt (a timeout) may have
+                // been delivered and echoed too.
+                let mut st = self.state();
+                st.recent_sends
+                    .push_back((Instant::now(), target.clone(), piece.clone()));
+                while st.recent_sends.len() > 256 {
+                    st.recent_sends.pop_front();
+                }
+            }
             let v = self.call_json(ep, &[], Some(ordered(&fields))).await?;
             match classify_send(&v, ep, &self.inner.opts.retcodes) {
                 Ok(o) => {
                     if o == SendOutcome::Uncertain {
                         outcome = SendOutcome::Uncertain;
-                    }
-                    let mut st = self.state();
-                    st.recent_sends
-                        .push_back((Instant::now(), target.clone(), piece.clone()));
-                    while st.recent_sends.len() > 256 {
-                        st.recent_sends.pop_front();
                     }
                 }
                 Err((retcode, action)) => {

@@ -525,19 +525,23 @@ pub fn send(sim: &Sim, req: &Req, kind: SendKind) -> Outcome {
         msg_id,
         time: now / 1000,
     });
-    // Echo (§5.4, §15.11): the account's own uin as sender, so clients that compare with
-    // their own uin and clients that look the sender up in the member list both see "me".
+    // Echo (§5.4): a friend message comes back with the text only, no recipient (from and
+    // to are the own uin); a group or discussion message names its conversation but comes
+    // from the session's stable pseudo echo uin, in no member list (§14 item 5).
     if sim.cfg.echo && !echo_to_self {
         let mid = acc.take_msg_id();
         let t = now / 1000;
-        let ev = match kind {
-            SendKind::Buddy => Some(message_event(qq, qq, mid, t, &decoded.text)),
-            SendKind::Qun => gid.map(|g| group_event(g, qq, qq, mid, t, &decoded.text)),
-            SendKind::Discu => Some(discu_event(to, qq, qq, mid, t, &decoded.text)),
-            SendKind::Sess => None,
-        };
-        if let (Some(ev), Some(s)) = (ev, w.sessions.get_mut(&ctx.sid)) {
-            s.push_event(ev);
+        if let Some(s) = w.sessions.get_mut(&ctx.sid) {
+            let me = s.echo_uin();
+            let ev = match kind {
+                SendKind::Buddy => Some(message_event(qq, qq, mid, t, &decoded.text)),
+                SendKind::Qun => gid.map(|g| group_event(g, me, qq, mid, t, &decoded.text)),
+                SendKind::Discu => Some(discu_event(to, me, qq, mid, t, &decoded.text)),
+                SendKind::Sess => None,
+            };
+            if let Some(ev) = ev {
+                s.push_event(ev);
+            }
         }
     }
     send_ok(qq)

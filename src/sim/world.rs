@@ -420,6 +420,8 @@ pub struct Session {
     pub dup_next: u32,
     /// `group_sig` values handed out by `get_c2cmsg_sig2`.
     pub sigs: HashSet<String>,
+    /// See [`Session::echo_uin`].
+    echo_uin: Option<u64>,
 }
 
 impl Session {
@@ -454,6 +456,7 @@ impl Session {
             notify: Arc::new(Notify::new()),
             dup_next: 0,
             sigs: HashSet::new(),
+            echo_uin: None,
         }
     }
 
@@ -478,12 +481,30 @@ impl Session {
             return *u;
         }
         let u = self.fresh_pseudo(qq, |v| {
-            self.rev_uins.contains_key(&v)
+            self.echo_uin == Some(v)
+                || self.rev_uins.contains_key(&v)
                 || self.rev_gid.contains_key(&v)
                 || self.rev_code.contains_key(&v)
         });
         self.uins.insert(qq, u);
         self.rev_uins.insert(u, qq);
+        u
+    }
+
+    /// The `send_uin` the session's own group and discussion messages come back with
+    /// (WEBQQ.md §5.4, §14 item 5): a pseudo uin stable for the session that is in no member
+    /// list and is not the own uin, so a client recognises its echo only by knowing what it
+    /// sent (or by its sender being unknown).
+    pub fn echo_uin(&mut self) -> u64 {
+        if let Some(u) = self.echo_uin {
+            return u;
+        }
+        let u = self.fresh_pseudo(0x6563_686f, |v| {
+            self.rev_uins.contains_key(&v)
+                || self.rev_gid.contains_key(&v)
+                || self.rev_code.contains_key(&v)
+        });
+        self.echo_uin = Some(u);
         u
     }
 
@@ -501,7 +522,10 @@ impl Session {
             return *g;
         }
         let taken = |s: &Session, v: u64| {
-            s.rev_uins.contains_key(&v) || s.rev_gid.contains_key(&v) || s.rev_code.contains_key(&v)
+            s.echo_uin == Some(v)
+                || s.rev_uins.contains_key(&v)
+                || s.rev_gid.contains_key(&v)
+                || s.rev_code.contains_key(&v)
         };
         let gid = self.fresh_pseudo(number ^ 0x0067_6964, |v| taken(self, v));
         self.rev_gid.insert(gid, number);
