@@ -16,7 +16,9 @@
 //! | [`sim`] | the simulator (`qqfleet sim`): `server` (accept loop), `routes` (every real host under a path prefix, the control API under `/sim/`), `ptlogin`, `channel`, `info`, `control`, `auth` (the §14.3 checks), `world` (accounts, generated contacts, sessions), `events`, `content`, `qr`, `faults`, `clock`, `config`, `state`, `request` |
 //! | [`fleet`] | the actors, one file each: `supervisor` (FleetSupervisor), `account` (the state machine), `login`, `poller`, `sender`, `watcher` (`accounts/` hot-add); `messages` (every actor message), `status` (the snapshot the API reads), `handler` (echo, log), `webqq` (the seam to the client), `phone` (the demo phone of `--sim`) |
 //! | [`state`] | `AccountState`: the one word per account state, on the floor so the store, the events and the actors share it |
+//! | [`shard`] | `--shard I/N`: the owner of each account among N processes (jump hash of a fixed FNV-1a of the id) |
 //! | [`store`] | `trait Store` and its sled implementation: session, msg_id counter, outbox, dedup window, contacts |
+//! | [`transfer`] | one account's whole durable state as one checked file: `qqfleet account export/import`, the shard handoff |
 //! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
 //! | [`config`] | account files (`accounts/<id>.toml`), their validation and `qqfleet check` |
 //! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics |
@@ -35,6 +37,8 @@ pub mod limits;
 pub mod logging;
 pub mod protocol;
 pub mod run;
+pub mod shard;
 pub mod sim;
 pub mod state;
 pub mod store;
+pub mod transfer;

@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod handler;
+pub mod handoff;
 pub mod login;
 pub mod messages;
 pub mod phone;

@@ -1,0 +1,240 @@
+//! The shard handoff (`qqfleet run --handoff DIR`): an account that changes shard when N
+//! changes takes its durable state (session, msg_id counter, outbox, held messages, dedup
+//! window, every other tree) with it, so it resumes without a scan and its outbox goes out once.
+//!
+//! The handoff folder is shared by every shard (an RWX volume in Kubernetes) and holds:
+//! * `<id>.qqacct`: an account's state ([`crate::transfer`]), written by the shard that ran it
+//!   and no longer owns it, imported and removed by its new owner;
+//! * `running/shard-<I>.json`: the ledger of shard I: the accounts it last ran. A new owner
+//!   holds an account back (`starting`, "waiting for its handoff") while another shard's ledger
+//!   lists it and no handoff file is there yet: during a rolling restart the old owner may
+//!   still be running it, and a second login would kick the first (§12).
+//!
+//! A process exports at start, before any account runs (the first moment it knows N has
+//! changed), and again at shutdown for anything left; it rewrites its ledger after the export.
+//! An account held back longer than `--handoff-wait` starts anyway, with a QR scan, and its
+//! log line says why.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::shard::Shard;
+use crate::store::SledStore;
+use crate::transfer::{handoff_file, AccountDump, TransferError};
+
+/// Asked by the FleetSupervisor before it starts an account it owns.
+pub trait StartGate: Send + Sync + 'static {
+    /// `Ok`: start it now. `Err(why)`: not yet (asked again a second later); `why` is shown
+    /// as the account's error while it waits.
+    fn check(&self, id: &str) -> Result<(), String>;
+}
+
+/// The handoff of one process.
+pub struct Handoff {
+    dir: PathBuf,
+    shard: Shard,
+    store: Arc<SledStore>,
+    wait: Duration,
+    /// When each held-back account was first held back.
+    held_since: Mutex<HashMap<String, Instant>>,
+    /// The other shards' ledgers (account → shard), re-read at most once a second.
+    ledgers: Mutex<Option<(Instant, HashMap<String, u32>)>>,
+}
+
+impl Handoff {
+    /// Opens (creating) the handoff folder.
+    pub fn open(
+        dir: &Path,
+        shard: Shard,
+        store: Arc<SledStore>,
+        wait: Duration,
+    ) -> Result<Handoff, TransferError> {
+        std::fs::create_dir_all(dir.join("running")).map_err(|e| TransferError::Io {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Handoff {
+            dir: dir.to_path_buf(),
+            shard,
+            store,
+            wait,
+            held_since: Mutex::new(HashMap::new()),
+            ledgers: Mutex::new(None),
+        })
+    }
+
+    /// Exports every account the store holds state for and this shard does not own, into
+    /// the handoff folder, then forgets it here. Returns the ids.
+    pub fn export_unowned(&self) -> Result<Vec<String>, TransferError> {
+        let mut owners: HashSet<String> = HashSet::new();
+        let db = self.store.sled();
+        for name in db.tree_names() {
+            let tree = db
+                .open_tree(&name)
+                .map_err(crate::store::StoreError::from)?;
+            for k in tree.iter().keys() {
+                let k = k.map_err(crate::store::StoreError::from)?;
+                if let Some(o) =
+                    crate::store::key_owner(&k).and_then(|o| std::str::from_utf8(o).ok())
+                {
+                    if !self.shard.owns(o) {
+                        owners.insert(o.to_string());
+                    }
+                }
+            }
+        }
+        if owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dumps = self.store.export_accounts(&owners)?;
+        let mut done = Vec::new();
+        for (id, dump) in dumps {
+            dump.write_to(&handoff_file(&self.dir, &id))?;
+            self.store.forget_account(&id)?;
+            crate::events::emit(crate::events::AccountHandedOff {
+                account: &id,
+                to_shard: self.shard.owner_of(&id),
+                entries: dump.entries(),
+            });
+            done.push(id);
+        }
+        Ok(done)
+    }
+
+    /// Writes this shard's ledger: the accounts it runs from now on.
+    pub fn write_ledger(&self, owned: &[String]) -> Result<(), TransferError> {
+        let path = self.ledger_path(self.shard.index);
+        let body = serde_json::json!({"shard": self.shard.to_string(), "accounts": owned});
+        let tmp = self
+            .dir
+            .join("running")
+            .join(format!(".shard-{}.json.tmp", self.shard.index));
+        let io = |e: std::io::Error| TransferError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::write(&tmp, serde_json::to_vec(&body).expect("plain data")).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    fn ledger_path(&self, index: u32) -> PathBuf {
+        self.dir.join("running").join(format!("shard-{index}.json"))
+    }
+
+    /// Which other shard's ledger lists `id`.
+    fn listed_elsewhere(&self, id: &str) -> Option<u32> {
+        let mut g = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = g
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            let mut map = HashMap::new();
+            if let Ok(rd) = std::fs::read_dir(self.dir.join("running")) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let Some(idx) = name
+                        .strip_prefix("shard-")
+                        .and_then(|n| n.strip_suffix(".json"))
+                        .and_then(|n| n.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    if idx == self.shard.index {
+                        continue;
+                    }
+                    let Ok(bytes) = std::fs::read(e.path()) else {
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                        continue;
+                    };
+                    for a in v["accounts"].as_array().into_iter().flatten() {
+                        if let Some(a) = a.as_str() {
+                            map.insert(a.to_string(), idx);
+                        }
+                    }
+                }
+            }
+            *g = Some((Instant::now(), map));
+        }
+        g.as_ref().and_then(|(_, m)| m.get(id).copied())
+    }
+
+    /// Imports `id`'s handoff file if there is one; `Ok(true)` when it did.
+    pub fn take(&self, id: &str) -> Result<bool, TransferError> {
+        let path = handoff_file(&self.dir, id);
+        if !path.exists() {
+            return Ok(false);
+        }
+        let dump = match AccountDump::read_from(&path) {
+            Ok(d) if d.id == id => d,
+            Ok(d) => {
+                return Err(TransferError::Bad {
+                    path: path.display().to_string(),
+                    message: format!("holds account `{}`, not `{id}`", d.id),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        // The file is newer than anything here: this shard ran the account before the
+        // shard that exported it did.
+        self.store.import_account(&dump, true)?;
+        std::fs::remove_file(&path).map_err(|e| TransferError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        crate::events::emit(crate::events::AccountTakenOver {
+            account: id,
+            shard: self.shard.index,
+            entries: dump.entries(),
+        });
+        Ok(true)
+    }
+}
+
+impl StartGate for Handoff {
+    fn check(&self, id: &str) -> Result<(), String> {
+        match self.take(id) {
+            Ok(true) => {
+                self.held_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // A damaged file must not keep the account offline forever: set it aside
+                // for an operator and start (a QR scan), saying why.
+                let path = handoff_file(&self.dir, id);
+                let aside = path.with_extension("qqacct.damaged");
+                let _ = std::fs::rename(&path, &aside);
+                tracing::error!(account = id, error = %e, aside = %aside.display(),
+                    "handoff file unusable; the account starts without it (a QR scan)");
+                return Ok(());
+            }
+        }
+        let Some(other) = self.listed_elsewhere(id) else {
+            return Ok(());
+        };
+        let mut held = self.held_since.lock().unwrap_or_else(|p| p.into_inner());
+        let since = *held.entry(id.to_string()).or_insert_with(Instant::now);
+        if since.elapsed() >= self.wait {
+            held.remove(id);
+            tracing::warn!(
+                account = id,
+                from_shard = other,
+                waited_secs = self.wait.as_secs(),
+                "no handoff file from the shard that last ran it; starting without its state (a QR scan)"
+            );
+            return Ok(());
+        }
+        Err(format!(
+            "waiting for its handoff from shard {other} (it last ran it); starts without it after {} s",
+            self.wait.as_secs()
+        ))
+    }
+}
