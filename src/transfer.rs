@@ -374,6 +374,115 @@ pub enum Imported {
     Written,
 }
 
+impl crate::store::SledStore {
+    /// Every stored key of the accounts in `ids`, by account and tree, in one pass over the
+    /// whole store (the handoff exports many accounts at once).
+    pub fn export_accounts(
+        &self,
+        ids: &std::collections::HashSet<String>,
+    ) -> Result<BTreeMap<String, AccountDump>, StoreError> {
+        let now = crate::store::now_secs();
+        let mut out: BTreeMap<String, AccountDump> = BTreeMap::new();
+        let db = self.sled();
+        for name in db.tree_names() {
+            let tree = db.open_tree(&name)?;
+            let tname = String::from_utf8_lossy(&name).into_owned();
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                let Some(owner) = crate::store::key_owner(&k) else {
+                    continue;
+                };
+                let Ok(owner) = std::str::from_utf8(owner) else {
+                    continue;
+                };
+                if !ids.contains(owner) {
+                    continue;
+                }
+                out.entry(owner.to_string())
+                    .or_insert_with(|| AccountDump {
+                        id: owner.to_string(),
+                        exported_at: now,
+                        trees: Trees::new(),
+                    })
+                    .trees
+                    .entry(tname.clone())
+                    .or_default()
+                    .push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One account's whole stored state (empty trees when nothing is stored).
+    pub fn export_account(&self, id: &str) -> Result<AccountDump, StoreError> {
+        let ids = std::iter::once(id.to_string()).collect();
+        Ok(self
+            .export_accounts(&ids)?
+            .remove(id)
+            .unwrap_or_else(|| AccountDump {
+                id: id.to_string(),
+                exported_at: crate::store::now_secs(),
+                trees: Trees::new(),
+            }))
+    }
+
+    /// Deletes every stored key of `id`, flushed (after a handoff export).
+    pub fn forget_account(&self, id: &str) -> Result<usize, StoreError> {
+        let dump = self.export_account(id)?;
+        let db = self.sled();
+        for (t, kvs) in &dump.trees {
+            let tree = db.open_tree(t)?;
+            for (k, _) in kvs {
+                tree.remove(k)?;
+            }
+        }
+        db.flush()?;
+        Ok(dump.entries())
+    }
+
+    /// Writes `dump` as the account's whole state. A data directory that already holds a
+    /// different state of the account is refused unless `replace`; the same state is a no-op.
+    pub fn import_account(
+        &self,
+        dump: &AccountDump,
+        replace: bool,
+    ) -> Result<Imported, TransferError> {
+        let existing = self.export_account(&dump.id)?;
+        if existing.entries() > 0 {
+            if existing.trees == dump.trees {
+                return Ok(Imported::Same);
+            }
+            if !replace {
+                return Err(TransferError::Conflict(dump.id.clone()));
+            }
+        }
+        let db = self.sled();
+        for (t, kvs) in &existing.trees {
+            let tree = db.open_tree(t).map_err(StoreError::from)?;
+            for (k, _) in kvs {
+                tree.remove(k.as_slice()).map_err(StoreError::from)?;
+            }
+        }
+        let mut max_seq = 0u64;
+        let plen = dump.id.len() + 1;
+        for (t, kvs) in &dump.trees {
+            let tree = db.open_tree(t).map_err(StoreError::from)?;
+            for (k, v) in kvs {
+                if k.len() == plen + 8 && k.starts_with(dump.id.as_bytes()) && k[plen - 1] == 0 {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&k[plen..]);
+                    max_seq = max_seq.max(u64::from_be_bytes(b));
+                }
+                tree.insert(k.as_slice(), v.as_slice())
+                    .map_err(StoreError::from)?;
+            }
+        }
+        db.flush().map_err(StoreError::from)?;
+        self.raise_ids_above(max_seq)?;
+        Ok(Imported::Written)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,114 +692,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("version 2"));
-    }
-}
-
-impl crate::store::SledStore {
-    /// Every stored key of the accounts in `ids`, by account and tree, in one pass over the
-    /// whole store (the handoff exports many accounts at once).
-    pub fn export_accounts(
-        &self,
-        ids: &std::collections::HashSet<String>,
-    ) -> Result<BTreeMap<String, AccountDump>, StoreError> {
-        let now = crate::store::now_secs();
-        let mut out: BTreeMap<String, AccountDump> = BTreeMap::new();
-        let db = self.sled();
-        for name in db.tree_names() {
-            let tree = db.open_tree(&name)?;
-            let tname = String::from_utf8_lossy(&name).into_owned();
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                let Some(owner) = crate::store::key_owner(&k) else {
-                    continue;
-                };
-                let Ok(owner) = std::str::from_utf8(owner) else {
-                    continue;
-                };
-                if !ids.contains(owner) {
-                    continue;
-                }
-                out.entry(owner.to_string())
-                    .or_insert_with(|| AccountDump {
-                        id: owner.to_string(),
-                        exported_at: now,
-                        trees: Trees::new(),
-                    })
-                    .trees
-                    .entry(tname.clone())
-                    .or_default()
-                    .push((k.to_vec(), v.to_vec()));
-            }
-        }
-        Ok(out)
-    }
-
-    /// One account's whole stored state (empty trees when nothing is stored).
-    pub fn export_account(&self, id: &str) -> Result<AccountDump, StoreError> {
-        let ids = std::iter::once(id.to_string()).collect();
-        Ok(self
-            .export_accounts(&ids)?
-            .remove(id)
-            .unwrap_or_else(|| AccountDump {
-                id: id.to_string(),
-                exported_at: crate::store::now_secs(),
-                trees: Trees::new(),
-            }))
-    }
-
-    /// Deletes every stored key of `id`, flushed (after a handoff export).
-    pub fn forget_account(&self, id: &str) -> Result<usize, StoreError> {
-        let dump = self.export_account(id)?;
-        let db = self.sled();
-        for (t, kvs) in &dump.trees {
-            let tree = db.open_tree(t)?;
-            for (k, _) in kvs {
-                tree.remove(k)?;
-            }
-        }
-        db.flush()?;
-        Ok(dump.entries())
-    }
-
-    /// Writes `dump` as the account's whole state. A data directory that already holds a
-    /// different state of the account is refused unless `replace`; the same state is a no-op.
-    pub fn import_account(
-        &self,
-        dump: &AccountDump,
-        replace: bool,
-    ) -> Result<Imported, TransferError> {
-        let existing = self.export_account(&dump.id)?;
-        if existing.entries() > 0 {
-            if existing.trees == dump.trees {
-                return Ok(Imported::Same);
-            }
-            if !replace {
-                return Err(TransferError::Conflict(dump.id.clone()));
-            }
-        }
-        let db = self.sled();
-        for (t, kvs) in &existing.trees {
-            let tree = db.open_tree(t).map_err(StoreError::from)?;
-            for (k, _) in kvs {
-                tree.remove(k.as_slice()).map_err(StoreError::from)?;
-            }
-        }
-        let mut max_seq = 0u64;
-        let plen = dump.id.len() + 1;
-        for (t, kvs) in &dump.trees {
-            let tree = db.open_tree(t).map_err(StoreError::from)?;
-            for (k, v) in kvs {
-                if k.len() == plen + 8 && k.starts_with(dump.id.as_bytes()) && k[plen - 1] == 0 {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&k[plen..]);
-                    max_seq = max_seq.max(u64::from_be_bytes(b));
-                }
-                tree.insert(k.as_slice(), v.as_slice())
-                    .map_err(StoreError::from)?;
-            }
-        }
-        db.flush().map_err(StoreError::from)?;
-        self.raise_ids_above(max_seq)?;
-        Ok(Imported::Written)
     }
 }
