@@ -314,6 +314,19 @@ async fn three_shards_share_thirty_accounts_survive_a_kill_and_reshard_to_four()
         );
     }
 
+    // A file added while they run: the watchers apply the same split.
+    write_account(dir.path(), "late", &account_toml(30_031, 60));
+    qq_of.insert("late".to_string(), 30_031);
+    {
+        let refs: Vec<&Fleet> = shards.iter().collect();
+        until_placed(&refs, 3, &sim, &qq_of, true, Duration::from_secs(30)).await;
+        let owner = qqfleet::shard::owner("late", 3);
+        let ledger =
+            std::fs::read_to_string(handoff.join("running").join(format!("shard-{owner}.json")))
+                .unwrap();
+        assert!(ledger.contains("\"late\""), "its owner lists it: {ledger}");
+    }
+
     // SIGKILL shard 1 and start it again on its data: its accounts resume, no scan.
     shards[1].child.kill().unwrap();
     shards[1].child.wait().unwrap();
@@ -560,4 +573,59 @@ async fn export_import_moves_an_account_between_data_folders() {
 
 fn out_text(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
+}
+
+/// Bad shard arguments are refused with a clear message; without `--handoff`, an account a
+/// shard owns but has no state for says in the log why it needs a scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_arguments_and_a_move_without_handoff() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6u64 {
+        write_account(dir.path(), &format!("m{i}"), &account_toml(30_201 + i, 60));
+    }
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["run", "--accounts"])
+            .arg(dir.path().join("accounts"))
+            .arg("--data")
+            .arg(dir.path().join("never"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--shard", "3/3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shard `3/3`: expected I/N"));
+    let out = run(&["--shard-from-hostname"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shards"));
+
+    let f = start(dir.path(), "data", &sim, &["--shard".into(), "1/2".into()]);
+    let mine: Vec<String> = (0..6)
+        .map(|i| format!("m{i}"))
+        .filter(|id| qqfleet::shard::owner(id, 2) == 1)
+        .collect();
+    assert!(!mine.is_empty());
+    let said = |log: &str, id: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("account=\"{id}\"")) && l.contains("without --handoff"))
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&f.stderr).unwrap_or_default();
+        if mine.iter().all(|id| said(&log, id)) {
+            // Only for its own accounts: the others run elsewhere.
+            for i in 0..6 {
+                let id = format!("m{i}");
+                assert_eq!(said(&log, &id), mine.contains(&id), "{id}:\n{log}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no reason logged for {mine:?}:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

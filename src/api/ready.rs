@@ -82,3 +82,42 @@ async fn readyz(State(r): State<Readiness>) -> (StatusCode, String) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::status::AccountStatus;
+
+    #[test]
+    fn ready_once_every_owned_account_is_past_starting() {
+        let status: StatusMap = Default::default();
+        let r = Readiness::new(status.clone());
+        assert!(r.check().unwrap_err().contains("not read yet"));
+        r.expect(["a".to_string(), "b".to_string()]);
+        assert!(r.check().unwrap_err().contains("2 accounts"));
+        status.insert(
+            "a".into(),
+            AccountStatus::new("a", Some(1), AccountState::Starting),
+        );
+        status.insert(
+            "b".into(),
+            AccountStatus::new("b", Some(2), AccountState::AwaitingScan),
+        );
+        assert!(r.check().unwrap_err().contains("1 accounts"));
+        // Elsewhere and invalid accounts, and one waiting on another shard's handoff, do not
+        // hold the pod back.
+        status.insert(
+            "x".into(),
+            AccountStatus::new("x", None, AccountState::Elsewhere),
+        );
+        status.insert(
+            "y".into(),
+            AccountStatus::new("y", None, AccountState::Invalid),
+        );
+        status.get_mut("a").unwrap().waiting_handoff = true;
+        r.check().unwrap();
+        // Latched: later trouble is for liveness and alerts.
+        status.get_mut("a").unwrap().waiting_handoff = false;
+        r.check().unwrap();
+    }
+}

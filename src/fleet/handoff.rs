@@ -41,6 +41,9 @@ pub struct Handoff {
     held_since: Mutex<HashMap<String, Instant>>,
     /// The other shards' ledgers (account → shard), re-read at most once a second.
     ledgers: Mutex<Option<(Instant, HashMap<String, u32>)>>,
+    /// What this shard's own ledger lists (an account added while running is added to it
+    /// when it starts).
+    listed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Handoff {
@@ -62,6 +65,7 @@ impl Handoff {
             wait,
             held_since: Mutex::new(HashMap::new()),
             ledgers: Mutex::new(None),
+            listed: Mutex::new(Default::default()),
         })
     }
 
@@ -105,6 +109,24 @@ impl Handoff {
 
     /// Writes this shard's ledger: the accounts it runs from now on.
     pub fn write_ledger(&self, owned: &[String]) -> Result<(), TransferError> {
+        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        *listed = owned.iter().cloned().collect();
+        let owned: Vec<&String> = listed.iter().collect();
+        self.write_ledger_file(&owned)
+    }
+
+    /// Adds an account that starts here to the ledger, if it is not listed yet.
+    fn list(&self, id: &str) {
+        let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+        if listed.insert(id.to_string()) {
+            let owned: Vec<&String> = listed.iter().collect();
+            if let Err(e) = self.write_ledger_file(&owned) {
+                tracing::error!(account = id, error = %e, "handoff ledger");
+            }
+        }
+    }
+
+    fn write_ledger_file(&self, owned: &[&String]) -> Result<(), TransferError> {
         let path = self.ledger_path(self.shard.index);
         let body = serde_json::json!({"shard": self.shard.to_string(), "accounts": owned});
         let tmp = self
@@ -197,6 +219,16 @@ impl Handoff {
 
 impl StartGate for Handoff {
     fn check(&self, id: &str) -> Result<(), String> {
+        let r = self.decide(id);
+        if r.is_ok() {
+            self.list(id);
+        }
+        r
+    }
+}
+
+impl Handoff {
+    fn decide(&self, id: &str) -> Result<(), String> {
         match self.take(id) {
             Ok(true) => {
                 self.held_since
