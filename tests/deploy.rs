@@ -316,8 +316,11 @@ fn the_manifests_arguments_run_the_real_binary() {
             }
         })
         .collect();
+    // Tests talk only to 127.0.0.1: the accounts point at a closed loopback port instead of
+    // the real hosts.
     let mut child = Command::new(BIN)
         .args(&moved)
+        .arg("--sim-url=http://127.0.0.1:9")
         .env("HOSTNAME", "qqfleet-1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

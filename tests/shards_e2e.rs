@@ -464,6 +464,10 @@ async fn three_shards_share_thirty_accounts_survive_a_kill_and_reshard_to_four()
         let a = sim_account(&sim, *qq).await;
         assert_eq!(a["logins"], 1, "{id}: never a new scan: {a}");
         assert_eq!(a["sessions"], 1, "{id}: one live session: {a}");
+        // Exactly one comeback per restart of its owner (the kill of shard 1, the reshard):
+        // a second process running it would have logged in on the session once more.
+        let restarts = u64::from(qqfleet::shard::owner(id, 3) == 1) + 1;
+        assert_eq!(comebacks(&a), restarts, "{id}: {a}");
     }
     let left: Vec<_> = std::fs::read_dir(&handoff)
         .unwrap()
