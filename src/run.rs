@@ -111,7 +111,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             )
             .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             let gone = h
-                .export_unowned()
+                .export_unowned(&account_ids(&args.accounts))
                 .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             if !gone.is_empty() {
                 tracing::info!(
@@ -271,7 +271,7 @@ async fn serve(
     store.flush()?;
     if let Some(h) = &handoff {
         // Anything this shard holds but does not own (normally handed off at start already).
-        if let Err(e) = h.export_unowned() {
+        if let Err(e) = h.export_unowned(&account_ids(&args.accounts)) {
             tracing::error!(error = %e, "handoff at shutdown");
         }
     }
@@ -282,6 +282,13 @@ async fn serve(
     }
     System::current().stop();
     Ok(())
+}
+
+/// The ids of the account files in `dir` (valid or not).
+fn account_ids(dir: &std::path::Path) -> std::collections::HashSet<String> {
+    crate::config::scan_dir(dir)
+        .map(|s| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default()
 }
 
 /// A line for whoever started us (tools read the admin address from stdout). A closed

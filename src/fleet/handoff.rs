@@ -69,9 +69,10 @@ impl Handoff {
         })
     }
 
-    /// Exports every account the store holds state for and this shard does not own, into
-    /// the handoff folder, then forgets it here. Returns the ids.
-    pub fn export_unowned(&self) -> Result<Vec<String>, TransferError> {
+    /// Exports every account of `accounts` (the ids in the accounts folder) the store holds
+    /// state for and this shard does not own, into the handoff folder, then forgets it here.
+    /// Returns the ids. (State of an account whose file is gone stays, as without shards.)
+    pub fn export_unowned(&self, accounts: &HashSet<String>) -> Result<Vec<String>, TransferError> {
         let mut owners: HashSet<String> = HashSet::new();
         let db = self.store.sled();
         for name in db.tree_names() {
@@ -83,7 +84,7 @@ impl Handoff {
                 if let Some(o) =
                     crate::store::key_owner(&k).and_then(|o| std::str::from_utf8(o).ok())
                 {
-                    if !self.shard.owns(o) {
+                    if !self.shard.owns(o) && accounts.contains(o) {
                         owners.insert(o.to_string());
                     }
                 }
@@ -268,5 +269,100 @@ impl Handoff {
             "waiting for its handoff from shard {other} (it last ran it); starts without it after {} s",
             self.wait.as_secs()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Target;
+    use crate::store::{NewOut, Store};
+
+    fn msg(text: &str) -> NewOut {
+        NewOut {
+            target: Target::Buddy(1),
+            text: text.into(),
+            to_name: None,
+        }
+    }
+
+    /// Two shards of two on one handoff folder: the unowned account (with a file) leaves one
+    /// store for the other; one whose file is gone stays; the new owner waits while the old
+    /// one's ledger lists an account, and takes the file when it comes.
+    #[test]
+    fn accounts_move_through_the_folder_and_wait_for_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let hand = dir.path().join("handoff");
+        let ids: Vec<String> = (0..40).map(|i| format!("h{i}")).collect();
+        let of = |n: u32| {
+            ids.iter()
+                .find(|id| crate::shard::owner(id, 2) == n)
+                .unwrap()
+                .clone()
+        };
+        let (zero, one) = (of(0), of(1));
+        let s0 = Shard { index: 0, count: 2 };
+        let s1 = Shard { index: 1, count: 2 };
+        // Shard 0 last ran `one` (and a removed account) under N=1.
+        let st0 = Arc::new(SledStore::open(&dir.path().join("d0")).unwrap());
+        st0.enqueue(&one, msg("queued")).unwrap();
+        st0.enqueue(&zero, msg("stays")).unwrap();
+        let gone = ids
+            .iter()
+            .find(|id| crate::shard::owner(id, 2) == 1 && **id != one)
+            .unwrap();
+        st0.enqueue(gone, msg("file removed")).unwrap();
+        let h1 = Handoff::open(
+            &hand,
+            s1,
+            Arc::new(SledStore::open(&dir.path().join("d1")).unwrap()),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        // Before shard 0 restarts under N=2, its old ledger lists `one`: shard 1 waits.
+        let h0 = Handoff::open(&hand, s0, st0.clone(), Duration::from_secs(60)).unwrap();
+        h0.write_ledger(&[zero.clone(), one.clone()]).unwrap();
+        let why = h1.check(&one).unwrap_err();
+        assert!(why.contains("shard 0"), "{why}");
+        // Shard 0 restarts under N=2: exports `one` (its file exists), keeps `zero` and the
+        // account whose file is gone.
+        let known: HashSet<String> = [zero.clone(), one.clone()].into();
+        assert_eq!(h0.export_unowned(&known).unwrap(), vec![one.clone()]);
+        h0.write_ledger(std::slice::from_ref(&zero)).unwrap();
+        assert_eq!(st0.outbox_len(&one).unwrap(), 0);
+        assert_eq!(st0.outbox_len(&zero).unwrap(), 1);
+        assert_eq!(st0.outbox_len(gone).unwrap(), 1);
+        assert!(handoff_file(&hand, &one).exists());
+        // Shard 1 takes it over: imported, file removed, listed in its ledger.
+        h1.check(&one).unwrap();
+        assert!(!handoff_file(&hand, &one).exists());
+        assert_eq!(h1.store.outbox(&one).unwrap()[0].text, "queued");
+        let ledger = std::fs::read_to_string(hand.join("running/shard-1.json")).unwrap();
+        assert!(ledger.contains(&format!("\"{one}\"")), "{ledger}");
+    }
+
+    /// Past the wait, an account starts without its handoff (a scan) rather than never.
+    #[test]
+    fn the_wait_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hand = dir.path().join("handoff");
+        let id = (0..40)
+            .map(|i| format!("w{i}"))
+            .find(|id| crate::shard::owner(id, 2) == 1)
+            .unwrap();
+        std::fs::create_dir_all(hand.join("running")).unwrap();
+        std::fs::write(
+            hand.join("running/shard-0.json"),
+            format!("{{\"shard\":\"0/1\",\"accounts\":[\"{id}\"]}}"),
+        )
+        .unwrap();
+        let h = Handoff::open(
+            &hand,
+            Shard { index: 1, count: 2 },
+            Arc::new(SledStore::open(&dir.path().join("d")).unwrap()),
+            Duration::ZERO,
+        )
+        .unwrap();
+        h.check(&id).unwrap();
     }
 }
