@@ -304,6 +304,16 @@ async fn three_shards_share_thirty_accounts_survive_a_kill_and_reshard_to_four()
             !m.contains(&format!("account=\"{other}\"")),
             "no per-account series for an account run elsewhere"
         );
+        // Commands for it are refused here, naming the shard to ask.
+        let r = post(
+            &format!("{}/api/accounts/{other}/send", refs[0].api),
+            json!({"kind": "buddy", "to": 1, "text": "x"}),
+        )
+        .await;
+        assert_eq!(r.status(), 409);
+        let owner = qqfleet::shard::owner(other, 3);
+        let body = r.text().await.unwrap();
+        assert!(body.contains(&format!("runs on shard {owner}/3")), "{body}");
     }
     for (id, qq) in &qq_of {
         let a = sim_account(&sim, *qq).await;

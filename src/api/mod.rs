@@ -100,7 +100,7 @@ fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
 fn fleet_error(e: FleetError) -> Response {
     let code = match &e {
         FleetError::UnknownAccount(_) => StatusCode::NOT_FOUND,
-        FleetError::NotRunning(_) => StatusCode::CONFLICT,
+        FleetError::NotRunning(_) | FleetError::Elsewhere { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, e)

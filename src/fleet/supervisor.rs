@@ -79,6 +79,14 @@ impl FleetSupervisor {
         self
     }
 
+    fn elsewhere(&self, id: &str) -> FleetError {
+        FleetError::Elsewhere {
+            id: id.to_string(),
+            shard: self.shard.owner_of(id),
+            count: self.shard.count,
+        }
+    }
+
     /// Shows an account another shard runs: read and validated here, never started.
     fn mark_elsewhere(&self, id: &str, qq: Option<u64>, error: Option<String>) {
         let owner = self.shard.owner_of(id);
@@ -374,6 +382,9 @@ impl Handler<Restart> for FleetSupervisor {
             .accounts
             .get(&r.id)
             .ok_or_else(|| FleetError::UnknownAccount(r.id.clone()))?;
+        if !self.shard.owns(&r.id) {
+            return Err(self.elsewhere(&r.id));
+        }
         if e.file.is_none() {
             return Err(FleetError::NotRunning(r.id));
         }
@@ -389,6 +400,9 @@ impl FleetSupervisor {
             .accounts
             .get(id)
             .ok_or_else(|| FleetError::UnknownAccount(id.to_string()))?;
+        if !self.shard.owns(id) {
+            return Err(self.elsewhere(id));
+        }
         e.addr
             .clone()
             .ok_or_else(|| FleetError::NotRunning(id.to_string()))
