@@ -300,7 +300,8 @@ pub struct AccountArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AccountCmd {
-    /// Write one account's whole durable state to stdout (the data directory must not be in use).
+    /// Write one account's whole durable state to stdout (the data directory must not be in
+    /// use). The file holds the account's session credentials: keep it private (umask 077).
     Export {
         /// Folder of durable state.
         #[arg(long, default_value = "data")]
