@@ -17,7 +17,7 @@ run: build
 ## against the real simulator over loopback, a real Prometheus, and third-party WebQQ clients
 ## (their pinned venv is installed first by fidelity-deps: the only step that reaches PyPI).
 ## Examples (the benchmarks) are built, not run.
-test: fidelity-deps
+test: fidelity-deps deploy-deps
 	$(CARGO) build --examples
 	$(CARGO) test --lib --bins --tests
 
@@ -77,4 +77,19 @@ $(FIDELITY_VENV)/.installed: tests/fidelity/requirements.txt
 	$(PYTHON3) -m venv $(FIDELITY_VENV)
 	$(FIDELITY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r tests/fidelity/requirements.txt
 	$(FIDELITY_VENV)/bin/python -m pip check -q --disable-pip-version-check
+	touch $@
+
+## The Kubernetes manifest validator of tests/deploy.rs (kubernetes-validate, with the
+## Kubernetes schemas bundled, so the check itself runs offline), pinned in
+## deploy/requirements.txt, in a venv under target/. Reaches PyPI only when the pins change.
+DEPLOY_VENV := target/deploy-venv
+
+.PHONY: deploy-deps
+deploy-deps: $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_VENV)/.installed: deploy/requirements.txt
+	rm -rf $(DEPLOY_VENV)
+	$(PYTHON3) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r deploy/requirements.txt
+	$(DEPLOY_VENV)/bin/python -m pip check -q --disable-pip-version-check
 	touch $@

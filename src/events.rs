@@ -124,6 +124,61 @@ impl Event for AccountRemoved<'_> {
     }
 }
 
+/// This shard no longer owns an account it ran (`--shard`, N changed): its state was written
+/// to the handoff folder for the new owner and forgotten here.
+pub struct AccountHandedOff<'a> {
+    pub account: &'a str,
+    pub to_shard: u32,
+    /// Stored entries moved.
+    pub entries: usize,
+}
+
+impl Event for AccountHandedOff<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            to_shard = self.to_shard,
+            entries = self.entries,
+            "account handed off to its new shard"
+        );
+    }
+}
+
+/// A shard imported an account's handoff file before starting it: it resumes without a scan.
+pub struct AccountTakenOver<'a> {
+    pub account: &'a str,
+    pub shard: u32,
+    pub entries: usize,
+}
+
+impl Event for AccountTakenOver<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            shard = self.shard,
+            entries = self.entries,
+            "account taken over from its previous shard (handoff imported)"
+        );
+    }
+}
+
+/// An account this shard owns has no saved session here while the fleet is sharded: a new
+/// account, or one that moved from another shard without `--handoff`. It logs in with a scan.
+pub struct AccountWithoutState<'a> {
+    pub account: &'a str,
+    pub shard: &'a str,
+}
+
+impl Event for AccountWithoutState<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            shard = self.shard,
+            "no saved state for this account on this shard (new, or moved here from another shard without --handoff): it logs in with a QR scan"
+        );
+    }
+}
+
 /// A QR code waits for a scan: where to fetch its PNG. In the text format the terminal also
 /// shows the code itself (small fleets); in JSON this line is the only trace of it.
 pub struct QrWaiting<'a> {
@@ -559,7 +614,7 @@ pub fn retcode_label(code: i64) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     /// `qqfleet_accounts{state}`, one handle per state in [`AccountState::ALL`] order.
-    per_state: [IntGauge; 8],
+    per_state: [IntGauge; AccountState::ALL.len()],
     account_up: IntGaugeVec,
     account_state: IntGaugeVec,
     poll_duration: HistogramVec,
@@ -771,7 +826,19 @@ impl Metrics {
         if previous == Some(to) {
             return;
         }
-        match previous {
+        if to == AccountState::Elsewhere {
+            // Another shard runs it and exports its series: here it only counts in
+            // `qqfleet_accounts{state="elsewhere"}`, so fleet-wide sums and the per-account
+            // alerts see each account once, from its owner.
+            let series = std::mem::take(&mut entry.series);
+            if let Some(p) = previous {
+                self.per_state[Self::state_index(p)].dec();
+            }
+            self.per_state[Self::state_index(to)].inc();
+            self.remove_series(account, previous, &series);
+            return;
+        }
+        match previous.filter(|&p| p != AccountState::Elsewhere) {
             Some(p) => {
                 self.per_state[Self::state_index(p)].dec();
                 let _ = self
@@ -821,13 +888,25 @@ impl Metrics {
         };
         if let Some(p) = entry.state {
             self.per_state[Self::state_index(p)].dec();
+        }
+        self.remove_series(account, entry.state, &entry.series);
+    }
+
+    /// Deletes the per-account series of `account` (in state `state`), by their noted labels.
+    fn remove_series(
+        &self,
+        account: &str,
+        state: Option<AccountState>,
+        series: &[(Family, Vec<String>)],
+    ) {
+        if let Some(p) = state {
             let _ = self
                 .account_state
                 .remove_label_values(&[account, p.as_str()]);
         }
         let _ = self.account_up.remove_label_values(&[account]);
         let _ = self.outbox.remove_label_values(&[account]);
-        for (family, rest) in &entry.series {
+        for (family, rest) in series {
             let mut labels: Vec<&str> = Vec::with_capacity(rest.len() + 1);
             labels.push(account);
             labels.extend(rest.iter().map(String::as_str));

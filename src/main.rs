@@ -27,6 +27,8 @@ enum Cmd {
     Check(qqfleet::config::CheckArgs),
     /// Log one account in by hand: QR in the terminal, contacts, incoming messages.
     Login(qqfleet::protocol::login_cli::LoginArgs),
+    /// Move an account's durable state: `export --data DIR ID > FILE`, `import --data DIR FILE`.
+    Account(qqfleet::transfer::AccountArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +42,10 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(qqfleet::sim::run_cli(args))?;
         }
         Cmd::Run(args) => qqfleet::run::run(args)?,
+        Cmd::Account(args) => {
+            let done = qqfleet::transfer::account_cli(args)?;
+            eprintln!("{done}");
+        }
         Cmd::Check(args) => {
             let bad = qqfleet::config::check_cli(args)?;
             if bad > 0 {

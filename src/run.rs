@@ -47,6 +47,43 @@ pub struct RunArgs {
     /// an outage of the whole service (for comparison; see docs/RELIABILITY.md).
     #[arg(long)]
     pub no_outage_breaker: bool,
+    /// Run only shard I of N (`I/N`, e.g. `0/3`): the accounts whose id hashes to I; the
+    /// others are listed as `elsewhere` with their shard, never started.
+    #[arg(long, conflicts_with = "shard_from_hostname")]
+    pub shard: Option<crate::shard::Shard>,
+    /// Take I from the host name's ordinal (a StatefulSet pod `qqfleet-2` is shard 2); N
+    /// comes from `--shards`.
+    #[arg(long, requires = "shards")]
+    pub shard_from_hostname: bool,
+    /// N for `--shard-from-hostname` (the StatefulSet's replicas).
+    #[arg(long)]
+    pub shards: Option<u32>,
+    /// Shared folder for moving accounts between shards when N changes: accounts this shard
+    /// no longer owns are exported there (at start, and at shutdown), accounts it now owns
+    /// are imported from there before they start.
+    #[arg(long)]
+    pub handoff: Option<std::path::PathBuf>,
+    /// How long an account another shard still lists as its own waits for its handoff file
+    /// before it starts anyway (with a QR scan).
+    #[arg(long, default_value_t = 600)]
+    pub handoff_wait_secs: u64,
+}
+
+impl RunArgs {
+    /// This process's shard: `--shard`, `--shard-from-hostname --shards N`, or the whole fleet.
+    pub fn resolve_shard(&self) -> Result<crate::shard::Shard, crate::shard::ShardError> {
+        if let Some(s) = self.shard {
+            return Ok(s);
+        }
+        if self.shard_from_hostname {
+            let n = self.shards.ok_or(crate::shard::ShardError::NoCount)?;
+            if n == 0 {
+                return Err(crate::shard::ShardError::Spec(format!("?/{n}")));
+            }
+            return crate::shard::Shard::from_hostname(&crate::shard::Shard::hostname(), n);
+        }
+        Ok(crate::shard::Shard::ALONE)
+    }
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -61,8 +98,36 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             message: "not a folder".into(),
         });
     }
+    let shard = args
+        .resolve_shard()
+        .map_err(|e| FleetError::Runtime(e.to_string()))?;
     // Open (and lock) the store before anything else: a second process fails right here.
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
+    let sled = Arc::new(SledStore::open(&args.data)?);
+    let store: Arc<dyn Store> = sled.clone();
+    // Before any account runs: hand off what this shard no longer owns.
+    let handoff = match &args.handoff {
+        Some(dir) => {
+            let h = crate::fleet::handoff::Handoff::open(
+                dir,
+                shard,
+                sled.clone(),
+                Duration::from_secs(args.handoff_wait_secs),
+            )
+            .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
+            let gone = h
+                .export_unowned(&account_ids(&args.accounts))
+                .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
+            if !gone.is_empty() {
+                tracing::info!(
+                    count = gone.len(),
+                    "accounts handed off to their new shards"
+                );
+            }
+            Some(Arc::new(h))
+        }
+        None => None,
+    };
+    drop(sled);
     // The store has created the data directory (0700); the token lives beside it.
     let (token, token_path) =
         AdminToken::load_or_create(args.admin_token_file.as_deref(), &args.data)
@@ -73,7 +138,14 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         .build()
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
     let sys = actix::System::with_tokio_rt(move || rt);
-    let result = sys.block_on(serve(args, store.clone(), token, token_path));
+    let result = sys.block_on(serve(
+        args,
+        store.clone(),
+        token,
+        token_path,
+        shard,
+        handoff,
+    ));
     let _ = store.flush();
     result
 }
@@ -83,6 +155,8 @@ async fn serve(
     store: Arc<dyn Store>,
     token: AdminToken,
     token_path: std::path::PathBuf,
+    shard: crate::shard::Shard,
+    handoff: Option<Arc<crate::fleet::handoff::Handoff>>,
 ) -> Result<(), FleetError> {
     let status: status::StatusMap = Default::default();
     let mut _sim = None;
@@ -123,7 +197,31 @@ async fn serve(
         .unwrap_or(2);
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();
-    let sup = supervisor::FleetSupervisor::new(deps, handles).start();
+    let gate = handoff
+        .clone()
+        .map(|h| h as Arc<dyn crate::fleet::handoff::StartGate>);
+    let sup = supervisor::FleetSupervisor::new(deps, handles)
+        .with_shard(shard, gate)
+        .start();
+    let owned: Vec<String> = crate::config::scan_dir(&args.accounts)
+        .map(|s| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    let owned: Vec<String> = owned.into_iter().filter(|id| shard.owns(id)).collect();
+    if let Some(h) = &handoff {
+        h.write_ledger(&owned)
+            .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
+    } else if shard.count > 1 {
+        let shard_s = shard.to_string();
+        for id in &owned {
+            if matches!(store.load_session(id), Ok(None)) {
+                crate::events::emit(crate::events::AccountWithoutState {
+                    account: id,
+                    shard: &shard_s,
+                });
+            }
+        }
+    }
+    let readiness = crate::api::ready::Readiness::new(status.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -138,7 +236,8 @@ async fn serve(
         store: store.clone(),
         debug: debug_hooks(),
         token,
-    });
+    })
+    .merge(crate::api::ready::router(readiness.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut rx = stop_rx;
@@ -154,6 +253,13 @@ async fn serve(
         token_path.display()
     ));
     say(&format!("metrics:   http://{local}/metrics"));
+    if shard.count > 1 || args.shard.is_some() || args.shard_from_hostname {
+        say(&format!(
+            "shard:     {shard} ({} of the accounts in {} run here)",
+            owned.len(),
+            args.accounts.display()
+        ));
+    }
 
     let _watcher = watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN).map_err(|e| {
         FleetError::Accounts {
@@ -161,6 +267,7 @@ async fn serve(
             message: e.to_string(),
         }
     })?;
+    readiness.expect(owned);
 
     wait_for_signal().await?;
     tracing::info!("shutting down: stopping polls, finishing sends in flight, flushing");
@@ -170,6 +277,12 @@ async fn serve(
     )
     .await;
     store.flush()?;
+    if let Some(h) = &handoff {
+        // Anything this shard holds but does not own (normally handed off at start already).
+        if let Err(e) = h.export_unowned(&account_ids(&args.accounts)) {
+            tracing::error!(error = %e, "handoff at shutdown");
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_millis(300), server).await;
     for a in &arbiters {
@@ -177,6 +290,13 @@ async fn serve(
     }
     System::current().stop();
     Ok(())
+}
+
+/// The ids of the account files in `dir` (valid or not).
+fn account_ids(dir: &std::path::Path) -> std::collections::HashSet<String> {
+    crate::config::scan_dir(dir)
+        .map(|s| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default()
 }
 
 /// A line for whoever started us (tools read the admin address from stdout). A closed

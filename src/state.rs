@@ -24,11 +24,14 @@ pub enum AccountState {
     Stopped,
     /// The account file is invalid; the error says why.
     Invalid,
+    /// Another shard runs it (`qqfleet run --shard I/N`): read and validated here, never
+    /// started; `shard` in the API says which one.
+    Elsewhere,
 }
 
 impl AccountState {
     /// Every state, in the order dashboards list them.
-    pub const ALL: [AccountState; 8] = [
+    pub const ALL: [AccountState; 9] = [
         AccountState::Starting,
         AccountState::AwaitingScan,
         AccountState::LoggingIn,
@@ -37,6 +40,7 @@ impl AccountState {
         AccountState::Parked,
         AccountState::Stopped,
         AccountState::Invalid,
+        AccountState::Elsewhere,
     ];
 
     /// The one word used by the API, the logs and the `state` metric label.
@@ -50,6 +54,7 @@ impl AccountState {
             AccountState::Parked => "parked",
             AccountState::Stopped => "stopped",
             AccountState::Invalid => "invalid",
+            AccountState::Elsewhere => "elsewhere",
         }
     }
 }

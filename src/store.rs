@@ -196,7 +196,16 @@ struct Trees {
     inbox: sled::Tree,
     contacts: sled::Tree,
     meta: sled::Tree,
+    /// Added to sled's id generator (see [`SledStore::next_id`]).
+    id_offset: std::sync::atomic::AtomicU64,
     _closed: SledClosed,
+}
+
+impl Trees {
+    /// sled's id generator plus the offset an import raised (see [`SledStore::next_id`]).
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + self.id_offset.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// Waits, when dropped, until sled has really closed its database file.
@@ -240,6 +249,47 @@ impl Drop for SledClosed {
         }
     }
 }
+
+/// The account a stored key belongs to, by the one key convention every tree follows:
+/// the id itself (`sessions`, `contacts`), the id, NUL and more (`outbox`, `held`, `inbox`,
+/// `dedup`: `id\0seq`...), or a tag without NUL, NUL and the id (`meta`: `hold\0id`). Ids are
+/// `[A-Za-z0-9_-]` (config::valid_id), so the forms cannot be confused. A key of no account
+/// (store-wide values start with NUL) gives `None`. `qqfleet account export` moves every key
+/// this names, so a new tree that follows the convention moves with its account for free.
+pub fn key_owner(key: &[u8]) -> Option<&[u8]> {
+    let ok = |id: &[u8]| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    };
+    match key.iter().position(|&b| b == 0) {
+        None => ok(key).then_some(key),
+        Some(0) => None,
+        Some(i) => {
+            let (head, rest) = (&key[..i], &key[i + 1..]);
+            if ok(head) && !(ok(rest) && is_tag(head)) {
+                Some(head)
+            } else if ok(rest) {
+                Some(rest)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Tags of `tag\0id` keys (a tag is never an account's own prefix form, whose rest is binary).
+fn is_tag(head: &[u8]) -> bool {
+    TAGS.contains(&head)
+}
+
+/// Every `tag` used in `tag\0id` keys. A module that adds such a key adds its tag here.
+pub const TAGS: &[&[u8]] = &[b"hold"];
+
+/// The meta key of the offset added to sled's id generator (see [`SledStore::next_id`]).
+const ID_OFFSET_KEY: &[u8] = b"\0id_offset";
 
 fn prefix(id: &str) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
@@ -328,14 +378,24 @@ impl SledStore {
                     StoreError::Sled(s)
                 }
             })?;
+        let meta = db.open_tree("meta")?;
+        let id_offset = match meta.get(ID_OFFSET_KEY)? {
+            Some(v) if v.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v);
+                u64::from_be_bytes(b)
+            }
+            _ => 0,
+        };
         Ok(Trees {
+            id_offset: std::sync::atomic::AtomicU64::new(id_offset),
             sessions: db.open_tree("sessions")?,
             outbox: db.open_tree("outbox")?,
             held: db.open_tree("held")?,
             dedup: db.open_tree("dedup")?,
             inbox: db.open_tree("inbox")?,
             contacts: db.open_tree("contacts")?,
-            meta: db.open_tree("meta")?,
+            meta,
             db,
             _closed: SledClosed {
                 db_file: dir.join("db").join("db"),
@@ -363,6 +423,33 @@ impl SledStore {
         Ok(())
     }
 
+    /// A fresh sequence number (outbox, held, inbox keys): sled's generator plus an offset
+    /// that an import raises past the imported keys, so an account moved here from another
+    /// data directory keeps its FIFO order and never reuses one of its own keys.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        self.t()?.next_id()
+    }
+
+    /// Raises the id offset so that every later [`Self::next_id`] is above `max`.
+    pub(crate) fn raise_ids_above(&self, max: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
+        let next = t.next_id()?;
+        if next > max {
+            return Ok(());
+        }
+        let off = t.id_offset.load(std::sync::atomic::Ordering::SeqCst) + (max - next) + 1;
+        t.meta.insert(ID_OFFSET_KEY, &off.to_be_bytes())?;
+        t.meta.flush()?;
+        t.id_offset.store(off, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The sled database (a cheap handle), for the generic export and import of
+    /// [`crate::transfer`].
+    pub(crate) fn sled(&self) -> Result<sled::Db, StoreError> {
+        Ok(self.t()?.db.clone())
+    }
+
     fn list(tree: &sled::Tree, id: &str) -> Result<Vec<OutMsg>, StoreError> {
         let mut out = Vec::new();
         for kv in tree.scan_prefix(prefix(id)) {
@@ -383,7 +470,7 @@ impl SledStore {
         let t = self.t()?;
         let mut seqs = Vec::with_capacity(msgs.len());
         for _ in msgs {
-            seqs.push(t.db.generate_id()?);
+            seqs.push(t.next_id()?);
         }
         let now = now_secs();
         let done_key = inbox_seq.map(|s| seq_key(id, s));
@@ -554,7 +641,7 @@ impl Store for SledStore {
         if t.dedup.contains_key(&dk)? {
             return Ok(None);
         }
-        let seq = t.db.generate_id()?;
+        let seq = t.next_id()?;
         let ik = seq_key(id, seq);
         let fresh = (&t.dedup, &t.inbox)
             .transaction(|(dedup, inbox)| {

@@ -354,3 +354,54 @@ fn scrape_config_and_provisioning_agree() {
     assert!(provider.contains("type: file"));
     assert!(provider.contains("path: $QQFLEET_DASHBOARDS"));
 }
+
+/// Several shards (`qqfleet run --shard I/N`) are several Prometheus instances: the dashboard
+/// has an `instance` variable, every series it reads is filtered by it, and a fleet-wide count
+/// of accounts leaves out `elsewhere` (every shard lists the others' accounts so; only the
+/// owner counts an account in its real state).
+#[test]
+fn dashboard_works_across_shards() {
+    let d = dashboard();
+    let vars = d["templating"]["list"].as_array().unwrap();
+    let inst = vars
+        .iter()
+        .find(|v| v["name"] == "instance")
+        .expect("instance variable");
+    assert_eq!(inst["type"], "query");
+    assert!(inst["definition"]
+        .as_str()
+        .unwrap()
+        .contains("label_values(qqfleet_build_info, instance)"));
+    assert_eq!(inst["includeAll"], true);
+    assert_eq!(inst["multi"], true);
+    assert_eq!(inst["allValue"], ".*");
+    for q in panel_queries(&d) {
+        for name in metric_names(&q.expr) {
+            // Every occurrence of the series is narrowed to the chosen shards.
+            for (at, _) in q.expr.match_indices(&name) {
+                let after = &q.expr[at + name.len()..];
+                if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                    continue; // a longer name
+                }
+                assert!(
+                    after.starts_with('{')
+                        && after[..after.find('}').unwrap()].contains("instance=~\"$instance\""),
+                    "panel {} ({}) reads {name} without instance=~\"$instance\": {}",
+                    q.panel_id,
+                    q.title,
+                    q.expr
+                );
+            }
+        }
+        for (at, _) in q.expr.match_indices("qqfleet_accounts{") {
+            let sel = &q.expr[at..at + q.expr[at..].find('}').unwrap()];
+            assert!(
+                sel.contains("state=\"") || sel.contains("state!=\"elsewhere\""),
+                "panel {} ({}) counts accounts run elsewhere: {}",
+                q.panel_id,
+                q.title,
+                q.expr
+            );
+        }
+    }
+}

@@ -267,7 +267,7 @@ fn every_actor_kind_has_a_restart_series_from_the_start() {
 }
 
 #[test]
-fn all_eight_states_are_always_present() {
+fn all_nine_states_are_always_present() {
     let text = render_metrics();
     for s in AccountState::ALL {
         assert!(
@@ -532,4 +532,49 @@ fn service_up_follows_the_outage_breaker() {
         value(&render_metrics(), "qqfleet_service_up", &[]),
         Some(1.0)
     );
+}
+
+/// An account another shard runs counts in `qqfleet_accounts{state="elsewhere"}` and has no
+/// series of its own here (its owner exports them; two would double fleet-wide sums and fire
+/// per-account alerts for an account that is fine). This test alone uses `elsewhere`.
+#[test]
+fn an_account_run_elsewhere_is_counted_but_has_no_series() {
+    let count = || {
+        value(
+            &render_metrics(),
+            "qqfleet_accounts",
+            &[("state", "elsewhere")],
+        )
+        .unwrap()
+    };
+    let before = count();
+    for id in ["else-a", "else-b"] {
+        emit(AccountStateChanged {
+            account: id,
+            from: None,
+            to: AccountState::Elsewhere,
+            reason: Some("runs on shard 2/3"),
+        });
+    }
+    assert_eq!(count(), before + 2.0);
+    let text = render_metrics();
+    assert!(account_series(&text, "else-a").is_empty(), "{text}");
+    // An account that ran here and is now owned elsewhere loses its series too.
+    bring_online("else-c");
+    assert!(!account_series(&render_metrics(), "else-c").is_empty());
+    emit(AccountStateChanged {
+        account: "else-c",
+        from: Some(AccountState::Online),
+        to: AccountState::Elsewhere,
+        reason: None,
+    });
+    assert!(account_series(&render_metrics(), "else-c").is_empty());
+    assert_eq!(count(), before + 3.0);
+    for id in ["else-a", "else-b", "else-c"] {
+        emit(AccountRemoved {
+            account: id,
+            last: Some(AccountState::Elsewhere),
+        });
+    }
+    assert_eq!(count(), before);
 }

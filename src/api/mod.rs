@@ -8,7 +8,8 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/healthz` | `ok` |
+//! | GET | `/healthz` | `ok` (liveness) |
+//! | GET | `/readyz` | 200 once every owned account is past `starting`, else 503 ([`ready`]) |
 //! | GET | `/api/accounts` | `[{"id","qq","state","since","last_poll_at","error",...}]` |
 //! | GET | `/api/accounts/{id}` | one account, with its recent transitions (`history`) |
 //! | GET | `/api/accounts/{id}/qr` | the QR code to scan (PNG) while `awaiting_scan` |
@@ -22,6 +23,7 @@
 //! | GET | `/metrics` | Prometheus text format |
 
 pub mod auth;
+pub mod ready;
 
 use std::sync::Arc;
 
@@ -98,7 +100,7 @@ fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
 fn fleet_error(e: FleetError) -> Response {
     let code = match &e {
         FleetError::UnknownAccount(_) => StatusCode::NOT_FOUND,
-        FleetError::NotRunning(_) => StatusCode::CONFLICT,
+        FleetError::NotRunning(_) | FleetError::Elsewhere { .. } => StatusCode::CONFLICT,
         // The disk is full or read-only: worth trying again later.
         FleetError::StoreUnavailable { .. } | FleetError::Store(_) => {
             StatusCode::SERVICE_UNAVAILABLE

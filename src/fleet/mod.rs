@@ -14,6 +14,7 @@ pub mod account;
 pub mod breaker;
 pub mod crash;
 pub mod handler;
+pub mod handoff;
 pub mod login;
 pub mod messages;
 pub mod phone;
@@ -66,6 +67,9 @@ pub enum FleetError {
     /// The account exists but is not running (invalid file, or shutting down).
     #[error("account `{0}` is not running")]
     NotRunning(String),
+    /// Another shard runs the account (`--shard I/N`): ask that process.
+    #[error("account `{id}` runs on shard {shard}/{count}, not in this process")]
+    Elsewhere { id: String, shard: u32, count: u32 },
 }
 
 /// Debug hooks are enabled only with `QQFLEET_DEBUG_HOOKS=1` (tests of crash handling).

@@ -39,6 +39,9 @@ pub struct AccountStatus {
     /// Accepted outgoing messages not yet delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox: Option<usize>,
+    /// While `elsewhere`: the shard (`I` of `--shard I/N`) that runs the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
     /// Consecutive failures (drives the backoff; reset after a healthy period).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u32>,
@@ -57,6 +60,10 @@ pub struct AccountStatus {
     /// When the QR appeared (for the demo phone's delay).
     #[serde(skip)]
     pub qr_at: Option<std::time::Instant>,
+    /// Held in `starting` until its previous shard hands its state over (`--handoff`):
+    /// `/readyz` does not wait for it, as it waits on another process.
+    #[serde(skip)]
+    pub waiting_handoff: bool,
 }
 
 /// Restart counters of one account.
@@ -93,12 +100,14 @@ impl AccountStatus {
             last_poll_at: None,
             error: None,
             outbox: Some(0),
+            shard: None,
             failures: Some(0),
             restarts: Some(Restarts::default()),
             history: Some(VecDeque::new()),
             qr_png: None,
             qrsig: None,
             qr_at: None,
+            waiting_handoff: false,
         }
     }
 

@@ -16,15 +16,25 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::account::{Account, Deps, LOGOUT_TIMEOUT};
+use super::handoff::StartGate;
 use super::messages::*;
 use super::status::{rfc3339_now, AccountStatus, Transition};
 use super::{AccountState, FleetError};
 use crate::config::AccountFile;
 use crate::events::{emit, AccountRemoved, AccountStateChanged, ActorRestarted};
+use crate::shard::Shard;
 use crate::store::OutMsg;
 
 /// How long the whole fleet may take to shut down its accounts.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Asks again, a second later, whether a held-back account may start (see [`StartGate`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RetryStart {
+    id: String,
+    epoch: u64,
+}
 
 struct Entry {
     fingerprint: u64,
@@ -40,6 +50,11 @@ pub struct FleetSupervisor {
     arbiters: Vec<ArbiterHandle>,
     accounts: HashMap<String, Entry>,
     shutting_down: bool,
+    /// Which accounts this process runs (`--shard I/N`); the others are `elsewhere`.
+    shard: Shard,
+    /// Consulted before an account starts (the shard handoff).
+    gate: Option<Arc<dyn StartGate>>,
+    me: Option<Addr<FleetSupervisor>>,
 }
 
 impl FleetSupervisor {
@@ -50,6 +65,66 @@ impl FleetSupervisor {
             arbiters,
             accounts: HashMap::new(),
             shutting_down: false,
+            shard: Shard::ALONE,
+            gate: None,
+            me: None,
+        }
+    }
+
+    /// Runs only the accounts of `shard`; with a `gate`, an owned account starts only once
+    /// the gate lets it (its state handed over from its previous shard).
+    pub fn with_shard(mut self, shard: Shard, gate: Option<Arc<dyn StartGate>>) -> Self {
+        self.shard = shard;
+        self.gate = gate;
+        self
+    }
+
+    fn elsewhere(&self, id: &str) -> FleetError {
+        FleetError::Elsewhere {
+            id: id.to_string(),
+            shard: self.shard.owner_of(id),
+            count: self.shard.count,
+        }
+    }
+
+    /// Shows an account another shard runs: read and validated here, never started.
+    fn mark_elsewhere(&self, id: &str, qq: Option<u64>, error: Option<String>) {
+        let owner = self.shard.owner_of(id);
+        let now = rfc3339_now();
+        let mut from = None;
+        self.deps
+            .status
+            .entry(id.to_string())
+            .and_modify(|s| {
+                from = Some(s.state);
+                s.state = AccountState::Elsewhere;
+                s.since = now.clone();
+                s.qq = qq;
+                s.error = error.clone();
+                s.shard = Some(owner);
+                s.outbox = None;
+                s.failures = None;
+                s.restarts = None;
+                s.history = None;
+            })
+            .or_insert_with(|| {
+                let mut s = AccountStatus::new(id, qq, AccountState::Elsewhere);
+                s.error = error.clone();
+                s.shard = Some(owner);
+                s.outbox = None;
+                s.failures = None;
+                s.restarts = None;
+                s.history = None;
+                s
+            });
+        if from != Some(AccountState::Elsewhere) {
+            let reason = format!("runs on shard {owner}/{}", self.shard.count);
+            emit(AccountStateChanged {
+                account: id,
+                from,
+                to: AccountState::Elsewhere,
+                reason: Some(&reason),
+            });
         }
     }
 
@@ -76,6 +151,34 @@ impl FleetSupervisor {
             return;
         }
         let Some(file) = e.file.clone() else { return };
+        if let Some(gate) = &self.gate {
+            if let Err(why) = gate.check(id) {
+                self.deps
+                    .status
+                    .entry(id.to_string())
+                    .and_modify(|s| {
+                        s.error = Some(why.clone());
+                        s.waiting_handoff = true;
+                    })
+                    .or_insert_with(|| {
+                        let mut s = AccountStatus::new(id, Some(file.qq), AccountState::Starting);
+                        s.error = Some(why.clone());
+                        s.waiting_handoff = true;
+                        s
+                    });
+                if let Some(me) = self.me.clone() {
+                    let id = id.to_string();
+                    actix::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        me.do_send(RetryStart { id, epoch });
+                    });
+                }
+                return;
+            }
+            if let Some(mut s) = self.deps.status.get_mut(id) {
+                s.waiting_handoff = false;
+            }
+        }
         let addr = self.spawn_account(file);
         if let Some(e) = self.accounts.get_mut(id) {
             e.addr = Some(addr);
@@ -165,6 +268,7 @@ impl Actor for FleetSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        self.me = Some(ctx.address());
         // Safety net for panics: a dead Addr means the actor is gone for good.
         ctx.run_interval(Duration::from_secs(1), |act, _| {
             if act.shutting_down {
@@ -216,6 +320,17 @@ impl Handler<Upsert> for FleetSupervisor {
             epoch: 0,
         });
         entry.fingerprint = u.fingerprint;
+        if !self.shard.owns(&u.id) {
+            entry.file = None;
+            let (qq, error) = match &u.file {
+                Ok(f) => (Some(f.qq), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            self.replace(u.id, ctx, move |act, id, _| {
+                act.mark_elsewhere(id, qq, error)
+            });
+            return;
+        }
         match u.file {
             Ok(file) => {
                 entry.file = Some(file);
@@ -232,6 +347,13 @@ impl Handler<Upsert> for FleetSupervisor {
                 self.replace(u.id, ctx, move |act, id, _| act.mark_invalid(id, msg));
             }
         }
+    }
+}
+
+impl Handler<RetryStart> for FleetSupervisor {
+    type Result = ();
+    fn handle(&mut self, r: RetryStart, _: &mut Context<Self>) {
+        self.start_entry(&r.id, r.epoch);
     }
 }
 
@@ -260,6 +382,9 @@ impl Handler<Restart> for FleetSupervisor {
             .accounts
             .get(&r.id)
             .ok_or_else(|| FleetError::UnknownAccount(r.id.clone()))?;
+        if !self.shard.owns(&r.id) {
+            return Err(self.elsewhere(&r.id));
+        }
         if e.file.is_none() {
             return Err(FleetError::NotRunning(r.id));
         }
@@ -275,6 +400,9 @@ impl FleetSupervisor {
             .accounts
             .get(id)
             .ok_or_else(|| FleetError::UnknownAccount(id.to_string()))?;
+        if !self.shard.owns(id) {
+            return Err(self.elsewhere(id));
+        }
         e.addr
             .clone()
             .ok_or_else(|| FleetError::NotRunning(id.to_string()))

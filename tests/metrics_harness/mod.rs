@@ -359,7 +359,10 @@ pub struct Macros {
 /// first so `$__rate_interval` is not read as `$__range` plus text.
 pub fn substitute(expr: &str, m: &Macros) -> String {
     let mut s = expr.to_owned();
+    // Every shard (the dashboard's `instance` variable at "All").
+    let all_instances = ".*".to_string();
     for (name, value) in [
+        ("instance", &all_instances),
         ("__rate_interval", &m.rate_interval),
         ("__interval", &m.interval),
         ("__range", &m.range),
