@@ -30,7 +30,10 @@ use super::login::Login;
 use super::messages::*;
 use super::poller::Poller;
 use super::sender::Sender;
-use super::status::{rfc3339_now, AccountStatus, StatusMap, Transition, HISTORY};
+use super::status::{
+    rfc3339, rfc3339_now, AccountStatus, QrInfo, SessionInfo, StatusMap, Transition, HISTORY,
+    QR_LIFETIME_SECS,
+};
 use super::webqq::{Connector, InSpan, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
@@ -150,9 +153,7 @@ impl Account {
     /// Updates this account's status entry (if it still exists: a removed account's late
     /// writes must not resurrect it).
     fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
-        if let Some(mut e) = self.deps.status.get_mut(self.id()) {
-            f(&mut e);
-        }
+        super::status::update(&self.deps.status, self.id(), f);
     }
 
     fn set_state(&mut self, to: AccountState, reason: Option<String>) {
@@ -189,6 +190,10 @@ impl Account {
                 s.qr_png = None;
                 s.qrsig = None;
                 s.qr_at = None;
+                s.qr = None;
+            } else {
+                // A QR login is asked for: the old login is gone.
+                s.session = None;
             }
             let h = s.history.get_or_insert_with(Default::default);
             h.push_back(Transition {
@@ -343,6 +348,10 @@ impl Account {
             tracing::error!(account = %self.id(), error = %e, "store");
         }
         self.set_state(AccountState::Online, None);
+        let logged_in_at = client.session().logged_in_at;
+        self.status(|s| {
+            s.session = (logged_in_at > 0).then(|| SessionInfo::from_login(logged_in_at));
+        });
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
         // A new session has new pseudo uins: its contacts are needed at once (the Sender
@@ -558,7 +567,13 @@ impl Account {
             account: self.id(),
             depth,
         });
-        self.status(|s| s.outbox = Some(depth));
+        let held = self.deps.store.held(self.id()).ok().map(|h| h.len());
+        self.status(|s| {
+            s.outbox = Some(depth);
+            if held.is_some() {
+                s.held = held;
+            }
+        });
     }
 
     fn polled(&mut self) {
@@ -794,6 +809,7 @@ impl Actor for Account {
                 s.error = None;
             })
             .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
+        super::status::published(&self.deps.status, &id);
         // The watchdog's resolution: a third of its limit, between 1 s and 5 s (a thousand
         // accounts ticking every second cost measurable idle CPU).
         let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
@@ -862,6 +878,9 @@ impl Handler<LoginReport> for Account {
                 if self.deps.show_qr {
                     super::login::print_qr(self.id(), self.cfg.qq, &png);
                 }
+                // The URL the code carries, for the API and the desk (the image stays the
+                // server's; this only reads it back).
+                let url = super::login::decode_qr(&png);
                 let png = Arc::new(png);
                 self.set_state(
                     AccountState::AwaitingScan,
@@ -871,6 +890,10 @@ impl Handler<LoginReport> for Account {
                     s.qr_png = Some(png);
                     s.qrsig = Some(qrsig);
                     s.qr_at = Some(std::time::Instant::now());
+                    s.qr = url.map(|url| QrInfo {
+                        url,
+                        expires_at: rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0),
+                    });
                 });
             }
             LoginReport::Confirmed { gen } if gen == self.gen => {
@@ -960,6 +983,10 @@ impl Handler<PollReport> for Account {
                 retcode, action, ..
             } => {
                 self.polled();
+                // 102 is an ordinary idle answer (§5.2), not worth an operator's eye.
+                if retcode != 0 && retcode != 102 {
+                    self.status(|s| s.count_retcode());
+                }
                 self.on_retcode(ctx, retcode, action)
             }
             PollReport::Failed { reason, .. } => {
