@@ -348,6 +348,36 @@ impl Event for OutboxDepth<'_> {
     }
 }
 
+/// The account's login forecast changed: `expires_at` (unix seconds) is when its QR login is
+/// expected to die (§11, about 48 h after the scan); `None` once no login is held (a scan is
+/// asked for), which deletes the series.
+pub struct SessionForecast<'a> {
+    pub account: &'a str,
+    pub expires_at: Option<u64>,
+}
+
+impl Event for SessionForecast<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            account = self.account,
+            expires_at = self.expires_at,
+            "session expiry forecast"
+        );
+        let m = metrics();
+        let mut accounts = m.lock();
+        accounts.entry(self.account.to_owned()).or_default();
+        match self.expires_at {
+            Some(t) => m
+                .session_expiry
+                .with_label_values(&[self.account])
+                .set(i64::try_from(t).unwrap_or(i64::MAX)),
+            None => {
+                let _ = m.session_expiry.remove_label_values(&[self.account]);
+            }
+        }
+    }
+}
+
 /// A limiter made a call wait (`limiter`: friend_list, send, send_target).
 pub struct RateLimited<'a> {
     pub account: &'a str,
@@ -532,6 +562,7 @@ pub struct Metrics {
     messages_received: IntCounterVec,
     messages_sent: IntCounterVec,
     outbox: IntGaugeVec,
+    session_expiry: IntGaugeVec,
     rate_limited: IntCounterVec,
     actor_restarts: IntCounterVec,
     /// Fleet-wide: the log line says which account and poll type.
@@ -632,6 +663,11 @@ impl Metrics {
             "Messages accepted into the account's durable outbox and not yet finished.",
             &["account"],
         );
+        let session_expiry = gauge_vec(
+            "qqfleet_session_expiry_forecast_timestamp_seconds",
+            "When the account's QR login is expected to die (unix seconds; about 48 h after the scan): a new scan is needed by then. Absent while no login is held.",
+            &["account"],
+        );
         let rate_limited = counter_vec(
             "qqfleet_rate_limited_total",
             "Calls a limiter made wait, by limiter (friend_list, send, send_target).",
@@ -685,6 +721,7 @@ impl Metrics {
             messages_received,
             messages_sent,
             outbox,
+            session_expiry,
             rate_limited,
             actor_restarts,
             duplicates_dropped,
@@ -780,6 +817,7 @@ impl Metrics {
         }
         let _ = self.account_up.remove_label_values(&[account]);
         let _ = self.outbox.remove_label_values(&[account]);
+        let _ = self.session_expiry.remove_label_values(&[account]);
         for (family, rest) in &entry.series {
             let mut labels: Vec<&str> = Vec::with_capacity(rest.len() + 1);
             labels.push(account);

@@ -159,6 +159,36 @@ async fn the_desk_shows_every_account_and_a_scan_turns_its_row_online_live() {
     let shot = browser.screenshot().await;
     std::fs::write(artifacts().join("desk-after-scan.png"), &shot).unwrap();
 
+    // The API agrees: alpha has a session forecast 48 h after its login and no QR; bravo
+    // still has its QR and no session; the forecast gauge is alpha's alone.
+    let alpha = account(&fleet, "alpha").await.unwrap();
+    assert!(alpha.get("qr").is_none(), "{alpha}");
+    let session = &alpha["session"];
+    let t = |v: &Value| chrono_secs(v.as_str().unwrap_or_else(|| panic!("a time in {alpha}")));
+    assert_eq!(
+        t(&session["expires_at_estimate"]) - t(&session["logged_in_at"]),
+        48 * 3600
+    );
+    let bravo = account(&fleet, "bravo").await.unwrap();
+    assert!(
+        bravo.get("session").is_none() && bravo["qr"]["url"] == urls[1],
+        "{bravo}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", fleet.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let forecasts: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("qqfleet_session_expiry_forecast_timestamp_seconds{"))
+        .collect();
+    assert_eq!(forecasts.len(), 1, "{forecasts:?}");
+    assert!(forecasts[0].contains("account=\"alpha\""), "{forecasts:?}");
+    let value: i64 = forecasts[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(value, t(&session["expires_at_estimate"]));
+
     // A phone's width: the rows become cards (no table header), still every account.
     browser.set_size(390, 844).await;
     let layout = eventually("phone layout", Duration::from_secs(5), || async {
@@ -175,4 +205,20 @@ async fn the_desk_shows_every_account_and_a_scan_turns_its_row_online_live() {
     );
     let shot = browser.screenshot().await;
     std::fs::write(artifacts().join("desk-phone.png"), &shot).unwrap();
+}
+
+/// Unix seconds of an RFC 3339 UTC time as the API writes it (`2026-11-30T11:17:19.000Z`).
+fn chrono_secs(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (hh, mm, ss) = (n(11..13), n(14..16), n(17..19));
+    // days from civil (proleptic Gregorian)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hh * 3600 + mm * 60 + ss
 }

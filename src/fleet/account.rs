@@ -32,7 +32,7 @@ use super::poller::Poller;
 use super::sender::Sender;
 use super::status::{
     rfc3339, rfc3339_now, AccountStatus, QrInfo, SessionInfo, StatusMap, Transition, HISTORY,
-    QR_LIFETIME_SECS,
+    QR_LIFETIME_SECS, SESSION_LIFETIME_SECS,
 };
 use super::webqq::{Connector, InSpan, WebQq};
 use super::{AccountState, FleetError};
@@ -40,7 +40,7 @@ use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
     emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoggedOut, LoginFinished,
     LoginMethod, MessageReceived, OutboxDepth, QrWaiting, RateLimited, ReconnectKind,
-    ReconnectStarted, RetcodeReceived,
+    ReconnectStarted, RetcodeReceived, SessionForecast,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError, Session};
@@ -171,6 +171,12 @@ impl Account {
             to,
             reason: reason.as_deref(),
         });
+        if to == AccountState::AwaitingScan {
+            emit(SessionForecast {
+                account: self.id(),
+                expires_at: None,
+            });
+        }
         let now = rfc3339_now();
         let keep_error = matches!(
             to,
@@ -349,8 +355,13 @@ impl Account {
         }
         self.set_state(AccountState::Online, None);
         let logged_in_at = client.session().logged_in_at;
+        let known = logged_in_at > 0;
+        emit(SessionForecast {
+            account: self.id(),
+            expires_at: known.then_some(logged_in_at + SESSION_LIFETIME_SECS),
+        });
         self.status(|s| {
-            s.session = (logged_in_at > 0).then(|| SessionInfo::from_login(logged_in_at));
+            s.session = known.then(|| SessionInfo::from_login(logged_in_at));
         });
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
