@@ -22,6 +22,7 @@
 //! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics |
 //! | [`api`] | the admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`; `auth` (the admin bearer token, and the desk's cookie), `events` (`/api/events`, server-sent events of the status snapshot's changes), `desk` (`/desk`, the operator's page, embedded from `src/api/desk/`) |
 //! | [`run`] | `qqfleet run`: the process wiring (store, actix System, one Arbiter per core, supervisor, admin API, watcher, `--sim`, signals), above both the actors and the API |
+//! | [`status_cli`] | `qqfleet status` (the fleet as a table or JSON; `--watch` follows `/api/events`; `--check` for monitors) and `qqfleet qr ID` (a QR code in the terminal), clients of the admin API |
 //! | [`logging`] | tracing setup (text or JSON) shared by every subcommand |
 //!
 //! The binary `qqfleet` (`src/main.rs`) is thin: it parses the command line and calls into
@@ -37,4 +38,5 @@ pub mod protocol;
 pub mod run;
 pub mod sim;
 pub mod state;
+pub mod status_cli;
 pub mod store;

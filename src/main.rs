@@ -27,6 +27,10 @@ enum Cmd {
     Check(qqfleet::config::CheckArgs),
     /// Log one account in by hand: QR in the terminal, contacts, incoming messages.
     Login(qqfleet::protocol::login_cli::LoginArgs),
+    /// The running fleet as a table (or JSON); `--check` exits 1 unless all are online.
+    Status(qqfleet::status_cli::StatusArgs),
+    /// Draw an account's current QR code in the terminal.
+    Qr(qqfleet::status_cli::QrArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +55,18 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(qqfleet::protocol::login_cli::run(args))?;
+        }
+        Cmd::Status(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(rt.block_on(qqfleet::status_cli::status(args)));
+        }
+        Cmd::Qr(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(rt.block_on(qqfleet::status_cli::qr(args)));
         }
     }
     Ok(())

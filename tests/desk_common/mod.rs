@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 #[path = "../fleet_common/mod.rs"]
 pub mod fleet_common;
+#[allow(unused_imports)] // each test binary uses some of them
 pub use fleet_common::{http, token_file, write_account, ADMIN_TOKEN};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
