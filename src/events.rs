@@ -143,6 +143,32 @@ impl Event for QrWaiting<'_> {
     }
 }
 
+/// A QR code was POSTed to the account's webhook (`[notify] qr_webhook_url`), or every
+/// attempt failed (`error`). The webhook's URL is never logged: it often carries a secret.
+pub struct QrNotified<'a> {
+    pub account: &'a str,
+    pub attempts: u32,
+    pub error: Option<&'a str>,
+}
+
+impl Event for QrNotified<'_> {
+    fn emit(self) {
+        match self.error {
+            None => tracing::info!(
+                account = self.account,
+                attempts = self.attempts,
+                "QR code sent to the webhook"
+            ),
+            Some(e) => tracing::warn!(
+                account = self.account,
+                attempts = self.attempts,
+                error = e,
+                "QR code not delivered to the webhook; giving up on this code"
+            ),
+        }
+    }
+}
+
 /// A removed account was logged out (WEBQQ.md §10), or the attempt failed (`error`; the
 /// saved session is then kept as it was).
 pub struct LoggedOut<'a> {

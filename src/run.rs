@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// created on first start as) `<data>/admin.token`, mode 0600.
     #[arg(long)]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// POST each new QR code here as JSON (account, QQ, desk link, PNG in base64, expiry),
+    /// for every account whose file has no `[notify] qr_webhook_url` of its own.
+    #[arg(long, env = "QQFLEET_QR_WEBHOOK_URL")]
+    pub qr_webhook_url: Option<String>,
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -56,6 +60,10 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             path: args.accounts.clone(),
             message: "not a folder".into(),
         });
+    }
+    if let Some(url) = &args.qr_webhook_url {
+        crate::config::check_webhook_url(url)
+            .map_err(|m| FleetError::Runtime(format!("--qr-webhook-url: {m}")))?;
     }
     // Open (and lock) the store before anything else: a second process fails right here.
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
@@ -93,6 +101,13 @@ async fn serve(
     } else {
         Endpoints::real()
     };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| FleetError::Listen {
+            addr: args.listen,
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
     let account_count = crate::config::scan_dir(&args.accounts)
         .map(|s| s.len())
         .unwrap_or(0);
@@ -109,6 +124,8 @@ async fn serve(
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
         // `QrWaiting` event says where the PNG is instead).
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
+        qr_webhook_url: args.qr_webhook_url.clone(),
+        desk_url: Some(format!("http://{local}/desk")),
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -117,13 +134,6 @@ async fn serve(
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let sup = supervisor::FleetSupervisor::new(deps, handles).start();
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| FleetError::Listen {
-            addr: args.listen,
-            message: e.to_string(),
-        })?;
-    let local = listener.local_addr().unwrap_or(args.listen);
     let api = crate::api::router(crate::api::ApiState {
         status: status.clone(),
         supervisor: sup.clone(),

@@ -71,6 +71,11 @@ pub struct Deps {
     pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
+    /// The fleet's QR webhook (`qqfleet run --qr-webhook-url`); an account file's
+    /// `[notify] qr_webhook_url` overrides it.
+    pub qr_webhook_url: Option<String>,
+    /// The desk's address, for the webhook's link.
+    pub desk_url: Option<String>,
 }
 
 /// One QQ account.
@@ -892,6 +897,24 @@ impl Handler<LoginReport> for Account {
                 // The URL the code carries, for the API and the desk (the image stays the
                 // server's; this only reads it back).
                 let url = super::login::decode_qr(&png);
+                let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
+                let hook = self
+                    .cfg
+                    .notify
+                    .qr_webhook_url
+                    .clone()
+                    .or_else(|| self.deps.qr_webhook_url.clone());
+                if let Some(hook) = hook {
+                    let notice = super::notify::QrNotice {
+                        account: self.id().to_string(),
+                        qq: self.cfg.qq,
+                        desk_url: self.deps.desk_url.clone(),
+                        qr_url: url.clone(),
+                        png_base64: super::notify::QrNotice::png(&png),
+                        expires_at: expires_at.clone(),
+                    };
+                    tokio::spawn(super::notify::post_qr(hook, notice));
+                }
                 let png = Arc::new(png);
                 self.set_state(
                     AccountState::AwaitingScan,
@@ -901,10 +924,7 @@ impl Handler<LoginReport> for Account {
                     s.qr_png = Some(png);
                     s.qrsig = Some(qrsig);
                     s.qr_at = Some(std::time::Instant::now());
-                    s.qr = url.map(|url| QrInfo {
-                        url,
-                        expires_at: rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0),
-                    });
+                    s.qr = url.map(|url| QrInfo { url, expires_at });
                 });
             }
             LoginReport::Confirmed { gen } if gen == self.gen => {

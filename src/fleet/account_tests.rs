@@ -42,6 +42,8 @@ fn harness(qq: u64) -> Harness {
         data_dir: dir.path().join("data"),
         crash_before_handler: None,
         show_qr: false,
+        qr_webhook_url: None,
+        desk_url: None,
     });
     Harness {
         script,

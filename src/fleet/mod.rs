@@ -14,6 +14,7 @@ pub mod account;
 pub mod handler;
 pub mod login;
 pub mod messages;
+pub mod notify;
 pub mod phone;
 pub mod poller;
 pub mod sender;

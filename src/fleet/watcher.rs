@@ -157,6 +157,8 @@ mod tests {
             data_dir: dir.path().join("data"),
             crash_before_handler: None,
             show_qr: false,
+            qr_webhook_url: None,
+            desk_url: None,
         });
         let sys = actix::System::new();
         sys.block_on(async move {
