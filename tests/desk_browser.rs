@@ -189,6 +189,47 @@ async fn the_desk_shows_every_account_and_a_scan_turns_its_row_online_live() {
     let value: i64 = forecasts[0].rsplit(' ').next().unwrap().parse().unwrap();
     assert_eq!(value, t(&session["expires_at_estimate"]));
 
+    // An action from the page: restart bravo, confirmed in the page's dialog. The restart
+    // asks for a new scan, so bravo's code changes.
+    browser
+        .eval("document.querySelector('#rows tr[data-account=\"bravo\"] td[data-label=\"actions\"] button').click(); return null")
+        .await;
+    let question = browser
+        .eval("const d = document.getElementById('confirm'); return d.open ? document.getElementById('confirm-text').textContent : null")
+        .await;
+    assert_eq!(question, "Restart bravo?");
+    browser
+        .eval("document.getElementById('confirm-yes').click(); return null")
+        .await;
+    eventually(
+        "bravo restarted with a new code",
+        Duration::from_secs(20),
+        || async {
+            let b = account(&fleet, "bravo").await?;
+            (b["state"] == "awaiting_scan"
+                && b["qr"]["url"].is_string()
+                && b["qr"]["url"] != urls[1].as_str())
+            .then_some(())
+        },
+    )
+    .await;
+    // The cookie alone does not act: a change needs the page's header too.
+    let cookie = format!("qqfleet_desk={ADMIN_TOKEN}");
+    let r = bare
+        .post(format!("{}/api/accounts/charlie/restart", fleet.api))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = bare
+        .get(format!("{}/api/accounts/charlie", fleet.api))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "reads work with the cookie");
+
     // A phone's width: the rows become cards (no table header), still every account.
     browser.set_size(390, 844).await;
     let layout = eventually("phone layout", Duration::from_secs(5), || async {
