@@ -124,3 +124,98 @@ async fn status_shows_the_fleet_and_check_says_whether_all_are_online() {
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with("2/2 online\n"), "{out}");
 }
+
+/// `GET /api/events`, read as any SSE client would: one `snapshot` per account first, then
+/// changes, each a JSON object with an `id` (also the SSE `id:`), the account, the fields
+/// that changed and the row after the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_starts_with_a_snapshot_then_pushes_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_account(dir.path(), "delta", &account_toml(40011));
+    let sim = sim().await;
+    let fleet = start_fleet(dir.path(), &sim, &[]);
+    let delta = wait_state(&fleet, "delta", "awaiting_scan").await;
+    let unauthorized = reqwest::get(format!("{}/api/events", fleet.api))
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}/api/events", fleet.api))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut buf = String::new();
+    let mut events: Vec<(String, Value)> = Vec::new();
+    let mut scanned = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id:"));
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((
+                    id.trim().to_string(),
+                    serde_json::from_str(data.trim()).unwrap(),
+                ));
+            }
+        }
+        if !scanned && !events.is_empty() {
+            let (sse_id, first) = &events[0];
+            assert_eq!(first["kind"], "snapshot");
+            assert_eq!(first["account"], "delta");
+            assert_eq!(first["id"].to_string(), *sse_id);
+            assert_eq!(first["status"]["state"], "awaiting_scan");
+            scan(&sim, delta["qr"]["url"].as_str().unwrap(), 40011).await;
+            scanned = true;
+        }
+        if events
+            .iter()
+            .any(|(_, e)| e["kind"] == "changed" && e["status"]["state"] == "online")
+        {
+            break;
+        }
+    }
+    let online = events
+        .iter()
+        .map(|(_, e)| e)
+        .find(|e| e["status"]["state"] == "online")
+        .unwrap();
+    assert_eq!(online["account"], "delta");
+    let changed: Vec<&str> = online["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        changed.contains(&"state") && changed.contains(&"since"),
+        "{online}"
+    );
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|(_, e)| e["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| !e.to_string().contains("psessionid")
+                && !e.to_string().contains("ptwebqq")
+                && !e.to_string().contains(ADMIN_TOKEN)),
+        "no secret in the stream"
+    );
+}
