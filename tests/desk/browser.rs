@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-mod desk_common;
-use desk_common::*;
+use crate::common::*;
 
 const ACCOUNTS: [(&str, u64); 3] = [("alpha", 30001), ("bravo", 30002), ("charlie", 30003)];
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-mod desk_common;
-use desk_common::*;
+use crate::common::*;
 
 fn cli(fleet: &Fleet, token: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)

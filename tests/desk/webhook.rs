@@ -11,8 +11,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 
-mod desk_common;
-use desk_common::*;
+use crate::common::*;
 
 /// Every POST the receiver got: (path, body).
 type Log = Arc<Mutex<Vec<(String, Value)>>>;
