@@ -165,6 +165,25 @@ impl Default for SupervisionConfig {
     }
 }
 
+/// `[notify]`: where the account's QR codes are sent besides the desk and the terminal.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Each new QR code is POSTed here as JSON (account, QQ, desk link, PNG in base64,
+    /// expiry), with bounded retries. Overrides `qqfleet run --qr-webhook-url`.
+    pub qr_webhook_url: Option<String>,
+}
+
+/// Checks a webhook URL: absolute http or https. The error never repeats the URL (it may
+/// carry a secret in its path or query).
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err("must be an http:// or https:// URL with a host".into()),
+        Err(e) => Err(format!("not a URL: {e}")),
+    }
+}
+
 /// The file as written (serde shape).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +207,8 @@ struct RawAccountFile {
     supervision: SupervisionConfig,
     #[serde(default)]
     retcodes: BTreeMap<String, RetcodeAction>,
+    #[serde(default)]
+    notify: NotifyConfig,
 }
 
 fn default_true() -> bool {
@@ -219,6 +240,7 @@ pub struct AccountFile {
     pub supervision: SupervisionConfig,
     /// Poll retcode overrides, by retcode.
     pub retcodes: BTreeMap<i64, RetcodeAction>,
+    pub notify: NotifyConfig,
 }
 
 impl AccountFile {
@@ -241,6 +263,7 @@ impl AccountFile {
             limits: LimitsConfig::default(),
             supervision: SupervisionConfig::default(),
             retcodes: BTreeMap::new(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -370,6 +393,11 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
             "only the `log` handler writes a log".into(),
         ));
     }
+    if let Some(url) = &raw.notify.qr_webhook_url {
+        if let Err(m) = check_webhook_url(url) {
+            return Err(bad("notify", "qr_webhook_url", m));
+        }
+    }
     let mut retcodes = BTreeMap::new();
     for (k, v) in raw.retcodes {
         match k.trim().parse::<i64>() {
@@ -401,6 +429,7 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
         limits: raw.limits,
         supervision: raw.supervision,
         retcodes,
+        notify: raw.notify,
     })
 }
 
@@ -692,6 +721,23 @@ watchdog_secs = 5
         assert_eq!(f.on_unconfirmed, UnconfirmedPolicy::AssumeDelivered);
         let (line, key, _) = err("qq = 20003\non_unconfirmed = \"confirm\"\n");
         assert_eq!((line, key.as_str()), (2, "on_unconfirmed"));
+    }
+
+    #[test]
+    fn notify_webhook_is_checked_without_echoing_the_url() {
+        let f =
+            p("qq = 10001\n[notify]\nqr_webhook_url = \"https://hooks.example/q?k=1\"\n").unwrap();
+        assert_eq!(
+            f.notify.qr_webhook_url.as_deref(),
+            Some("https://hooks.example/q?k=1")
+        );
+        let (line, key, msg) =
+            err("qq = 10001\n[notify]\nqr_webhook_url = \"ftp://secret-host/x\"\n");
+        assert_eq!((line, key.as_str()), (3, "notify.qr_webhook_url"));
+        assert!(
+            msg.contains("http") && !msg.contains("secret-host"),
+            "{msg}"
+        );
     }
 
     #[test]

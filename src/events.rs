@@ -198,6 +198,32 @@ impl Event for QrWaiting<'_> {
     }
 }
 
+/// A QR code was POSTed to the account's webhook (`[notify] qr_webhook_url`), or every
+/// attempt failed (`error`). The webhook's URL is never logged: it often carries a secret.
+pub struct QrNotified<'a> {
+    pub account: &'a str,
+    pub attempts: u32,
+    pub error: Option<&'a str>,
+}
+
+impl Event for QrNotified<'_> {
+    fn emit(self) {
+        match self.error {
+            None => tracing::info!(
+                account = self.account,
+                attempts = self.attempts,
+                "QR code sent to the webhook"
+            ),
+            Some(e) => tracing::warn!(
+                account = self.account,
+                attempts = self.attempts,
+                error = e,
+                "QR code not delivered to the webhook; giving up on this code"
+            ),
+        }
+    }
+}
+
 /// A removed account was logged out (WEBQQ.md §10), or the attempt failed (`error`; the
 /// saved session is then kept as it was).
 pub struct LoggedOut<'a> {
@@ -400,6 +426,36 @@ impl Event for OutboxDepth<'_> {
         m.outbox
             .with_label_values(&[self.account])
             .set(i64::try_from(self.depth).unwrap_or(i64::MAX));
+    }
+}
+
+/// The account's login forecast changed: `expires_at` (unix seconds) is when its QR login is
+/// expected to die (§11, about 48 h after the scan); `None` once no login is held (a scan is
+/// asked for), which deletes the series.
+pub struct SessionForecast<'a> {
+    pub account: &'a str,
+    pub expires_at: Option<u64>,
+}
+
+impl Event for SessionForecast<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            account = self.account,
+            expires_at = self.expires_at,
+            "session expiry forecast"
+        );
+        let m = metrics();
+        let mut accounts = m.lock();
+        accounts.entry(self.account.to_owned()).or_default();
+        match self.expires_at {
+            Some(t) => m
+                .session_expiry
+                .with_label_values(&[self.account])
+                .set(i64::try_from(t).unwrap_or(i64::MAX)),
+            None => {
+                let _ = m.session_expiry.remove_label_values(&[self.account]);
+            }
+        }
     }
 }
 
@@ -624,6 +680,7 @@ pub struct Metrics {
     messages_received: IntCounterVec,
     messages_sent: IntCounterVec,
     outbox: IntGaugeVec,
+    session_expiry: IntGaugeVec,
     rate_limited: IntCounterVec,
     actor_restarts: IntCounterVec,
     /// Fleet-wide: the log line says which account and poll type.
@@ -726,6 +783,11 @@ impl Metrics {
             "Messages accepted into the account's durable outbox and not yet finished.",
             &["account"],
         );
+        let session_expiry = gauge_vec(
+            "qqfleet_session_expiry_forecast_timestamp_seconds",
+            "When the account's QR login is expected to die (unix seconds; about 48 h after the scan): a new scan is needed by then. Absent while no login is held.",
+            &["account"],
+        );
         let rate_limited = counter_vec(
             "qqfleet_rate_limited_total",
             "Calls a limiter made wait, by limiter (friend_list, send, send_target).",
@@ -786,6 +848,7 @@ impl Metrics {
             messages_received,
             messages_sent,
             outbox,
+            session_expiry,
             rate_limited,
             actor_restarts,
             duplicates_dropped,
@@ -906,6 +969,7 @@ impl Metrics {
         }
         let _ = self.account_up.remove_label_values(&[account]);
         let _ = self.outbox.remove_label_values(&[account]);
+        let _ = self.session_expiry.remove_label_values(&[account]);
         for (family, rest) in series {
             let mut labels: Vec<&str> = Vec::with_capacity(rest.len() + 1);
             labels.push(account);

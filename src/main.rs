@@ -29,6 +29,10 @@ enum Cmd {
     Login(qqfleet::protocol::login_cli::LoginArgs),
     /// Move an account's durable state: `export --data DIR ID > FILE`, `import --data DIR FILE`.
     Account(qqfleet::transfer::AccountArgs),
+    /// The running fleet as a table (or JSON); `--check` exits 1 unless all are online.
+    Status(qqfleet::status_cli::StatusArgs),
+    /// Draw an account's current QR code in the terminal.
+    Qr(qqfleet::status_cli::QrArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +61,18 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(qqfleet::protocol::login_cli::run(args))?;
+        }
+        Cmd::Status(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(rt.block_on(qqfleet::status_cli::status(args)));
+        }
+        Cmd::Qr(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(rt.block_on(qqfleet::status_cli::qr(args)));
         }
     }
     Ok(())

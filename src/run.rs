@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// before it starts anyway (with a QR scan).
     #[arg(long, default_value_t = 600)]
     pub handoff_wait_secs: u64,
+    /// POST each new QR code here as JSON (account, QQ, desk link, PNG in base64, expiry),
+    /// for every account whose file has no `[notify] qr_webhook_url` of its own.
+    #[arg(long, env = "QQFLEET_QR_WEBHOOK_URL")]
+    pub qr_webhook_url: Option<String>,
 }
 
 impl RunArgs {
@@ -101,6 +105,10 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     let shard = args
         .resolve_shard()
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
+    if let Some(url) = &args.qr_webhook_url {
+        crate::config::check_webhook_url(url)
+            .map_err(|m| FleetError::Runtime(format!("--qr-webhook-url: {m}")))?;
+    }
     // Open (and lock) the store before anything else: a second process fails right here.
     let sled = Arc::new(SledStore::open(&args.data)?);
     let store: Arc<dyn Store> = sled.clone();
@@ -171,6 +179,13 @@ async fn serve(
     } else {
         Endpoints::real()
     };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| FleetError::Listen {
+            addr: args.listen,
+            message: e.to_string(),
+        })?;
+    let local = listener.local_addr().unwrap_or(args.listen);
     let account_count = crate::config::scan_dir(&args.accounts)
         .map(|s| s.len())
         .unwrap_or(0);
@@ -191,6 +206,8 @@ async fn serve(
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
         // `QrWaiting` event says where the PNG is instead).
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
+        qr_webhook_url: args.qr_webhook_url.clone(),
+        desk_url: Some(format!("http://{local}/desk")),
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -223,13 +240,6 @@ async fn serve(
     }
     let readiness = crate::api::ready::Readiness::new(status.clone());
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| FleetError::Listen {
-            addr: args.listen,
-            message: e.to_string(),
-        })?;
-    let local = listener.local_addr().unwrap_or(args.listen);
     let api = crate::api::router(crate::api::ApiState {
         status: status.clone(),
         supervisor: sup.clone(),

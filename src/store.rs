@@ -844,6 +844,7 @@ mod tests {
             clientid: 53999199,
             msg_id: 7,
             logged_out: false,
+            logged_in_at: 1_700_000_000,
         };
         {
             let st = SledStore::open(dir.path()).unwrap();

@@ -547,6 +547,7 @@ mod tests {
             clientid: 53999199,
             msg_id: 4242,
             logged_out: false,
+            logged_in_at: 1_700_000_000,
         };
         st.save_session(id, &s).unwrap();
         st.enqueue(id, out("one")).unwrap();

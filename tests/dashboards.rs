@@ -17,7 +17,7 @@ use metrics_harness::{
 use qqfleet::events::{
     emit, render_metrics, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod,
     MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited, ReconnectKind,
-    ReconnectStarted, RetcodeReceived,
+    ReconnectStarted, RetcodeReceived, SessionForecast,
 };
 use qqfleet::fleet::AccountState;
 
@@ -290,6 +290,10 @@ fn every_metric_the_dashboard_and_alerts_read_is_exposed() {
         actor: "sender",
         reason: "test",
     });
+    emit(SessionForecast {
+        account: a,
+        expires_at: Some(1_800_000_000),
+    });
     let text = render_metrics();
     let exposed: HashSet<&str> = series_lines(&text).into_iter().map(series_name).collect();
 
@@ -323,6 +327,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         "QQFleetMessageHeld",
         "QQFleetQrWaitingTooLong",
         "QQFleetOpenFilesNearLimit",
+        "QQFleetScansDueWithin6h",
     ] {
         let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).unwrap();
         assert!(

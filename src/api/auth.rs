@@ -134,11 +134,63 @@ pub fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Middleware in front of `/api/...`: a missing or wrong token is answered 401 with nothing
-/// but that fact.
+/// Name of the desk's cookie, which carries the admin token for the page (`/desk`).
+pub const DESK_COOKIE: &str = "qqfleet_desk";
+/// Header the desk's script sets on every state-changing request. A page on another site can
+/// make the browser send the cookie (well, not with `SameSite=Strict`, but old browsers) but
+/// cannot set a custom header without a CORS preflight, which this server never grants.
+pub const DESK_HEADER: &str = "x-qqfleet-desk";
+
+/// The desk cookie's value in a request, if it has one.
+pub fn desk_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == DESK_COOKIE)
+        .map(|(_, v)| v.trim())
+}
+
+/// The `Set-Cookie` value that hands the token to the desk: `HttpOnly` (no script reads it),
+/// `SameSite=Strict` (no other site's page sends it), for the whole server, for 30 days.
+pub fn desk_set_cookie(token: &AdminToken) -> String {
+    format!(
+        "{DESK_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
+        token.expose()
+    )
+}
+
+/// Middleware in front of `/api/...`: the Bearer header, or the desk's cookie; a request that
+/// changes something on the strength of the cookie alone also needs [`DESK_HEADER`]. A missing
+/// or wrong token is answered 401 with nothing but that fact.
 pub async fn require_token(State(token): State<AdminToken>, req: Request, next: Next) -> Response {
-    match bearer(&req) {
-        Some(given) if token.matches(given) => next.run(req).await,
+    if let Some(given) = bearer(&req) {
+        return if token.matches(given) {
+            next.run(req).await
+        } else {
+            unauthorized()
+        };
+    }
+    match desk_cookie(req.headers()) {
+        Some(given) if token.matches(given) => {
+            let safe = matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            );
+            if safe || req.headers().get(DESK_HEADER).is_some_and(|v| v == "1") {
+                next.run(req).await
+            } else {
+                (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(serde_json::json!({
+                        "error": format!("a change made with the desk's cookie needs the `{DESK_HEADER}: 1` header")
+                    })),
+                )
+                    .into_response()
+            }
+        }
         _ => unauthorized(),
     }
 }
@@ -175,6 +227,24 @@ mod tests {
         assert!(t1.matches(t2.expose()));
         assert!(!t1.matches("x"));
         assert!(!format!("{t1:?}").contains(t1.expose()));
+    }
+
+    #[test]
+    fn desk_cookie_is_found_among_others() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "a=1; qqfleet_desk=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(desk_cookie(&h), Some("abc"));
+        let mut h = axum::http::HeaderMap::new();
+        h.append(header::COOKIE, "qqfleet_desk_x=abc".parse().unwrap());
+        assert_eq!(desk_cookie(&h), None);
+        let c = desk_set_cookie(&AdminToken::new("tok"));
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -21,9 +21,13 @@
 //! | POST | `/api/accounts/{id}/contacts/refresh` | refresh the contacts (friend-list limiter applies) |
 //! | POST | `/api/accounts/{id}/debug/panic` | only with `QQFLEET_DEBUG_HOOKS=1`: panic the account's actor |
 //! | GET | `/metrics` | Prometheus text format |
+//! | GET | `/api/events` | server-sent events: every account's row, then each change ([`events`]) |
+//! | GET | `/desk` | the operator's page ([`desk`]); `?token=` once, then its cookie |
 
 pub mod auth;
 pub mod ready;
+pub mod desk;
+pub mod events;
 
 use std::sync::Arc;
 
@@ -56,6 +60,7 @@ pub struct ApiState {
 
 /// The admin router: `/healthz` and `/metrics` open, everything under `/api/` behind the token.
 pub fn router(state: ApiState) -> Router {
+    let token = state.token.clone();
     let api = Router::new()
         .route("/api/accounts", get(list))
         .route("/api/accounts/{id}", get(one))
@@ -67,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/accounts/{id}/restart", post(restart))
         .route("/api/accounts/{id}/contacts/refresh", post(refresh))
         .route("/api/accounts/{id}/debug/panic", post(panic))
+        .route("/api/events", get(events::events))
         // An unknown path under /api/ is refused like a known one: without the token nothing
         // tells which paths exist.
         .route("/api/{*rest}", axum::routing::any(not_found))
@@ -75,9 +81,15 @@ pub fn router(state: ApiState) -> Router {
             auth::require_token,
         ))
         .with_state(state);
+    let desk = Router::new()
+        .route("/desk", get(desk::page))
+        .route("/desk/desk.css", get(desk::css))
+        .route("/desk/desk.js", get(desk::js))
+        .with_state(token);
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .merge(desk)
         .merge(api)
 }
 
@@ -118,7 +130,7 @@ async fn list(State(s): State<ApiState>) -> Json<Vec<AccountStatus>> {
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     match s.status.get(&id).map(|e| e.value().clone()) {
-        Some(st) => Json(st).into_response(),
+        Some(st) => Json(st.detail()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no account `{id}`")),
     }
 }

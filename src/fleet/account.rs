@@ -30,14 +30,17 @@ use super::login::Login;
 use super::messages::*;
 use super::poller::Poller;
 use super::sender::Sender;
-use super::status::{rfc3339_now, AccountStatus, StatusMap, Transition, HISTORY};
+use super::status::{
+    rfc3339, rfc3339_now, AccountStatus, QrInfo, SessionInfo, StatusMap, Transition, HISTORY,
+    QR_LIFETIME_SECS, SESSION_LIFETIME_SECS,
+};
 use super::webqq::{Connector, InSpan, WebQq};
 use super::{AccountState, FleetError};
 use crate::config::{AccountFile, HandlerKind, RetcodeAction};
 use crate::events::{
     emit, AccountStateChanged, ActorRestarted, DuplicateDropped, LoggedOut, LoginFinished,
     LoginMethod, MessageReceived, OutboxDepth, QrWaiting, RateLimited, ReconnectKind,
-    ReconnectStarted, RetcodeReceived,
+    ReconnectStarted, RetcodeReceived, SessionForecast,
 };
 use crate::limits::{Limiter, Limits};
 use crate::protocol::{Action, ProtocolError, Session};
@@ -66,6 +69,11 @@ pub struct Deps {
     pub show_qr: bool,
     /// The fleet-wide outage breaker every connection goes through.
     pub breaker: Arc<super::breaker::Breaker>,
+    /// The fleet's QR webhook (`qqfleet run --qr-webhook-url`); an account file's
+    /// `[notify] qr_webhook_url` overrides it.
+    pub qr_webhook_url: Option<String>,
+    /// The desk's address, for the webhook's link.
+    pub desk_url: Option<String>,
 }
 
 /// One QQ account.
@@ -159,9 +167,7 @@ impl Account {
     /// Updates this account's status entry (if it still exists: a removed account's late
     /// writes must not resurrect it).
     fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
-        if let Some(mut e) = self.deps.status.get_mut(self.id()) {
-            f(&mut e);
-        }
+        super::status::update(&self.deps.status, self.id(), f);
     }
 
     fn set_state(&mut self, to: AccountState, reason: Option<String>) {
@@ -179,6 +185,12 @@ impl Account {
             to,
             reason: reason.as_deref(),
         });
+        if to == AccountState::AwaitingScan {
+            emit(SessionForecast {
+                account: self.id(),
+                expires_at: None,
+            });
+        }
         let now = rfc3339_now();
         let keep_error = matches!(
             to,
@@ -198,6 +210,10 @@ impl Account {
                 s.qr_png = None;
                 s.qrsig = None;
                 s.qr_at = None;
+                s.qr = None;
+            } else {
+                // A QR login is asked for: the old login is gone.
+                s.session = None;
             }
             let h = s.history.get_or_insert_with(Default::default);
             h.push_back(Transition {
@@ -352,6 +368,15 @@ impl Account {
             tracing::error!(account = %self.id(), error = %e, "store");
         }
         self.set_state(AccountState::Online, None);
+        let logged_in_at = client.session().logged_in_at;
+        let known = logged_in_at > 0;
+        emit(SessionForecast {
+            account: self.id(),
+            expires_at: known.then_some(logged_in_at + SESSION_LIFETIME_SECS),
+        });
+        self.status(|s| {
+            s.session = known.then(|| SessionInfo::from_login(logged_in_at));
+        });
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
         // A new session has new pseudo uins: its contacts are needed at once (the Sender
@@ -617,7 +642,13 @@ impl Account {
             account: self.id(),
             depth,
         });
-        self.status(|s| s.outbox = Some(depth));
+        let held = self.deps.store.held(self.id()).ok().map(|h| h.len());
+        self.status(|s| {
+            s.outbox = Some(depth);
+            if held.is_some() {
+                s.held = held;
+            }
+        });
     }
 
     fn polled(&mut self) {
@@ -860,6 +891,7 @@ impl Actor for Account {
                 s.error = None;
             })
             .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
+        super::status::published(&self.deps.status, &id);
         // The watchdog's resolution: a third of its limit, between 1 s and 5 s (a thousand
         // accounts ticking every second cost measurable idle CPU).
         let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
@@ -928,6 +960,27 @@ impl Handler<LoginReport> for Account {
                 if self.deps.show_qr {
                     super::login::print_qr(self.id(), self.cfg.qq, &png);
                 }
+                // The URL the code carries, for the API and the desk (the image stays the
+                // server's; this only reads it back).
+                let url = super::login::decode_qr(&png);
+                let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
+                let hook = self
+                    .cfg
+                    .notify
+                    .qr_webhook_url
+                    .clone()
+                    .or_else(|| self.deps.qr_webhook_url.clone());
+                if let Some(hook) = hook {
+                    let notice = super::notify::QrNotice {
+                        account: self.id().to_string(),
+                        qq: self.cfg.qq,
+                        desk_url: self.deps.desk_url.clone(),
+                        qr_url: url.clone(),
+                        png_base64: super::notify::QrNotice::png(&png),
+                        expires_at: expires_at.clone(),
+                    };
+                    tokio::spawn(super::notify::post_qr(hook, notice));
+                }
                 let png = Arc::new(png);
                 self.set_state(
                     AccountState::AwaitingScan,
@@ -937,6 +990,7 @@ impl Handler<LoginReport> for Account {
                     s.qr_png = Some(png);
                     s.qrsig = Some(qrsig);
                     s.qr_at = Some(std::time::Instant::now());
+                    s.qr = url.map(|url| QrInfo { url, expires_at });
                 });
             }
             LoginReport::Confirmed { gen } if gen == self.gen => {
@@ -1039,6 +1093,10 @@ impl Handler<PollReport> for Account {
                 retcode, action, ..
             } => {
                 self.polled();
+                // 102 is an ordinary idle answer (§5.2), not worth an operator's eye.
+                if retcode != 0 && retcode != 102 {
+                    self.status(|s| s.count_retcode());
+                }
                 self.on_retcode(ctx, retcode, action)
             }
             PollReport::Failed { reason, .. } => {

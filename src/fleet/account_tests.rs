@@ -42,6 +42,8 @@ fn harness(qq: u64) -> Harness {
         data_dir: dir.path().join("data"),
         show_qr: false,
         breaker: crate::fleet::breaker::Breaker::disabled(),
+        qr_webhook_url: None,
+        desk_url: None,
     });
     Harness {
         script,

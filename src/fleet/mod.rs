@@ -17,6 +17,7 @@ pub mod handler;
 pub mod handoff;
 pub mod login;
 pub mod messages;
+pub mod notify;
 pub mod phone;
 pub mod poller;
 pub mod sender;

@@ -5,7 +5,8 @@
 //! never hold one of its references across an `.await`.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -14,6 +15,12 @@ use super::AccountState;
 
 /// Transitions kept per account for `GET /api/accounts/{id}`.
 pub const HISTORY: usize = 32;
+/// How long a QR code can be scanned (WEBQQ.md §3.3: about 120 s); the countdown shown.
+pub const QR_LIFETIME_SECS: u64 = 120;
+/// How long a QR login lives whatever the client does (WEBQQ.md §11: about 48 h).
+pub const SESSION_LIFETIME_SECS: u64 = 48 * 3600;
+/// Retcode times kept per account (for "retcodes in the last hour").
+const RETCODE_TIMES: usize = 256;
 
 /// One state transition, for operators reading how an account got where it is.
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +71,49 @@ pub struct AccountStatus {
     /// `/readyz` does not wait for it, as it waits on another process.
     #[serde(skip)]
     pub waiting_handoff: bool,
+    /// The QR code to scan while `awaiting_scan`: the URL it carries and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr: Option<QrInfo>,
+    /// The current login and when it is expected to die (§11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
+    /// Held messages (set aside for an operator: resend or drop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<usize>,
+    /// Non-zero poll retcodes in the last hour (computed from `retcode_at` when shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retcodes_last_hour: Option<usize>,
+    /// Unix seconds of recent non-zero poll retcodes, oldest first.
+    #[serde(skip)]
+    pub retcode_at: VecDeque<u64>,
+}
+
+/// The QR code an account waits on, as the API and the desk show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QrInfo {
+    /// What the code encodes (the phone-side URL).
+    pub url: String,
+    /// When the code expires (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
+/// The current login's age and forecast.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// When the QR login this session stems from completed (RFC 3339, UTC).
+    pub logged_in_at: String,
+    /// `logged_in_at` + 48 h (§11): when a new scan will be needed at the latest.
+    pub expires_at_estimate: String,
+}
+
+impl SessionInfo {
+    /// The info of a login made at `logged_in_at` (unix seconds).
+    pub fn from_login(logged_in_at: u64) -> SessionInfo {
+        SessionInfo {
+            logged_in_at: rfc3339(logged_in_at as i64, 0),
+            expires_at_estimate: rfc3339((logged_in_at + SESSION_LIFETIME_SECS) as i64, 0),
+        }
+    }
 }
 
 /// Restart counters of one account.
@@ -108,6 +158,11 @@ impl AccountStatus {
             qrsig: None,
             qr_at: None,
             waiting_handoff: false,
+            qr: None,
+            session: None,
+            held: Some(0),
+            retcodes_last_hour: None,
+            retcode_at: VecDeque::new(),
         }
     }
 
@@ -115,9 +170,161 @@ impl AccountStatus {
     pub fn summary(&self) -> AccountStatus {
         AccountStatus {
             history: None,
-            ..self.clone()
+            ..self.detail()
         }
     }
+
+    /// The detail view: with history and the derived counts as of now.
+    pub fn detail(&self) -> AccountStatus {
+        let mut s = self.clone();
+        let hour_ago = now_secs().saturating_sub(3600);
+        s.retcodes_last_hour = Some(self.retcode_at.iter().filter(|&&t| t >= hour_ago).count());
+        s
+    }
+
+    /// Counts a non-zero poll retcode now.
+    pub fn count_retcode(&mut self) {
+        if self.retcode_at.len() >= RETCODE_TIMES {
+            self.retcode_at.pop_front();
+        }
+        self.retcode_at.push_back(now_secs());
+    }
+}
+
+/// One change of the status snapshot, as `GET /api/events` sends it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    /// Increasing within the process (the SSE `id:`).
+    pub id: u64,
+    pub account: String,
+    /// `changed`, `removed` (the stream's first events, one per account, are `snapshot`).
+    pub kind: &'static str,
+    /// The top-level fields of the account's status that changed.
+    pub changed: Vec<String>,
+    /// The account's status (list view) after the change; absent when removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+/// The feed of snapshot changes: a broadcast every writer of the snapshot publishes into,
+/// through [`update`], [`published`] and [`removed`].
+///
+/// Process-wide, like the metrics registry: one process runs one fleet, and the writers
+/// (every account actor, the supervisor) already share the map, not a handle beside it.
+/// Nothing is computed while nobody listens.
+pub struct Feed {
+    tx: tokio::sync::broadcast::Sender<Change>,
+    seq: AtomicU64,
+}
+
+impl Feed {
+    /// A receiver of the changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+
+    /// The next event id.
+    pub fn next_id(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn listening(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    fn send(
+        &self,
+        account: &str,
+        kind: &'static str,
+        changed: Vec<String>,
+        status: Option<serde_json::Value>,
+    ) {
+        let _ = self.tx.send(Change {
+            id: self.next_id(),
+            account: account.to_string(),
+            kind,
+            changed,
+            status,
+        });
+    }
+}
+
+/// The process's feed.
+pub fn feed() -> &'static Feed {
+    static FEED: LazyLock<Feed> = LazyLock::new(|| Feed {
+        // Deep enough for a burst of a whole fleet changing at once; a listener that falls
+        // further behind is told so and starts again from a snapshot.
+        tx: tokio::sync::broadcast::channel(4096).0,
+        seq: AtomicU64::new(0),
+    });
+    &FEED
+}
+
+/// The list view of an account as JSON (what the feed and the desk show).
+pub fn view(s: &AccountStatus) -> serde_json::Value {
+    serde_json::to_value(s.summary()).unwrap_or(serde_json::Value::Null)
+}
+
+/// Applies `f` to `id`'s entry (if it exists) and publishes what changed.
+pub fn update(map: &StatusMap, id: &str, f: impl FnOnce(&mut AccountStatus)) {
+    let Some(mut e) = map.get_mut(id) else {
+        return;
+    };
+    if !feed().listening() {
+        f(&mut e);
+        return;
+    }
+    let before = view(&e);
+    f(&mut e);
+    let after = view(&e);
+    drop(e);
+    let changed = diff(&before, &after);
+    if !changed.is_empty() {
+        feed().send(id, "changed", changed, Some(after));
+    }
+}
+
+/// Publishes `id`'s entry as a whole (after an insert or a change made without [`update`]).
+pub fn published(map: &StatusMap, id: &str) {
+    if !feed().listening() {
+        return;
+    }
+    let Some(after) = map.get(id).map(|e| view(&e)) else {
+        return;
+    };
+    let changed = after
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    feed().send(id, "changed", changed, Some(after));
+}
+
+/// Publishes the removal of `id`.
+pub fn removed(id: &str) {
+    if feed().listening() {
+        feed().send(id, "removed", Vec::new(), None);
+    }
+}
+
+/// The top-level keys whose values differ.
+fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(b.keys().filter(|k| !a.contains_key(*k)).cloned());
+    keys
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// All accounts' status, shared by the actors and the API.
@@ -156,6 +363,38 @@ pub fn rfc3339(secs: i64, millis: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_publishes_the_fields_that_changed() {
+        let map: StatusMap = Default::default();
+        map.insert(
+            "a".into(),
+            AccountStatus::new("a", Some(1), AccountState::Starting),
+        );
+        let mut rx = feed().subscribe();
+        update(&map, "a", |s| s.outbox = Some(3));
+        // Other tests in this process may publish too: find ours.
+        let c = loop {
+            let c = rx.try_recv().expect("a change was published");
+            if c.account == "a" && c.kind == "changed" {
+                break c;
+            }
+        };
+        assert_eq!(c.changed, vec!["outbox".to_string()]);
+        assert_eq!(c.status.unwrap()["outbox"], 3);
+        update(&map, "a", |s| s.outbox = Some(3));
+        assert!(
+            std::iter::from_fn(|| rx.try_recv().ok()).all(|c| c.account != "a"),
+            "no change, no event"
+        );
+    }
+
+    #[test]
+    fn session_forecast_is_two_days_after_the_login() {
+        let s = SessionInfo::from_login(1_546_300_800);
+        assert_eq!(s.logged_in_at, "2019-01-01T00:00:00.000Z");
+        assert_eq!(s.expires_at_estimate, "2019-01-03T00:00:00.000Z");
+    }
 
     #[test]
     fn rfc3339_known_points() {

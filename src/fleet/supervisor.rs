@@ -18,7 +18,7 @@ use actix::prelude::*;
 use super::account::{Account, Deps, LOGOUT_TIMEOUT};
 use super::handoff::StartGate;
 use super::messages::*;
-use super::status::{rfc3339_now, AccountStatus, Transition};
+use super::status::{self, rfc3339_now, AccountStatus, Transition};
 use super::{AccountState, FleetError};
 use crate::config::AccountFile;
 use crate::events::{emit, AccountRemoved, AccountStateChanged, ActorRestarted};
@@ -198,6 +198,7 @@ impl FleetSupervisor {
                 s.error = Some(error.clone());
                 s.qr_png = None;
                 s.qrsig = None;
+                s.qr = None;
                 if let Some(h) = s.history.as_mut() {
                     h.push_back(Transition {
                         state: AccountState::Invalid,
@@ -211,6 +212,7 @@ impl FleetSupervisor {
                 s.error = Some(error.clone());
                 s
             });
+        status::published(&self.deps.status, id);
         if from != Some(AccountState::Invalid) {
             emit(AccountStateChanged {
                 account: id,
@@ -286,9 +288,7 @@ impl Actor for FleetSupervisor {
                     actor: "account",
                     reason: "actor died (panic); rebuilt from the store",
                 });
-                if let Some(mut s) = act.deps.status.get_mut(&id) {
-                    s.count_restart("account");
-                }
+                status::update(&act.deps.status, &id, |s| s.count_restart("account"));
                 let addr = act.spawn_account(file);
                 if let Some(e) = act.accounts.get_mut(&id) {
                     e.addr = Some(addr);
@@ -369,6 +369,7 @@ impl Handler<Remove> for FleetSupervisor {
             if act.accounts.get(id).is_some_and(|e| e.epoch == epoch) {
                 act.accounts.remove(id);
                 let last = act.deps.status.remove(id).map(|(_, s)| s.state);
+                status::removed(id);
                 emit(AccountRemoved { account: id, last });
             }
         });

@@ -157,6 +157,8 @@ mod tests {
             data_dir: dir.path().join("data"),
             show_qr: false,
             breaker: crate::fleet::breaker::Breaker::disabled(),
+            qr_webhook_url: None,
+            desk_url: None,
         });
         let sys = actix::System::new();
         sys.block_on(async move {

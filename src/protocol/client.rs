@@ -174,6 +174,9 @@ struct State {
     login_page_loaded: bool,
     /// `logout()` ended the login (§10); a new login clears it.
     logged_out: bool,
+    /// Unix seconds of the QR login (check_sig) this session stems from; see
+    /// [`Session::logged_in_at`].
+    logged_in_at: u64,
 }
 
 struct Inner {
@@ -300,6 +303,7 @@ impl Client {
             state.psessionid = s.psessionid;
             state.clientid = s.clientid;
             state.logged_out = s.logged_out;
+            state.logged_in_at = s.logged_in_at;
             msg_id = s.msg_id;
         }
         if state.clientid == 0 {
@@ -359,6 +363,7 @@ impl Client {
             clientid: st.clientid,
             msg_id: self.inner.msg_id.load(Ordering::SeqCst),
             logged_out: st.logged_out,
+            logged_in_at: st.logged_in_at,
         }
     }
 
@@ -744,6 +749,8 @@ impl Client {
             }
         }
         self.check_sig(check_sig_url).await?;
+        // The ptlogin login exists from check_sig on; its ~2-day life counts from here.
+        self.state().logged_in_at = now_ms() / 1000;
         self.finish_login(expect_qq.or(got)).await
     }
 
@@ -760,7 +767,9 @@ impl Client {
                 return Err(ProtocolError::WrongAccount { expected, got });
             }
         }
-        self.check_sig(check_sig_url).await
+        self.check_sig(check_sig_url).await?;
+        self.state().logged_in_at = now_ms() / 1000;
+        Ok(())
     }
 
     /// The second half of [`Client::complete_login`]: getvfwebqq, login2, the warm-up.

@@ -26,6 +26,11 @@ pub struct Session {
     /// to false for sessions saved before the field existed.
     #[serde(default)]
     pub logged_out: bool,
+    /// Unix seconds of the QR login this session stems from (resumes and relinks keep it):
+    /// the login dies about two days later whatever the client does (§11), so this is what
+    /// the expiry forecast counts from. 0 when unknown (saved before the field existed).
+    #[serde(default)]
+    pub logged_in_at: u64,
 }
 
 impl Session {
