@@ -33,6 +33,7 @@ pub mod events;
 pub mod fleet;
 pub mod limits;
 pub mod logging;
+pub mod onebot;
 pub mod protocol;
 pub mod run;
 pub mod sim;

@@ -43,6 +43,16 @@ pub struct RunArgs {
     /// created on first start as) `<data>/admin.token`, mode 0600.
     #[arg(long)]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Fleet-wide default `ws_reverse_url` of every `handler = "onebot"` account (a key in the
+    /// account file wins).
+    #[arg(long, value_name = "URL")]
+    pub onebot_ws_reverse: Option<String>,
+    /// Fleet-wide default `http_post_url` of every onebot account.
+    #[arg(long, value_name = "URL")]
+    pub onebot_http_post: Option<String>,
+    /// File holding the fleet-wide default `access_token` of every onebot account.
+    #[arg(long, value_name = "FILE")]
+    pub onebot_token_file: Option<std::path::PathBuf>,
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -57,8 +67,15 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             message: "not a folder".into(),
         });
     }
+    let onebot_defaults = crate::onebot::Defaults::from_args(
+        args.onebot_ws_reverse.as_deref(),
+        args.onebot_http_post.as_deref(),
+        args.onebot_token_file.as_deref(),
+    )
+    .map_err(|e| FleetError::Runtime(e.to_string()))?;
     // Open (and lock) the store before anything else: a second process fails right here.
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
+    let sled = Arc::new(SledStore::open(&args.data)?);
+    let store: Arc<dyn Store> = sled.clone();
     // The store has created the data directory (0700); the token lives beside it.
     let (token, token_path) =
         AdminToken::load_or_create(args.admin_token_file.as_deref(), &args.data)
@@ -69,7 +86,9 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         .build()
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
     let sys = actix::System::with_tokio_rt(move || rt);
-    let result = sys.block_on(serve(args, store.clone(), token, token_path));
+    let onebot = crate::onebot::OneBot::new(store.clone(), sled.clone(), onebot_defaults)
+        .map_err(|e| FleetError::Runtime(e.to_string()))?;
+    let result = sys.block_on(serve(args, store.clone(), token, token_path, onebot));
     let _ = store.flush();
     result
 }
@@ -79,8 +98,10 @@ async fn serve(
     store: Arc<dyn Store>,
     token: AdminToken,
     token_path: std::path::PathBuf,
+    onebot: Arc<crate::onebot::OneBot>,
 ) -> Result<(), FleetError> {
     let status: status::StatusMap = Default::default();
+    onebot.set_runtime(tokio::runtime::Handle::current(), status.clone());
     let mut _sim = None;
     let endpoints = if args.sim {
         let (handle, base) = start_sim().await?;
@@ -109,6 +130,7 @@ async fn serve(
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
         // `QrWaiting` event says where the PNG is instead).
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
+        handlers: Some(onebot.clone()),
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -116,6 +138,7 @@ async fn serve(
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let sup = supervisor::FleetSupervisor::new(deps, handles).start();
+    onebot.set_supervisor(sup.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -130,7 +153,8 @@ async fn serve(
         store: store.clone(),
         debug: debug_hooks(),
         token,
-    });
+    })
+    .merge(crate::onebot::router(onebot.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut rx = stop_rx;

@@ -204,7 +204,10 @@ impl Drop for SledClosed {
     }
 }
 
-fn prefix(id: &str) -> Vec<u8> {
+/// The key prefix of everything an account owns in a tree (`<id>\0`): layers above the
+/// fleet that keep their own trees (OneBot) key them the same way, so an account's data is
+/// found (and exported) by this one prefix.
+pub fn prefix(id: &str) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
     k.push(0);
     k
@@ -296,6 +299,18 @@ impl SledStore {
             },
             _lock: lock,
         })
+    }
+
+    /// Another tree of the same database, for a layer above the fleet that keeps durable
+    /// data of its own (OneBot ids and event queue), keyed with [`prefix`].
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// A fresh number from the database's monotonic counter (the same one that numbers the
+    /// inbox and the outbox).
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
     }
 
     fn list(tree: &sled::Tree, id: &str) -> Result<Vec<OutMsg>, StoreError> {

@@ -68,6 +68,8 @@ pub struct Deps {
     pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
+    /// Builds the handlers of the layers above the fleet (`handler = "onebot"`).
+    pub handlers: Option<Arc<dyn handler::MakeHandler>>,
 }
 
 /// One QQ account.
@@ -111,6 +113,15 @@ impl Account {
                         .join(format!("{}.jsonl", cfg.id))
                 },
             ))),
+            HandlerKind::Onebot => deps
+                .handlers
+                .as_ref()
+                .and_then(|m| m.make(&cfg))
+                .unwrap_or_else(|| {
+                    Box::new(handler::Unavailable(
+                        "the onebot handler is not available in this process".into(),
+                    ))
+                }),
         };
         let l = &cfg.limits;
         Account {
@@ -507,7 +518,8 @@ impl Account {
             text: &msg.text,
             self_echo: msg.self_echo,
         });
-        let replies = match self.handler.handle(&msg) {
+        let contacts = self.client.as_ref().and_then(|c| c.cached_contacts());
+        let replies = match self.handler.handle_recorded(seq, &msg, contacts.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(account = %self.id(), error = %e, "handler failed");
@@ -982,6 +994,7 @@ impl Handler<SenderReport> for Account {
                 }
             }
             SenderReport::SessionLost { .. } => {}
+            SenderReport::Outcome { seq, result } => self.handler.outcome(seq, result),
         }
     }
 }
