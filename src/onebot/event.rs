@@ -166,6 +166,8 @@ pub fn message_event(
         }
         Kind::Discu => {
             o.insert("message_type".into(), json!("discuss"));
+            // Not in the standard's discuss event, but frameworks' message models require it.
+            o.insert("sub_type".into(), json!("normal"));
             o.insert("discuss_id".into(), json!(w.conv_id));
             o.insert(
                 "sender".into(),

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 #[path = "../fleet_common/mod.rs"]
 pub mod fleet_common;
+#[allow(unused_imports)]
 pub use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
