@@ -170,7 +170,7 @@ async fn nonebot_drives_five_accounts_and_survives_a_restart() {
             let ok = ["40001", "40002", "40003", "40004"].iter().all(|q| {
                 l.iter().any(|e| {
                     e["connect"] == *q
-                        && e["user_id"].to_string() == *q
+                        && e["user_id"].as_u64().map(|u| u.to_string()).as_deref() == Some(*q)
                         && e["friends"].as_u64() > Some(0)
                 })
             });

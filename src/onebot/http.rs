@@ -60,12 +60,12 @@ fn authorized(
     id: &str,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<Arc<Bot>, Response> {
+) -> Result<Arc<Bot>, Box<Response>> {
     let Some(bot) = ob.bots.get(id).map(|b| b.clone()) else {
-        return Err(answer(
+        return Err(Box::new(answer(
             StatusCode::NOT_FOUND,
             Answer::fail(1404, format!("no onebot account `{id}`")),
-        ));
+        )));
     };
     let Some(want) = &bot.settings.access_token else {
         return Ok(bot);
@@ -82,14 +82,14 @@ fn authorized(
         })
         .or_else(|| query.get("access_token").cloned());
     match given {
-        None => Err(answer(
+        None => Err(Box::new(answer(
             StatusCode::UNAUTHORIZED,
             Answer::fail(1401, "access token missing"),
-        )),
-        Some(g) if !same(g.as_bytes(), want.as_bytes()) => Err(answer(
+        ))),
+        Some(g) if !same(g.as_bytes(), want.as_bytes()) => Err(Box::new(answer(
             StatusCode::FORBIDDEN,
             Answer::fail(1403, "access token wrong"),
-        )),
+        ))),
         Some(_) => Ok(bot),
     }
 }
@@ -109,7 +109,7 @@ async fn http_action(
     let query = query_map(q.as_deref());
     let bot = match authorized(&ob, &id, &headers, &query) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut params: Map<String, Value> = query
         .into_iter()
@@ -197,7 +197,7 @@ fn upgrade(
 ) -> Response {
     let bot = match authorized(&ob, &id, &headers, &query_map(q.as_deref())) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ob2 = ob.clone();
     let bot2 = bot.clone();

@@ -116,7 +116,7 @@ impl Ids {
                 .and_then(|o| <[u8; 4]>::try_from(o).ok())
                 .map(i32::from_be_bytes)
                 .unwrap_or(0);
-            let next = if n >= i32::MAX || n < 0 { 1 } else { n + 1 };
+            let next = if (0..i32::MAX).contains(&n) { n + 1 } else { 1 };
             Some(next.to_be_bytes().to_vec())
         })?;
         Ok(v.and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
