@@ -26,7 +26,7 @@ where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+        let m = tokio::time::timeout(Duration::from_secs(40), ws.next())
             .await
             .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
             .unwrap_or_else(|| panic!("connection closed waiting for {what}"))
@@ -584,4 +584,151 @@ async fn onebot_transports_ids_delivery_and_bad_input() {
         m.contains("qqfleet_onebot_events_delivered_total{transport=\"ws\"}"),
         "{m}"
     );
+}
+
+/// Peers that misbehave: a reverse WebSocket server that refuses every handshake (403), then
+/// accepts; a forward client that sends API calls and never reads the answers. Reconnects
+/// are paced, the stuck connection is closed, events wait, and the account keeps polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onebot_refusing_and_stuck_peers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rev = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rev_addr = rev.local_addr().unwrap();
+    write_account(
+        dir.path(),
+        "d",
+        &account_toml(
+            30011,
+            &format!("ws_reverse_url = \"ws://{rev_addr}/\"\nws_reverse_reconnect_ms = 300"),
+        ),
+    );
+    write_account(dir.path(), "e", &account_toml(30012, ""));
+    let f = start_fleet(dir.path(), &sim, &[]);
+    login(&f, &sim, "d", 30011).await;
+    login(&f, &sim, "e", 30012).await;
+    // Refuse every handshake for 3 s, counting the attempts.
+    let attempts = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut n = 0u32;
+        loop {
+            let (mut tcp, _) = rev.accept().await.unwrap();
+            n += 1;
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            if n > 50 {
+                return n;
+            }
+        }
+    })
+    .await;
+    assert!(attempts.is_err(), "reconnects are paced, not a hot loop");
+    inject(
+        &sim,
+        json!({"qq": 30011, "kind": "buddy", "text": "wait for me"}),
+    )
+    .await;
+    let log = || std::fs::read_to_string(&f.stderr).unwrap_or_default();
+    eventually("refusals logged", Duration::from_secs(10), || async {
+        let t = log();
+        (t.matches("reverse WebSocket connect failed").count() >= 2).then_some(())
+    })
+    .await;
+    let fails = log().matches("reverse WebSocket connect failed").count();
+    assert!(fails <= 12, "{fails} attempts in ~3 s: the backoff doubles");
+    // Now it accepts: the waiting event arrives.
+    let (mut rws, _) = accept_reverse(&rev).await;
+    assert_eq!(
+        next_json(&mut rws, "lifecycle").await["meta_event_type"],
+        "lifecycle"
+    );
+    let ev = next_json(&mut rws, "the waiting event").await;
+    assert_eq!(ev["raw_message"], "wait for me");
+
+    // e: a client that calls the API without ever reading the answers (raw TCP: after the
+    // handshake it only writes masked frames, so nothing below it reads either).
+    let addr = f.api.trim_start_matches("http://").to_string();
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(
+        format!(
+            "GET /onebot/v11/e/ws/api HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        raw.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let flood = tokio::spawn(async move {
+        // Each answer carries the 512 KiB echo back: the socket buffers fill after a few dozen.
+        let body = json!({"action":"get_status","echo":"x".repeat(512 << 10)}).to_string();
+        let mut frame = vec![0x81u8, 0x80 | 127];
+        frame.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the payload as is
+        frame.extend_from_slice(body.as_bytes());
+        for _ in 0..400 {
+            let w = tokio::time::timeout(Duration::from_secs(20), raw.write_all(&frame)).await;
+            if !matches!(w, Ok(Ok(()))) {
+                return raw;
+            }
+        }
+        raw
+    });
+    // Meanwhile e keeps polling and another client gets its events.
+    let base = f.api.replace("http://", "ws://");
+    let mut good = connect(&format!("{base}/onebot/v11/e/ws/event"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut good, "lifecycle").await["meta_event_type"],
+        "lifecycle"
+    );
+    inject(
+        &sim,
+        json!({"qq": 30012, "kind": "buddy", "text": "still here"}),
+    )
+    .await;
+    let ev = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let v = next_json(&mut good, "e's event beside the stuck client").await;
+            if v["post_type"] == "message" {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let _ = std::fs::copy(&f.stderr, "/tmp/onebot_stuck.log");
+        panic!("no event beside the stuck client (log in /tmp/onebot_stuck.log)")
+    });
+    assert_eq!(ev["raw_message"], "still here");
+    // The stuck connection is closed by the fleet (its writer could not write for 10 s).
+    eventually(
+        "the fleet closed the stuck connection",
+        Duration::from_secs(45),
+        || async {
+            log()
+                .contains("the peer did not read for 10 s")
+                .then_some(())
+        },
+    )
+    .await;
+    flood.abort();
+    assert_eq!(state_of(&f, "e").await.as_deref(), Some("online"));
 }

@@ -110,14 +110,35 @@ async fn to_websocket(bot: &Bot, text: &str) -> Option<bool> {
     if sinks.is_empty() {
         return None;
     }
+    // A connection whose writer is backed up (a peer that does not read) is tried last, so
+    // one stuck client does not hold the events back from the others.
+    let mut backed_up = Vec::new();
     for s in sinks {
         let (ack, done) = tokio::sync::oneshot::channel();
         let frame = Frame {
             text: text.to_string(),
             ack: Some(ack),
         };
-        let sent = tokio::time::timeout(WS_TAKE, s.send(frame)).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        match s.try_send(frame) {
+            Ok(()) => {
+                if let Ok(Ok(())) = tokio::time::timeout(WS_TAKE, done).await {
+                    return Some(true);
+                }
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => backed_up.push(s),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+    for s in backed_up {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let frame = Frame {
+            text: text.to_string(),
+            ack: Some(ack),
+        };
+        if !matches!(
+            tokio::time::timeout(WS_TAKE, s.send(frame)).await,
+            Ok(Ok(()))
+        ) {
             continue;
         }
         if let Ok(Ok(())) = tokio::time::timeout(WS_TAKE, done).await {
