@@ -741,4 +741,20 @@ async fn onebot_refusing_and_stuck_peers() {
     .await;
     flood.abort();
     assert_eq!(state_of(&f, "e").await.as_deref(), Some("online"));
+    // e stops being a bot: its OneBot endpoints go away with it.
+    write_account(
+        dir.path(),
+        "e",
+        "qq = 30012\nhandler = \"echo\"\n[supervision]\nqr_check_secs = 1\n",
+    );
+    let status_e = format!("{}/onebot/v11/e/get_status", f.api);
+    eventually(
+        "e's OneBot API removed",
+        Duration::from_secs(20),
+        || async {
+            let r = reqwest::get(&status_e).await.ok()?;
+            (r.status() == 404).then_some(())
+        },
+    )
+    .await;
 }

@@ -104,6 +104,9 @@ pub struct Account {
 
 impl Account {
     pub fn new(cfg: AccountFile, deps: Arc<Deps>) -> Account {
+        // Every account is shown to the maker, so that one whose file no longer names a kind
+        // it serves has what the maker kept for it (a OneBot connection) dropped.
+        let made = deps.handlers.as_ref().and_then(|m| m.make(&cfg));
         let handler: Box<dyn handler::Handler> = match cfg.handler {
             HandlerKind::Echo => Box::new(handler::Echo),
             HandlerKind::Log => Box::new(handler::Log::new(cfg.log_path.clone().unwrap_or_else(
@@ -113,15 +116,11 @@ impl Account {
                         .join(format!("{}.jsonl", cfg.id))
                 },
             ))),
-            HandlerKind::Onebot => deps
-                .handlers
-                .as_ref()
-                .and_then(|m| m.make(&cfg))
-                .unwrap_or_else(|| {
-                    Box::new(handler::Unavailable(
-                        "the onebot handler is not available in this process".into(),
-                    ))
-                }),
+            HandlerKind::Onebot => made.unwrap_or_else(|| {
+                Box::new(handler::Unavailable(
+                    "the onebot handler is not available in this process".into(),
+                ))
+            }),
         };
         let l = &cfg.limits;
         Account {

@@ -237,7 +237,8 @@ pub trait Handler: Send {
 /// the accounts through [`crate::fleet::account::Deps`], so the actors never import them.
 pub trait MakeHandler: Send + Sync {
     /// The handler of an account whose file names a handler kind the fleet does not build
-    /// itself; `None` if this maker does not know it either.
+    /// itself; `None` if this maker does not serve that kind. Called for every account that
+    /// starts, so a maker drops what it kept for an account that changed to another kind.
     fn make(&self, cfg: &crate::config::AccountFile) -> Option<Box<dyn Handler>>;
 }
 

@@ -317,6 +317,11 @@ impl OneBot {
 impl MakeHandler for OneBot {
     fn make(&self, cfg: &AccountFile) -> Option<Box<dyn Handler>> {
         if cfg.handler != crate::config::HandlerKind::Onebot {
+            // No longer (or never) a bot: its connections and delivery stop; its queue and
+            // ids stay on disk for a return.
+            if let Some((_, old)) = self.bots.remove(&cfg.id) {
+                old.stop();
+            }
             return None;
         }
         let bot = self.bot_for(cfg);
