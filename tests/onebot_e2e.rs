@@ -507,6 +507,30 @@ async fn onebot_transports_ids_delivery_and_bad_input() {
             .then_some(())
     })
     .await;
+    // A long message goes out in pieces by the 720-byte rule.
+    let long = "y".repeat(2000);
+    let r = hc
+        .post(format!("{}/onebot/v11/c/send_private_msg", f.api))
+        .json(&json!({"user_id": cuid, "message": long, "auto_escape": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+    eventually(
+        "the long message in pieces",
+        Duration::from_secs(15),
+        || async {
+            let pieces: Vec<String> = sent(&sim, 30003)
+                .await
+                .iter()
+                .filter_map(|m| m["text"].as_str().map(String::from))
+                .filter(|t| t.starts_with('y'))
+                .collect();
+            (pieces.concat() == long && pieces.len() >= 3 && pieces.iter().all(|p| p.len() <= 720))
+                .then_some(())
+        },
+    )
+    .await;
     let r = hc
         .post(format!("{}/onebot/v11/c/get_status", f.api))
         .header("Content-Type", "application/json")
