@@ -17,7 +17,7 @@ run: build
 ## against the real simulator over loopback, a real Prometheus, and third-party WebQQ clients
 ## (their pinned venv is installed first by fidelity-deps: the only step that reaches PyPI).
 ## Examples (the benchmarks) are built, not run.
-test: fidelity-deps deploy-deps
+test: fidelity-deps deploy-deps onebot-deps
 	$(CARGO) build --examples
 	$(CARGO) test --lib --bins --tests
 
@@ -92,4 +92,18 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 	$(PYTHON3) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r deploy/requirements.txt
 	$(DEPLOY_VENV)/bin/python -m pip check -q --disable-pip-version-check
+
+## NoneBot2 + its OneBot adapter for tests/onebot_nonebot.rs, in a venv under target/ (pinned in
+## tests/onebot/requirements.txt, installed without resolving, then checked). A no-op when the
+## venv is up to date. `make test` runs it first.
+ONEBOT_VENV := target/onebot-venv
+
+.PHONY: onebot-deps
+onebot-deps: $(ONEBOT_VENV)/.installed
+
+$(ONEBOT_VENV)/.installed: tests/onebot/requirements.txt
+	rm -rf $(ONEBOT_VENV)
+	$(PYTHON3) -m venv $(ONEBOT_VENV)
+	$(ONEBOT_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r tests/onebot/requirements.txt
+	$(ONEBOT_VENV)/bin/python -m pip check -q --disable-pip-version-check
 	touch $@

@@ -55,6 +55,115 @@ pub enum HandlerKind {
     Echo,
     /// Appends every message as one JSON line to a file (`log_path`).
     Log,
+    /// Serves OneBot v11 for this account (`[onebot]`, docs/ONEBOT.md).
+    Onebot,
+}
+
+impl HandlerKind {
+    /// The name in account files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandlerKind::Echo => "echo",
+            HandlerKind::Log => "log",
+            HandlerKind::Onebot => "onebot",
+        }
+    }
+}
+
+/// How message events carry their message (OneBot v11 `post_message_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    /// A string with CQ codes.
+    #[default]
+    String,
+    /// An array of segments.
+    Array,
+}
+
+/// The `[onebot]` section (issue 8's exact key names). Every key is optional: an unset key
+/// takes the fleet-wide default of `qqfleet run` (`--onebot-ws-reverse`,
+/// `--onebot-http-post`, `--onebot-token-file`) or the built-in one; a key set here wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneBotConfig {
+    /// Token every OneBot request must carry (and that qqfleet sends to a reverse WebSocket).
+    pub access_token: Option<String>,
+    /// HMAC-SHA1 key of the webhook's `X-Signature`.
+    pub secret: Option<String>,
+    /// Webhook (HTTP POST) that receives the events.
+    pub http_post_url: Option<String>,
+    /// How long a webhook call may take before it counts as failed (default 5000).
+    pub http_post_timeout_ms: Option<u64>,
+    /// Reverse WebSocket (universal role) qqfleet connects to.
+    pub ws_reverse_url: Option<String>,
+    /// First reconnect delay of the reverse WebSocket (default 3000; doubles, cap 60 s).
+    pub ws_reverse_reconnect_ms: Option<u64>,
+    /// `string` (CQ codes, default) or `array` (segments).
+    pub post_message_format: Option<MessageFormat>,
+    /// Seconds between heartbeat meta events on WebSockets (default 15; 0 turns them off).
+    pub heartbeat_secs: Option<u64>,
+}
+
+impl OneBotConfig {
+    /// Checks the values that deserialization lets through: `(key, message)` of the first
+    /// bad one. Shared by `qqfleet check` and the command-line defaults.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if let Some(u) = &self.http_post_url {
+            if let Err(m) = check_url(u, &["http", "https"]) {
+                return Some(("http_post_url", m));
+            }
+        }
+        if let Some(u) = &self.ws_reverse_url {
+            if let Err(m) = check_url(u, &["ws"]) {
+                return Some(("ws_reverse_url", m));
+            }
+        }
+        match self.http_post_timeout_ms {
+            Some(t) if !(100..=600_000).contains(&t) => {
+                return Some(("http_post_timeout_ms", "must be 100..=600000".into()))
+            }
+            _ => {}
+        }
+        match self.ws_reverse_reconnect_ms {
+            Some(t) if !(100..=600_000).contains(&t) => {
+                return Some(("ws_reverse_reconnect_ms", "must be 100..=600000".into()))
+            }
+            _ => {}
+        }
+        if self.heartbeat_secs.is_some_and(|h| h > 3600) {
+            return Some((
+                "heartbeat_secs",
+                "must be 0..=3600 (0: no heartbeat)".into(),
+            ));
+        }
+        for (key, v) in [
+            ("access_token", &self.access_token),
+            ("secret", &self.secret),
+        ] {
+            if v.as_deref()
+                .is_some_and(|t| t.is_empty() || t.chars().any(|c| c.is_control()))
+            {
+                return Some((key, "must be non-empty printable text".into()));
+            }
+        }
+        None
+    }
+}
+
+/// A URL with one of `schemes`, or why not.
+pub fn check_url(u: &str, schemes: &[&str]) -> Result<(), String> {
+    let url = url::Url::parse(u).map_err(|e| format!("`{u}` is not a URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "`{u}`: scheme must be {} (for wss, put a TLS proxy in front)",
+            schemes.join(" or ")
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("`{u}` has no host"));
+    }
+    Ok(())
 }
 
 /// Operator override of what a poll retcode means (the client's table is the default).
@@ -209,6 +318,7 @@ struct RawAccountFile {
     retcodes: BTreeMap<String, RetcodeAction>,
     #[serde(default)]
     notify: NotifyConfig,
+    onebot: Option<OneBotConfig>,
 }
 
 fn default_true() -> bool {
@@ -241,6 +351,8 @@ pub struct AccountFile {
     /// Poll retcode overrides, by retcode.
     pub retcodes: BTreeMap<i64, RetcodeAction>,
     pub notify: NotifyConfig,
+    /// The `[onebot]` section (only with `handler = "onebot"`).
+    pub onebot: OneBotConfig,
 }
 
 impl AccountFile {
@@ -264,6 +376,7 @@ impl AccountFile {
             supervision: SupervisionConfig::default(),
             retcodes: BTreeMap::new(),
             notify: NotifyConfig::default(),
+            onebot: OneBotConfig::default(),
         }
     }
 }
@@ -398,6 +511,17 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
             return Err(bad("notify", "qr_webhook_url", m));
         }
     }
+    if raw.onebot.is_some() && raw.handler != HandlerKind::Onebot {
+        return Err(bad(
+            "",
+            "onebot",
+            "only `handler = \"onebot\"` reads the [onebot] section".into(),
+        ));
+    }
+    let onebot = raw.onebot.unwrap_or_default();
+    if let Some((key, message)) = onebot.problem() {
+        return Err(bad("onebot", key, message));
+    }
     let mut retcodes = BTreeMap::new();
     for (k, v) in raw.retcodes {
         match k.trim().parse::<i64>() {
@@ -430,6 +554,7 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
         supervision: raw.supervision,
         retcodes,
         notify: raw.notify,
+        onebot,
     })
 }
 
@@ -539,10 +664,7 @@ pub fn check_cli(args: CheckArgs) -> Result<usize, ConfigError> {
                 "ok       {} (qq {}, handler {})",
                 s.id,
                 f.qq,
-                match f.handler {
-                    HandlerKind::Echo => "echo",
-                    HandlerKind::Log => "log",
-                }
+                f.handler.as_str()
             ),
             Err(e) => {
                 bad += 1;
@@ -667,6 +789,44 @@ mod tests {
             }) => (line, key, message),
             other => panic!("expected an Invalid error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn onebot_section_parses_and_is_validated() {
+        let f = p(r#"
+qq = 10001
+handler = "onebot"
+
+[onebot]
+access_token = "t0k"
+secret = "s"
+http_post_url = "http://127.0.0.1:8080/hook"
+http_post_timeout_ms = 2000
+ws_reverse_url = "ws://127.0.0.1:8080/onebot/v11/ws"
+ws_reverse_reconnect_ms = 500
+post_message_format = "array"
+heartbeat_secs = 0
+"#)
+        .unwrap();
+        assert_eq!(f.handler, HandlerKind::Onebot);
+        assert_eq!(f.onebot.access_token.as_deref(), Some("t0k"));
+        assert_eq!(f.onebot.post_message_format, Some(MessageFormat::Array));
+        assert_eq!(f.onebot.heartbeat_secs, Some(0));
+        let base = "qq = 10001\nhandler = \"onebot\"\n[onebot]\n";
+        let (line, key, msg) = err(&format!("{base}ws_reverse_url = \"http://x/\"\n"));
+        assert_eq!((line, key.as_str()), (4, "onebot.ws_reverse_url"));
+        assert!(msg.contains("scheme"), "{msg}");
+        let (_, key, _) = err(&format!("{base}http_post_url = \"not a url\"\n"));
+        assert_eq!(key, "onebot.http_post_url");
+        let (_, key, _) = err(&format!("{base}http_post_timeout_ms = 0\n"));
+        assert_eq!(key, "onebot.http_post_timeout_ms");
+        let (_, key, _) = err(&format!("{base}post_message_format = \"xml\"\n"));
+        assert_eq!(key, "onebot.post_message_format");
+        let (line, key, _) = err(&format!("{base}acces_token = \"x\"\n"));
+        assert_eq!((line, key.as_str()), (4, "onebot.acces_token"));
+        let (_, key, msg) = err("qq = 10001\n[onebot]\naccess_token = \"x\"\n");
+        assert_eq!(key, "onebot");
+        assert!(msg.contains("handler"), "{msg}");
     }
 
     #[test]

@@ -688,6 +688,8 @@ pub struct Metrics {
     messages_held: IntCounterVec,
     /// Fleet-wide: 0 while the outage breaker is open.
     service_up: IntGauge,
+    /// The OneBot families (all fleet-wide).
+    onebot: OneBotMetrics,
     /// Every account we have heard of: its current state and the label values of its series
     /// (see [`AccountSeries`]).
     accounts: Mutex<HashMap<String, AccountSeries>>,
@@ -830,6 +832,60 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let onebot = OneBotMetrics {
+            queued: counter_vec(
+                "qqfleet_onebot_events_queued_total",
+                "OneBot events written to an account's durable queue, fleet-wide.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            dropped: counter_vec(
+                "qqfleet_onebot_events_dropped_total",
+                "OneBot events dropped because the account's queue was full, fleet-wide.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            delivered: counter_vec(
+                "qqfleet_onebot_events_delivered_total",
+                "OneBot events a bot took, by transport (ws, http_post).",
+                &["transport"],
+            ),
+            failures: counter_vec(
+                "qqfleet_onebot_delivery_failures_total",
+                "OneBot delivery attempts that failed, by transport (ws, http_post, ws_reverse_connect).",
+                &["transport"],
+            ),
+            connections: gauge_vec(
+                "qqfleet_onebot_connections",
+                "OneBot WebSocket connections open now, by transport (ws_forward, ws_reverse).",
+                &["transport"],
+            ),
+            actions: counter_vec(
+                "qqfleet_onebot_actions_total",
+                "OneBot actions answered, by retcode (0 ok, 1 async, 100, 103, 1400, 1404, other).",
+                &["retcode"],
+            ),
+            queue_depth: gauge_vec(
+                "qqfleet_onebot_queue_events",
+                "OneBot events waiting in the durable queues of all accounts.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            depths: Mutex::new(HashMap::new()),
+        };
+        for t in ["ws", "http_post"] {
+            onebot.delivered.with_label_values(&[t]).inc_by(0);
+        }
+        for t in ["ws", "http_post", "ws_reverse_connect"] {
+            onebot.failures.with_label_values(&[t]).inc_by(0);
+        }
+        for t in ["ws_forward", "ws_reverse"] {
+            onebot.connections.with_label_values(&[t]).set(0);
+        }
+        for r in ONEBOT_RETCODES {
+            onebot.actions.with_label_values(&[r]).inc_by(0);
+        }
+
         // The crate registers its process collector only on its default registry.
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -854,6 +910,7 @@ impl Metrics {
             duplicates_dropped,
             messages_held,
             service_up,
+            onebot,
             accounts: Mutex::new(HashMap::new()),
         }
     }
@@ -985,6 +1042,191 @@ impl Metrics {
             };
             let _ = vec.remove_label_values(&labels);
         }
+    }
+}
+
+/// The OneBot families: fleet-wide (a label per account would cost more series than the
+/// per-account budget allows); the log lines name the account.
+struct OneBotMetrics {
+    queued: prometheus::IntCounter,
+    dropped: prometheus::IntCounter,
+    delivered: IntCounterVec,
+    failures: IntCounterVec,
+    connections: IntGaugeVec,
+    actions: IntCounterVec,
+    queue_depth: IntGauge,
+    /// Last known queue depth of each account, so the fleet-wide gauge is their sum.
+    depths: Mutex<HashMap<String, usize>>,
+}
+
+impl OneBotMetrics {
+    fn depth(&self, account: &str, depth: usize) {
+        let mut d = self.depths.lock().unwrap_or_else(|p| p.into_inner());
+        let old = d.insert(account.to_owned(), depth).unwrap_or(0);
+        self.queue_depth.add(depth as i64 - old as i64);
+    }
+}
+
+/// The retcode label values of `qqfleet_onebot_actions_total`.
+const ONEBOT_RETCODES: [&str; 7] = ["0", "1", "100", "103", "1400", "1404", "other"];
+
+/// A OneBot event was written to an account's durable queue (or dropped: the queue is full).
+pub struct OneBotEventQueued<'a> {
+    pub account: &'a str,
+    pub dropped: bool,
+    /// Events now waiting in the account's queue.
+    pub depth: usize,
+}
+
+impl Event for OneBotEventQueued<'_> {
+    fn emit(self) {
+        let m = &metrics().onebot;
+        if self.dropped {
+            tracing::warn!(
+                account = self.account,
+                depth = self.depth,
+                "onebot: event queue full; event dropped"
+            );
+            m.dropped.inc();
+        } else {
+            tracing::debug!(
+                account = self.account,
+                depth = self.depth,
+                "onebot: event queued"
+            );
+            m.queued.inc();
+        }
+        m.depth(self.account, self.depth);
+    }
+}
+
+/// A bot took an event (frame written to a WebSocket, or webhook answered 2xx).
+pub struct OneBotDelivered<'a> {
+    pub account: &'a str,
+    pub transport: &'static str,
+    pub depth: usize,
+}
+
+impl Event for OneBotDelivered<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            account = self.account,
+            transport = self.transport,
+            depth = self.depth,
+            "onebot: event delivered"
+        );
+        let m = &metrics().onebot;
+        m.delivered.with_label_values(&[self.transport]).inc();
+        m.depth(self.account, self.depth);
+    }
+}
+
+/// A delivery attempt failed; the event stays queued.
+pub struct OneBotDeliveryFailed<'a> {
+    pub account: &'a str,
+    pub transport: &'static str,
+    pub error: &'a str,
+}
+
+impl Event for OneBotDeliveryFailed<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            transport = self.transport,
+            error = self.error,
+            "onebot: delivery failed; the event stays queued"
+        );
+        metrics()
+            .onebot
+            .failures
+            .with_label_values(&[self.transport])
+            .inc();
+    }
+}
+
+/// A OneBot WebSocket connection opened or closed.
+pub struct OneBotConnection<'a> {
+    pub account: &'a str,
+    /// `ws_forward` or `ws_reverse`.
+    pub transport: &'static str,
+    pub up: bool,
+    /// Why it closed.
+    pub error: Option<&'a str>,
+}
+
+impl Event for OneBotConnection<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            transport = self.transport,
+            up = self.up,
+            reason = self.error,
+            "onebot: connection {}",
+            if self.up { "open" } else { "closed" }
+        );
+        let g = metrics()
+            .onebot
+            .connections
+            .with_label_values(&[self.transport]);
+        if self.up {
+            g.inc()
+        } else {
+            g.dec()
+        }
+    }
+}
+
+/// The reverse WebSocket could not connect (server down, handshake refused).
+pub struct OneBotConnectFailed<'a> {
+    pub account: &'a str,
+    pub error: &'a str,
+    pub retry_in: Duration,
+}
+
+impl Event for OneBotConnectFailed<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            account = self.account,
+            error = self.error,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "onebot: reverse WebSocket connect failed"
+        );
+        metrics()
+            .onebot
+            .failures
+            .with_label_values(&["ws_reverse_connect"])
+            .inc();
+    }
+}
+
+/// A OneBot action was answered.
+pub struct OneBotActionDone<'a> {
+    pub account: &'a str,
+    pub action: &'a str,
+    pub retcode: i64,
+    pub message: &'a str,
+}
+
+impl Event for OneBotActionDone<'_> {
+    fn emit(self) {
+        let code = self.retcode.to_string();
+        let label = ONEBOT_RETCODES
+            .iter()
+            .find(|r| **r == code)
+            .copied()
+            .unwrap_or("other");
+        if self.retcode > 1 {
+            tracing::info!(
+                account = self.account,
+                action = %Excerpt(self.action),
+                retcode = self.retcode,
+                message = self.message,
+                "onebot: action failed"
+            );
+        } else {
+            tracing::debug!(account = self.account, action = %Excerpt(self.action), retcode = self.retcode, "onebot: action");
+        }
+        metrics().onebot.actions.with_label_values(&[label]).inc();
     }
 }
 

@@ -71,6 +71,16 @@ pub struct RunArgs {
     /// for every account whose file has no `[notify] qr_webhook_url` of its own.
     #[arg(long, env = "QQFLEET_QR_WEBHOOK_URL")]
     pub qr_webhook_url: Option<String>,
+    /// Fleet-wide default `ws_reverse_url` of every `handler = "onebot"` account (a key in the
+    /// account file wins).
+    #[arg(long, value_name = "URL")]
+    pub onebot_ws_reverse: Option<String>,
+    /// Fleet-wide default `http_post_url` of every onebot account.
+    #[arg(long, value_name = "URL")]
+    pub onebot_http_post: Option<String>,
+    /// File holding the fleet-wide default `access_token` of every onebot account.
+    #[arg(long, value_name = "FILE")]
+    pub onebot_token_file: Option<std::path::PathBuf>,
 }
 
 impl RunArgs {
@@ -102,6 +112,12 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             message: "not a folder".into(),
         });
     }
+    let onebot_defaults = crate::onebot::Defaults::from_args(
+        args.onebot_ws_reverse.as_deref(),
+        args.onebot_http_post.as_deref(),
+        args.onebot_token_file.as_deref(),
+    )
+    .map_err(|e| FleetError::Runtime(e.to_string()))?;
     let shard = args
         .resolve_shard()
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
@@ -135,6 +151,8 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         }
         None => None,
     };
+    let onebot = crate::onebot::OneBot::new(store.clone(), sled.clone(), onebot_defaults)
+        .map_err(|e| FleetError::Runtime(e.to_string()))?;
     drop(sled);
     // The store has created the data directory (0700); the token lives beside it.
     let (token, token_path) =
@@ -153,6 +171,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         token_path,
         shard,
         handoff,
+        onebot,
     ));
     let _ = store.flush();
     result
@@ -165,8 +184,10 @@ async fn serve(
     token_path: std::path::PathBuf,
     shard: crate::shard::Shard,
     handoff: Option<Arc<crate::fleet::handoff::Handoff>>,
+    onebot: Arc<crate::onebot::OneBot>,
 ) -> Result<(), FleetError> {
     let status: status::StatusMap = Default::default();
+    onebot.set_runtime(tokio::runtime::Handle::current(), status.clone());
     let mut _sim = None;
     let endpoints = if args.sim {
         let (handle, base) = start_sim().await?;
@@ -208,6 +229,7 @@ async fn serve(
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
         qr_webhook_url: args.qr_webhook_url.clone(),
         desk_url: Some(format!("http://{local}/desk")),
+        handlers: Some(onebot.clone()),
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -220,6 +242,7 @@ async fn serve(
     let sup = supervisor::FleetSupervisor::new(deps, handles)
         .with_shard(shard, gate)
         .start();
+    onebot.set_supervisor(sup.clone());
     let owned: Vec<String> = crate::config::scan_dir(&args.accounts)
         .map(|s| s.into_iter().map(|s| s.id).collect())
         .unwrap_or_default();
@@ -247,7 +270,8 @@ async fn serve(
         debug: debug_hooks(),
         token,
     })
-    .merge(crate::api::ready::router(readiness.clone()));
+    .merge(crate::api::ready::router(readiness.clone()))
+    .merge(crate::onebot::router(onebot.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut rx = stop_rx;

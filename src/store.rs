@@ -291,7 +291,10 @@ pub const TAGS: &[&[u8]] = &[b"hold"];
 /// The meta key of the offset added to sled's id generator (see [`SledStore::next_id`]).
 const ID_OFFSET_KEY: &[u8] = b"\0id_offset";
 
-fn prefix(id: &str) -> Vec<u8> {
+/// The key prefix of everything an account owns in a tree (`<id>\0`): layers above the
+/// fleet that keep their own trees (OneBot) key them the same way, so an account's data is
+/// found (and exported) by this one prefix.
+pub fn prefix(id: &str) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
     k.push(0);
     k
@@ -448,6 +451,18 @@ impl SledStore {
     /// [`crate::transfer`].
     pub(crate) fn sled(&self) -> Result<sled::Db, StoreError> {
         Ok(self.t()?.db.clone())
+    }
+
+    /// Another tree of the same database, for a layer above the fleet that keeps durable
+    /// data of its own (OneBot ids and event queue), keyed with [`prefix`].
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.t()?.db.open_tree(name)?)
+    }
+
+    /// A fresh number from the database's monotonic counter (the same one that numbers the
+    /// inbox and the outbox).
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        self.next_id()
     }
 
     fn list(tree: &sled::Tree, id: &str) -> Result<Vec<OutMsg>, StoreError> {

@@ -74,6 +74,8 @@ pub struct Deps {
     pub qr_webhook_url: Option<String>,
     /// The desk's address, for the webhook's link.
     pub desk_url: Option<String>,
+    /// Builds the handlers of the layers above the fleet (`handler = "onebot"`).
+    pub handlers: Option<Arc<dyn handler::MakeHandler>>,
 }
 
 /// One QQ account.
@@ -114,6 +116,9 @@ pub struct Account {
 
 impl Account {
     pub fn new(cfg: AccountFile, deps: Arc<Deps>) -> Account {
+        // Every account is shown to the maker, so that one whose file no longer names a kind
+        // it serves has what the maker kept for it (a OneBot connection) dropped.
+        let made = deps.handlers.as_ref().and_then(|m| m.make(&cfg));
         let handler: Box<dyn handler::Handler> = match cfg.handler {
             HandlerKind::Echo => Box::new(handler::Echo),
             HandlerKind::Log => Box::new(handler::Log::new(cfg.log_path.clone().unwrap_or_else(
@@ -123,6 +128,11 @@ impl Account {
                         .join(format!("{}.jsonl", cfg.id))
                 },
             ))),
+            HandlerKind::Onebot => made.unwrap_or_else(|| {
+                Box::new(handler::Unavailable(
+                    "the onebot handler is not available in this process".into(),
+                ))
+            }),
         };
         let l = &cfg.limits;
         Account {
@@ -590,7 +600,8 @@ impl Account {
             text: &msg.text,
             self_echo: msg.self_echo,
         });
-        let replies = match self.handler.handle(&msg) {
+        let contacts = self.client.as_ref().and_then(|c| c.cached_contacts());
+        let replies = match self.handler.handle_recorded(seq, &msg, contacts.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(account = %self.id(), error = %e, "handler failed");
@@ -1119,6 +1130,7 @@ impl Handler<SenderReport> for Account {
                 }
             }
             SenderReport::SessionLost { .. } => {}
+            SenderReport::Outcome { seq, result } => self.handler.outcome(seq, result),
         }
     }
 }

@@ -44,6 +44,7 @@ fn harness(qq: u64) -> Harness {
         breaker: crate::fleet::breaker::Breaker::disabled(),
         qr_webhook_url: None,
         desk_url: None,
+        handlers: None,
     });
     Harness {
         script,

@@ -212,6 +212,44 @@ pub trait Handler: Send {
     /// Handles one message; the replies go to the outbox atomically with marking the
     /// message handled.
     fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String>;
+
+    /// Handles one message recorded in the inbox under `seq` (stable across a replay after a
+    /// crash), with this session's contacts when they are known. Handlers that forward
+    /// messages elsewhere (OneBot) need both; the default is [`Handler::handle`].
+    fn handle_recorded(
+        &mut self,
+        seq: u64,
+        msg: &Incoming,
+        contacts: Option<&crate::protocol::Contacts>,
+    ) -> Result<Vec<Reply>, String> {
+        let _ = (seq, contacts);
+        self.handle(msg)
+    }
+
+    /// The final outcome of an outgoing message of this account (outbox `seq`): `delivered`,
+    /// `uncertain` or `held`. Most handlers do not care.
+    fn outcome(&mut self, seq: u64, result: &'static str) {
+        let _ = (seq, result);
+    }
+}
+
+/// Builds the handlers that live above the fleet (OneBot): the process wiring hands one to
+/// the accounts through [`crate::fleet::account::Deps`], so the actors never import them.
+pub trait MakeHandler: Send + Sync {
+    /// The handler of an account whose file names a handler kind the fleet does not build
+    /// itself; `None` if this maker does not serve that kind. Called for every account that
+    /// starts, so a maker drops what it kept for an account that changed to another kind.
+    fn make(&self, cfg: &crate::config::AccountFile) -> Option<Box<dyn Handler>>;
+}
+
+/// What an account gets when its handler cannot be built: every message fails, so it is
+/// logged as an error (never silently answered).
+pub struct Unavailable(pub String);
+
+impl Handler for Unavailable {
+    fn handle(&mut self, _: &Incoming) -> Result<Vec<Reply>, String> {
+        Err(self.0.clone())
+    }
 }
 
 /// The demo bot: answers a message with its own text.

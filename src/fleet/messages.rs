@@ -182,6 +182,9 @@ pub enum SenderReport {
     Depth { gen: u64, depth: usize },
     /// A send failed because the session is gone: reconnect.
     SessionLost { gen: u64, reason: String },
+    /// An outgoing message is finished: `delivered`, `uncertain` or `held` (for the handler,
+    /// whatever the generation: the outcome is final).
+    Outcome { seq: u64, result: &'static str },
 }
 
 /// Re-handle inbox entries left by a crash (sent by the Account to itself at start).

@@ -261,6 +261,7 @@ impl Sender {
                     text: &msg.text,
                     result: "delivered",
                 });
+                self.outcome(msg.seq, "delivered");
                 self.store.ack(&self.id, msg.seq)
             }
             Ok(SendOutcome::Uncertain) => {
@@ -275,8 +276,12 @@ impl Sender {
                         self.confirm(msg, started, ctx);
                         return;
                     }
-                    UncertainPolicy::AssumeDelivered => self.store.ack(&self.id, msg.seq),
+                    UncertainPolicy::AssumeDelivered => {
+                        self.outcome(msg.seq, "uncertain");
+                        self.store.ack(&self.id, msg.seq)
+                    }
                     UncertainPolicy::Hold => {
+                        self.outcome(msg.seq, "held");
                         emit(OutgoingHeld {
                             account: &self.id,
                             reason: "uncertain",
@@ -313,6 +318,7 @@ impl Sender {
                         account: &self.id,
                         reason: "refused",
                     });
+                    self.outcome(msg.seq, "held");
                     let r = self.store.hold_outgoing(&self.id, &msg);
                     if let Err(e) = r {
                         tracing::error!(account = %self.id, error = %e, "outbox update failed");
@@ -485,6 +491,13 @@ fn echo_key(t: &Target) -> (Kind, Option<u64>) {
 }
 
 /// A session error on send that a relink may cure (103, 100001: §8.2).
+impl Sender {
+    /// Tells the Account how an outgoing message finished (its handler may report it).
+    fn outcome(&self, seq: u64, result: &'static str) {
+        self.account.do_send(SenderReport::Outcome { seq, result });
+    }
+}
+
 fn needs_relink(e: &ProtocolError) -> bool {
     matches!(e, ProtocolError::SendRejected { retcode, .. } | ProtocolError::Retcode { retcode, .. }
         if matches!(retcode, 103 | 100001 | 100000 | 120 | 121))

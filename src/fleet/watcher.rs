@@ -159,6 +159,7 @@ mod tests {
             breaker: crate::fleet::breaker::Breaker::disabled(),
             qr_webhook_url: None,
             desk_url: None,
+            handlers: None,
         });
         let sys = actix::System::new();
         sys.block_on(async move {
