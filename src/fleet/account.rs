@@ -1080,6 +1080,10 @@ impl Handler<PollReport> for Account {
         MessageResult(match r {
             PollReport::Idle { .. } => {
                 self.polled();
+                if self.store_down {
+                    // Paused until the store takes writes again (see `try_recover`).
+                    return MessageResult(PollDirective::Stop);
+                }
                 PollDirective::Continue(Duration::ZERO)
             }
             PollReport::Events { events, .. } => {

@@ -272,21 +272,53 @@ impl Handler for Echo {
 }
 
 /// Appends each message as one JSON line to a file. The write reaches the kernel before the
-/// message is marked handled, so a killed process never loses a line it acknowledged.
+/// message is marked handled, so a killed process never loses a line it acknowledged; and a
+/// process killed after the write but before the mark replays the message at its restart,
+/// which finds its line among the file's last ones and does not write it again.
 pub struct Log {
     path: PathBuf,
     file: Option<std::fs::File>,
+    /// Keys of the lines at the end of the file when it was opened (see above).
+    tail_keys: std::collections::HashSet<crate::store::DedupKey>,
 }
+
+/// How much of the end of an existing log is read for the keys of its last lines (a replay
+/// after a crash concerns the last messages handled, one at a time).
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 impl Log {
     pub fn new(path: PathBuf) -> Log {
-        Log { path, file: None }
+        Log {
+            path,
+            file: None,
+            tail_keys: Default::default(),
+        }
+    }
+
+    fn read_tail_keys(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = len.saturating_sub(LOG_TAIL_BYTES);
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return;
+        }
+        // The first line may be cut by the seek: it does not parse and is skipped.
+        for line in buf.split(|b| *b == b'\n') {
+            if let Ok(m) = serde_json::from_slice::<Incoming>(line) {
+                self.tail_keys.insert(m.dedup_key());
+            }
+        }
     }
 }
 
 impl Handler for Log {
     fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String> {
         if self.file.is_none() {
+            self.read_tail_keys();
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
@@ -296,6 +328,11 @@ impl Handler for Log {
                 .open(&self.path)
                 .map_err(|e| format!("{}: {e}", self.path.display()))?;
             self.file = Some(f);
+        }
+        if self.tail_keys.remove(&msg.dedup_key()) {
+            tracing::info!(path = %self.path.display(), msg_id = msg.msg_id,
+                "replayed message already logged before the restart; not written again");
+            return Ok(vec![]);
         }
         let mut line = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -378,5 +415,34 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let back: Incoming = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_message_replayed_after_a_crash_is_not_logged_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        let m = |msg_id| Incoming {
+            kind: Kind::Buddy,
+            poll_type: "message".into(),
+            source: 5,
+            sender: 5,
+            msg_id,
+            time: 0,
+            text: format!("m{msg_id}"),
+            self_echo: false,
+        };
+        let mut l = Log::new(p.clone());
+        l.handle(&m(1)).unwrap();
+        l.handle(&m(2)).unwrap();
+        drop(l); // killed before message 2 was marked handled
+        let mut l = Log::new(p.clone());
+        l.handle(&m(2)).unwrap(); // the replay
+        l.handle(&m(3)).unwrap();
+        let text = std::fs::read_to_string(p).unwrap();
+        let ids: Vec<u64> = text
+            .lines()
+            .map(|x| serde_json::from_str::<Incoming>(x).unwrap().msg_id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
     }
 }

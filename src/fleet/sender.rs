@@ -81,6 +81,8 @@ pub struct Sender {
     drained: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Since when a message waits for this session's contacts (see `resolve`).
     waiting_contacts: Option<Instant>,
+    /// The store failed the last time it was asked (see `store_trouble`).
+    store_failing: bool,
 }
 
 impl Sender {
@@ -109,6 +111,7 @@ impl Sender {
             draining: false,
             drained: Vec::new(),
             waiting_contacts: None,
+            store_failing: false,
         }
     }
 
@@ -129,11 +132,12 @@ impl Sender {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
-                tracing::error!(account = %self.id, error = %e, "outbox unreadable; retrying");
+                self.store_trouble(&e, "outbox unreadable; retrying");
                 self.later(Duration::from_secs(1), ctx);
                 return;
             }
         };
+        self.store_failing = false;
         if !self.resolve(&mut head, ctx) {
             return;
         }
@@ -163,8 +167,7 @@ impl Sender {
                     .save_session(&self.id, &session)
                     .and_then(|()| self.store.update_outbox(&self.id, &head));
                 if let Err(e) = saved {
-                    tracing::error!(account = %self.id, error = %e,
-                        "cannot record the attempt; retrying");
+                    self.store_trouble(&e, "cannot record the attempt; retrying");
                     self.later(Duration::from_secs(1), ctx);
                     return;
                 }
@@ -177,8 +180,7 @@ impl Sender {
             .store
             .record_send(&self.id, &target_key(&head.target), now_ms())
         {
-            tracing::error!(account = %self.id, error = %e,
-                "cannot record the send time; retrying");
+            self.store_trouble(&e, "cannot record the send time; retrying");
             self.later(Duration::from_secs(1), ctx);
             return;
         }
@@ -191,6 +193,16 @@ impl Sender {
             fut.into_actor(self)
                 .map(move |res, act, ctx| act.sent(head, started, res, ctx)),
         );
+    }
+
+    /// A store error on the way to a send: logged as an error once, then quietly while it
+    /// lasts (a full disk would otherwise log every account every second).
+    fn store_trouble(&mut self, e: &crate::store::StoreError, what: &str) {
+        if std::mem::replace(&mut self.store_failing, true) {
+            tracing::debug!(account = %self.id, error = %e, "{what}");
+        } else {
+            tracing::error!(account = %self.id, error = %e, "{what}");
+        }
     }
 
     /// Maps a message accepted in an earlier session to this session's pseudo uin by the
