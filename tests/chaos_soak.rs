@@ -32,5 +32,7 @@ async fn chaos_soak_short() {
     let accounts = report["config"]["accounts"].as_u64().unwrap();
     assert!(report["qr_scans"].as_u64().unwrap() >= accounts, "{report}");
     assert!(report["outage_requests"].is_u64(), "{report}");
+    // The outage opened the breaker (its warn line is in the fleet's log).
+    assert!(report["breaker_opened"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["handled_once"].as_u64().unwrap() > 0, "{report}");
 }

@@ -216,7 +216,9 @@ async fn early_2016_logins_poll_without_the_warm_up() {
 
 #[tokio::test]
 async fn outage_fails_every_protocol_request_and_keeps_the_world() {
-    let sim = start(cfg()).await;
+    let mut conf = cfg();
+    conf.hold = Duration::from_secs(1);
+    let sim = start(conf).await;
     let base = sim.base_url();
     let c = login(&base, 72_001).await;
     // Bad bodies are refused with a clear error.
@@ -229,6 +231,42 @@ async fn outage_fails_every_protocol_request_and_keeps_the_world() {
         let (s, v) = control(&c, "POST", "outage", Some(bad.clone())).await;
         assert_eq!(s, 400, "{bad}: {v}");
         assert!(v["error"].is_string(), "{v}");
+    }
+    {
+        // A poll held when the outage starts fails too, at once (a dead service drops what
+        // it holds), in a simulator that would otherwise hold it 30 s.
+        let mut long = cfg();
+        long.hold = Duration::from_secs(30);
+        let sim2 = start(long).await;
+        let c2 = login(&sim2.base_url(), 72_002).await;
+        let ptwebqq = c2.cookie("ptwebqq").unwrap_or_default();
+        let held = {
+            let (http, url) = (c2.http.clone(), c2.url("d1.web2.qq.com/channel/poll2"));
+            let r = json!({"ptwebqq": ptwebqq, "clientid": 53999199, "psessionid": c2.psessionid, "key": ""});
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let resp = http
+                    .post(url)
+                    .header("Referer", D_REF)
+                    .form(&[("r", r.to_string())])
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), t.elapsed())
+            })
+        };
+        wait_pending(&c2, 1).await;
+        let (s, _) = control(
+            &c2,
+            "POST",
+            "outage",
+            Some(json!({"seconds": 5, "http_status": 503})),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let (status, took) = held.await.unwrap();
+        assert_eq!(status, 503);
+        assert!(took < Duration::from_secs(10), "{took:?}");
     }
     let (s, v) = control(
         &c,

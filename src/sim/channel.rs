@@ -11,6 +11,7 @@ use super::auth::{channel_session, cookie_login, param, SessionCtx};
 use super::config::IdleAnswer;
 use super::content::decode_sent;
 use super::events::{discu_event, group_event, message_event, online_buddies};
+use super::faults::FaultAction;
 use super::request::{inum, json_line, num, raw_json, text, Outcome, Req};
 use super::state::Sim;
 use super::world::{rand_hex, DedupKey, SentEntry, Session, SessionState, World, MAX_SENT};
@@ -185,6 +186,17 @@ pub fn login2(sim: &Sim, req: &Req) -> Outcome {
     )
 }
 
+/// A bare HTTP status answer (no protocol body), as the outage gives.
+fn gateway_status(code: u16) -> axum::response::Response {
+    let code =
+        axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let mut r = axum::response::Response::new(axum::body::Body::from(
+        code.canonical_reason().unwrap_or(""),
+    ));
+    *r.status_mut() = code;
+    r
+}
+
 /// The clientid the official page sent; a login2 with another one is a client of its own.
 const OFFICIAL_CLIENTID: &str = "53999199";
 
@@ -299,6 +311,23 @@ pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
     let deadline = tokio::time::Instant::now() + sim.cfg.hold;
     // Bounded: every turn either answers or waits for a wake-up or the deadline.
     loop {
+        // An outage that starts while the poll is held fails it too, as a dead service drops
+        // the connections it holds (`POST /sim/outage` wakes every held poll).
+        let outage = sim.faults().outage().map(|o| o.action.clone());
+        match outage {
+            Some(FaultAction::Drop) => {
+                if let Some(a) = &req.abort {
+                    a.abort();
+                    // The connection task drops this future together with the connection.
+                    std::future::pending::<()>().await;
+                }
+                return Outcome::new(gateway_status(502), Some(ctx.qq), None);
+            }
+            Some(FaultAction::HttpStatus(code)) => {
+                return Outcome::new(gateway_status(code), Some(ctx.qq), None);
+            }
+            _ => {}
+        }
         let step = poll_step(&sim, ctx, my_gen);
         let notify = match step {
             Step::Answer(o) => return o,
@@ -308,6 +337,9 @@ pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
         tokio::pin!(notified);
         notified.as_mut().enable();
         // Re-check after registering so a wake-up between the check and the wait is not lost.
+        if sim.faults().outage().is_some() {
+            continue;
+        }
         if let Step::Answer(o) = poll_step(&sim, ctx, my_gen) {
             return o;
         }

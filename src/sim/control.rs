@@ -299,6 +299,8 @@ pub async fn post_outage(State(sim): S, Json(b): Json<OutageRequest>) -> Respons
     match b.validate() {
         Ok((action, len)) => {
             sim.faults().start_outage(action, len);
+            // Held polls fail too (see channel::poll2).
+            sim.world().wake_all();
             tracing::info!(seconds = b.seconds, "sim outage started");
             Json(json!({"ok": true, "seconds": b.seconds})).into_response()
         }

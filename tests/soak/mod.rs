@@ -189,61 +189,73 @@ fn count(states: &HashMap<String, String>) -> BTreeMap<String, usize> {
 /// The phone: scans every QR code an account shows, as that account's QQ number, until
 /// `stop` is set. Keyed by the QR token, so an account that needs a second scan gets one.
 async fn phone(api: String, base: String, stop: Arc<Mutex<bool>>, scans: Arc<Mutex<u64>>) {
-    let mut done: HashSet<String> = HashSet::new();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    use futures::StreamExt;
+    // Accounts scanned in the last seconds: their state has not caught up yet.
+    let mut recent: HashMap<String, Instant> = HashMap::new();
     while !*stop.lock().unwrap() {
         let list: Value = match http().get(format!("{api}/api/accounts")).send().await {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         };
-        for a in list.as_array().cloned().unwrap_or_default() {
-            if a["state"] != "awaiting_scan" {
-                continue;
-            }
-            let (Some(id), Some(qq)) = (a["id"].as_str(), a["qq"].as_u64()) else {
-                continue;
-            };
-            let Ok(r) = http()
-                .get(format!("{api}/api/accounts/{id}/qr"))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            if r.status() != 200 {
-                continue;
-            }
-            let png = r.bytes().await.unwrap_or_default().to_vec();
-            let url = tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
-                .await
-                .ok()
-                .flatten();
-            let Some(token) = url
-                .as_deref()
-                .and_then(|u| u.split("k=").nth(1))
-                .and_then(|s| s.split('&').next())
-                .map(String::from)
-            else {
-                continue;
-            };
-            if done.contains(&token) {
-                continue;
-            }
-            let r = client
-                .post(format!("{base}/sim/qr/scan"))
-                .json(&json!({"token": token, "qq": qq, "confirm": true}))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                *scans.lock().unwrap() += 1;
-                done.insert(token);
-            }
+        recent.retain(|_, at| at.elapsed() < Duration::from_secs(10));
+        let due: Vec<(String, u64)> = list
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| a["state"] == "awaiting_scan")
+            .filter_map(|a| Some((a["id"].as_str()?.to_string(), a["qq"].as_u64()?)))
+            .filter(|(id, _)| !recent.contains_key(id))
+            .collect();
+        let (api2, base2) = (api.clone(), base.clone());
+        let done: Vec<String> = futures::stream::iter(due)
+            .map(|(id, qq)| {
+                let (api, base) = (api2.clone(), base2.clone());
+                async move { scan_one(&api, &base, &id, qq).await.then_some(id) }
+            })
+            .buffer_unordered(4)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await;
+        *scans.lock().unwrap() += done.len() as u64;
+        for id in done {
+            recent.insert(id, Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Reads the account's QR code from the admin API and scans it as `qq`.
+async fn scan_one(api: &str, base: &str, id: &str, qq: u64) -> bool {
+    let Ok(r) = http()
+        .get(format!("{api}/api/accounts/{id}/qr"))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    if r.status() != 200 {
+        return false;
+    }
+    let png = r.bytes().await.unwrap_or_default().to_vec();
+    let url = tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
+        .await
+        .ok()
+        .flatten();
+    let Some(token) = url
+        .as_deref()
+        .and_then(|u| u.split("k=").nth(1))
+        .and_then(|s| s.split('&').next())
+        .map(String::from)
+    else {
+        return false;
+    };
+    http()
+        .post(format!("{base}/sim/qr/scan"))
+        .json(&json!({"token": token, "qq": qq, "confirm": true}))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 async fn sim_requests(base: &str) -> u64 {
@@ -592,7 +604,11 @@ pub async fn run(cfg: SoakConfig) -> Value {
     }
     let kicked_not_stopped: Vec<String> = kicked
         .iter()
-        .filter(|i| final_states.get(&id_of(**i)).map_or(true, |s| s != "stopped"))
+        .filter(|i| {
+            final_states
+                .get(&id_of(**i))
+                .map_or(true, |s| s != "stopped")
+        })
         .map(|i| id_of(*i))
         .collect();
     // Messages: exactly once for accounts whose server session was never thrown away;
@@ -707,6 +723,11 @@ pub async fn run(cfg: SoakConfig) -> Value {
             "resident memory grew {growth:.1} % over the second half ({mid} → {end} KiB)"
         ));
     }
+    // The breaker's warn line, once per opening (a false trip shows as more than one).
+    let breaker_opened = std::fs::read_to_string(cfg.out_dir.join("fleet.stderr"))
+        .unwrap_or_default()
+        .matches("service outage:")
+        .count();
     let mut panics = 0;
     for f in ["fleet.stderr", "sim.stderr"] {
         let text = std::fs::read_to_string(cfg.out_dir.join(f)).unwrap_or_default();
@@ -754,6 +775,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
         "replies_held": replies_held, "held_reasons": held_reasons,
         "replies_pending": replies_pending,
         "outage_requests": outage_requests,
+        "breaker_opened": breaker_opened,
         "requests_per_sec": requests_per_sec,
         "actor_restarts": restarts,
         "final_states": count(&final_states),
@@ -791,5 +813,6 @@ pub async fn outage_requests(
     let r = run(cfg).await;
     json!({"accounts": accounts, "outage_secs": secs, "breaker": breaker,
            "requests": r["outage_requests"], "requests_per_sec": r["requests_per_sec"],
+           "breaker_opened": r["breaker_opened"],
            "failures": r["failures"]})
 }
