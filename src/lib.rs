@@ -18,6 +18,7 @@
 //! | [`state`] | `AccountState`: the one word per account state, on the floor so the store, the events and the actors share it |
 //! | [`store`] | `trait Store` and its sled implementation: session, msg_id counter, outbox, dedup window, contacts |
 //! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
+//! | [`scanwin`] | the scan window (`[scan] window`, `--scan-window`): its parsing and the arithmetic of a renewal's instant, in local time |
 //! | [`config`] | account files (`accounts/<id>.toml`), their validation and `qqfleet check` |
 //! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics |
 //! | [`api`] | the admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`; `auth` (the admin bearer token, and the desk's cookie), `events` (`/api/events`, server-sent events of the status snapshot's changes), `desk` (`/desk`, the operator's page, embedded from `src/api/desk/`) |
@@ -36,6 +37,7 @@ pub mod limits;
 pub mod logging;
 pub mod protocol;
 pub mod run;
+pub mod scanwin;
 pub mod sim;
 pub mod state;
 pub mod status_cli;

@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// for every account whose file has no `[notify] qr_webhook_url` of its own.
     #[arg(long, env = "QQFLEET_QR_WEBHOOK_URL")]
     pub qr_webhook_url: Option<String>,
+    /// Hours of the day (local time, "HH:MM-HH:MM", may wrap midnight) in which renewal
+    /// scans are asked for: a login forecast to die outside them is renewed at the window's
+    /// last opening before. An account file's `[scan] window` overrides it.
+    #[arg(long)]
+    pub scan_window: Option<crate::scanwin::ScanWindow>,
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -126,6 +131,12 @@ async fn serve(
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
         qr_webhook_url: args.qr_webhook_url.clone(),
         desk_url: Some(format!("http://{local}/desk")),
+        scan_window: args.scan_window,
+        clock_offset_file: if debug_hooks() {
+            std::env::var_os("QQFLEET_DEBUG_CLOCK_OFFSET").map(Into::into)
+        } else {
+            None
+        },
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -76,6 +76,12 @@ pub struct Deps {
     pub qr_webhook_url: Option<String>,
     /// The desk's address, for the webhook's link.
     pub desk_url: Option<String>,
+    /// The fleet's scan window (`qqfleet run --scan-window`); `[scan] window` overrides it.
+    pub scan_window: Option<crate::scanwin::ScanWindow>,
+    /// Debug hook for the scan-window test: a file holding seconds by which the renewal
+    /// clock runs ahead of the wall clock (in step with the simulator's). Set only through
+    /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CLOCK_OFFSET=<file>`.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// One QQ account.
@@ -106,6 +112,8 @@ pub struct Account {
     shutting_down: bool,
     /// Whether this account was online before (a new QR login is then a relogin).
     was_online: bool,
+    /// Renewal scans inside the scan window (`renewal.rs`).
+    renewal: renewal::Renewal,
 }
 
 impl Account {
@@ -142,6 +150,7 @@ impl Account {
             contacts_pending: false,
             shutting_down: false,
             was_online: false,
+            renewal: Default::default(),
         }
     }
 
@@ -221,6 +230,7 @@ impl Account {
     /// Stops every child and invalidates their late reports.
     fn teardown(&mut self) {
         self.gen += 1;
+        self.cancel_renewal();
         if let Some(a) = self.login.take() {
             a.do_send(Stop);
         }
@@ -368,6 +378,7 @@ impl Account {
         self.status(|s| {
             s.session = known.then(|| SessionInfo::from_login(logged_in_at));
         });
+        self.plan_renewal(logged_in_at);
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
         // A new session has new pseudo uins: its contacts are needed at once (the Sender
@@ -678,7 +689,8 @@ impl Account {
         if self.shutting_down {
             return;
         }
-        if self.state == Some(AccountState::Online) {
+        if self.state == Some(AccountState::Online) && !self.renewal_switching() {
+            self.renewal_tick(ctx);
             let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
             if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
                 self.failures = 0;
@@ -885,6 +897,9 @@ impl Handler<ReplayInbox> for Account {
 impl Handler<LoginReport> for Account {
     type Result = ();
     fn handle(&mut self, r: LoginReport, ctx: &mut Context<Self>) {
+        let Some(r) = self.renewal_report(r, ctx) else {
+            return;
+        };
         match r {
             LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
                 emit(QrWaiting {
@@ -1001,6 +1016,10 @@ impl Handler<PollReport> for Account {
                 for ev in events {
                     match ev {
                         Decoded::Message(m) => self.accept(m),
+                        // The renewal's new login ended the old channel (§12): expected.
+                        Decoded::Kick(_) if self.renewal_expects_kick() => {
+                            return MessageResult(PollDirective::Stop);
+                        }
                         Decoded::Kick(reason) => {
                             self.hold(AccountState::Stopped, format!("kicked: {reason}"));
                             return MessageResult(PollDirective::Stop);
@@ -1010,6 +1029,12 @@ impl Handler<PollReport> for Account {
                 }
                 PollDirective::Continue(Duration::ZERO)
             }
+            PollReport::Retcode { retcode, .. }
+                if retcode != 0 && retcode != 102 && self.renewal_expects_kick() =>
+            {
+                PollDirective::Stop
+            }
+            PollReport::Failed { .. } if self.renewal_expects_kick() => PollDirective::Stop,
             PollReport::Retcode {
                 retcode, action, ..
             } => {
@@ -1033,6 +1058,8 @@ impl Handler<SenderReport> for Account {
     fn handle(&mut self, r: SenderReport, ctx: &mut Context<Self>) {
         match r {
             SenderReport::Depth { depth, .. } => self.set_depth(depth),
+            SenderReport::SessionLost { gen, .. }
+                if gen == self.gen && self.renewal_expects_kick() => {}
             SenderReport::SessionLost { gen, reason } if gen == self.gen => {
                 tracing::warn!(account = %self.id(), %reason, "send: session lost");
                 if self.state == Some(AccountState::Online) {
@@ -1093,6 +1120,7 @@ impl Account {
     fn wind_down(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> {
         self.shutting_down = true;
         self.cancel_backoff(ctx);
+        self.cancel_renewal();
         if let Some(a) = self.login.take() {
             a.do_send(Stop);
         }
@@ -1180,6 +1208,9 @@ impl Handler<Retire> for Account {
         }))
     }
 }
+
+#[path = "renewal.rs"]
+mod renewal;
 
 #[cfg(test)]
 #[path = "account_tests.rs"]

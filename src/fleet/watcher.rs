@@ -159,6 +159,8 @@ mod tests {
             show_qr: false,
             qr_webhook_url: None,
             desk_url: None,
+            scan_window: None,
+            clock_offset_file: None,
         });
         let sys = actix::System::new();
         sys.block_on(async move {
