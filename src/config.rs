@@ -785,7 +785,10 @@ watchdog_secs = 5
     #[test]
     fn scan_window_is_checked() {
         let f = p("qq = 10001\n[scan]\nwindow = \"22:00-06:00\"\n").unwrap();
-        assert_eq!(f.scan_window.map(|w| w.to_string()).as_deref(), Some("22:00-06:00"));
+        assert_eq!(
+            f.scan_window.map(|w| w.to_string()).as_deref(),
+            Some("22:00-06:00")
+        );
         assert_eq!(p("qq = 10001\n").unwrap().scan_window, None);
         let (line, key, msg) = err("qq = 10001\n[scan]\nwindow = \"25:00-06:00\"\n");
         assert_eq!((line, key.as_str()), (3, "scan.window"));

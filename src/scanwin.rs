@@ -139,7 +139,14 @@ mod tests {
     fn parses_and_refuses() {
         assert_eq!(w("09:00-22:00").to_string(), "09:00-22:00");
         assert_eq!(w(" 22:30 - 06:05 ").to_string(), "22:30-06:05");
-        for bad in ["9-22", "09:00", "24:00-01:00", "09:60-10:00", "10:00-10:00", "9:00-10:00"] {
+        for bad in [
+            "9-22",
+            "09:00",
+            "24:00-01:00",
+            "09:60-10:00",
+            "10:00-10:00",
+            "9:00-10:00",
+        ] {
             assert!(bad.parse::<ScanWindow>().is_err(), "{bad}");
         }
     }
@@ -156,7 +163,10 @@ mod tests {
         assert!(night.contains(2 * H));
         assert!(!night.contains(6 * H));
         assert!(!night.contains(12 * H));
-        assert!(night.contains(-H), "negative local seconds wrap to the previous day");
+        assert!(
+            night.contains(-H),
+            "negative local seconds wrap to the previous day"
+        );
     }
 
     #[test]
@@ -190,10 +200,7 @@ mod tests {
     fn renewal_follows_the_local_offset() {
         // UTC+8: dies at 19:00 UTC = 03:00 local next day; 09:00 local = 01:00 UTC.
         let cst = |_| 8 * H;
-        assert_eq!(
-            w("09:00-22:00").renew_at(D0 + 19 * H, cst),
-            Some(D0 + H)
-        );
+        assert_eq!(w("09:00-22:00").renew_at(D0 + 19 * H, cst), Some(D0 + H));
         // UTC-5: 09:00 local is 14:00 UTC.
         let est = |_| -5 * H;
         assert_eq!(

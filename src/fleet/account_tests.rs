@@ -44,8 +44,8 @@ fn harness(qq: u64) -> Harness {
         show_qr: false,
         qr_webhook_url: None,
         desk_url: None,
-            scan_window: None,
-            clock_offset_file: None,
+        scan_window: None,
+        clock_offset_file: None,
     });
     Harness {
         script,

@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::Account;
+use crate::events::LoginMethod;
+use crate::events::{emit, LoginFinished, QrWaiting, ReconnectKind, ReconnectStarted};
 use crate::fleet::login::Login;
 use crate::fleet::messages::{Drain, LoginReport, Stop};
-use crate::events::LoginMethod;
 use crate::fleet::status::{rfc3339, QrInfo, QR_LIFETIME_SECS, SESSION_LIFETIME_SECS};
 use crate::fleet::webqq::WebQq;
-use super::Account;
-use crate::events::{emit, LoginFinished, QrWaiting, ReconnectKind, ReconnectStarted};
 use crate::protocol::Session;
 use crate::store::now_secs;
 
@@ -345,7 +345,11 @@ mod tests {
         let base = renewal_now(None);
         std::fs::write(&f, "7200\n").unwrap();
         let ahead = renewal_now(Some(&f));
-        assert!((7200..7200 + 5).contains(&(ahead - base)), "{}", ahead - base);
+        assert!(
+            (7200..7200 + 5).contains(&(ahead - base)),
+            "{}",
+            ahead - base
+        );
         std::fs::write(&f, "not a number").unwrap();
         assert!(renewal_now(Some(&f)) - base < 5);
     }

@@ -18,7 +18,12 @@ async fn inject(sim: &Sim, text: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "inject {text}: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        200,
+        "inject {text}: {}",
+        r.text().await.unwrap()
+    );
 }
 
 async fn sent(sim: &Sim) -> Vec<Value> {
@@ -91,7 +96,10 @@ async fn renewal_scan_inside_the_window_switches_without_loss() {
     scan(&sim, a["qr"]["url"].as_str().unwrap(), QQ).await;
     let a = wait_state(&f, "night", "online").await;
     let first_login = a["session"]["logged_in_at"].clone();
-    let renew_at = a["session"]["renew_at"].as_str().unwrap_or_default().to_string();
+    let renew_at = a["session"]["renew_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         renew_at.contains(&format!("T{}:00", hhmm(now_min - 180))),
         "renewal at the window's opening: {a}"
@@ -164,7 +172,10 @@ async fn renewal_scan_inside_the_window_switches_without_loss() {
     }
     let mut ids: Vec<u64> = all.iter().filter_map(|m| m["msg_id"].as_u64()).collect();
     let after = replies(&sim, "after the switch").await;
-    assert!(after[0]["msg_id"].as_u64().unwrap() > old_max_msg_id, "{all:?}");
+    assert!(
+        after[0]["msg_id"].as_u64().unwrap() > old_max_msg_id,
+        "{all:?}"
+    );
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), all.len(), "a msg_id used twice: {all:?}");
@@ -178,5 +189,8 @@ async fn renewal_scan_inside_the_window_switches_without_loss() {
         .collect();
     assert!(!states.contains(&"stopped"), "{states:?}");
     let waits = states.iter().filter(|s| **s == "awaiting_scan").count();
-    assert_eq!(waits, 1, "only the first login waited in awaiting_scan: {states:?}");
+    assert_eq!(
+        waits, 1,
+        "only the first login waited in awaiting_scan: {states:?}"
+    );
 }
