@@ -319,6 +319,15 @@ struct RawAccountFile {
     #[serde(default)]
     notify: NotifyConfig,
     onebot: Option<OneBotConfig>,
+    #[serde(default)]
+    scan: RawScan,
+}
+
+/// `[scan]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    window: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -353,6 +362,9 @@ pub struct AccountFile {
     pub notify: NotifyConfig,
     /// The `[onebot]` section (only with `handler = "onebot"`).
     pub onebot: OneBotConfig,
+    /// `[scan] window`: the hours (local time) in which this account's renewal scans are
+    /// asked for; overrides `qqfleet run --scan-window`.
+    pub scan_window: Option<crate::scanwin::ScanWindow>,
 }
 
 impl AccountFile {
@@ -377,6 +389,7 @@ impl AccountFile {
             retcodes: BTreeMap::new(),
             notify: NotifyConfig::default(),
             onebot: OneBotConfig::default(),
+            scan_window: None,
         }
     }
 }
@@ -522,6 +535,10 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
     if let Some((key, message)) = onebot.problem() {
         return Err(bad("onebot", key, message));
     }
+    let scan_window = match &raw.scan.window {
+        None => None,
+        Some(w) => Some(w.parse().map_err(|m| bad("scan", "window", m))?),
+    };
     let mut retcodes = BTreeMap::new();
     for (k, v) in raw.retcodes {
         match k.trim().parse::<i64>() {
@@ -555,6 +572,7 @@ pub fn parse(file: &Path, text: &str) -> Result<AccountFile, ConfigError> {
         retcodes,
         notify: raw.notify,
         onebot,
+        scan_window,
     })
 }
 
@@ -958,6 +976,19 @@ watchdog_secs = 5
     fn bad_stem_is_invalid() {
         let e = parse(Path::new("accounts/bad name.toml"), "qq = 10001\n").unwrap_err();
         assert!(e.to_string().contains("file name"), "{e}");
+    }
+
+    #[test]
+    fn scan_window_is_checked() {
+        let f = p("qq = 10001\n[scan]\nwindow = \"22:00-06:00\"\n").unwrap();
+        assert_eq!(
+            f.scan_window.map(|w| w.to_string()).as_deref(),
+            Some("22:00-06:00")
+        );
+        assert_eq!(p("qq = 10001\n").unwrap().scan_window, None);
+        let (line, key, msg) = err("qq = 10001\n[scan]\nwindow = \"25:00-06:00\"\n");
+        assert_eq!((line, key.as_str()), (3, "scan.window"));
+        assert!(msg.contains("25:00"), "{msg}");
     }
 
     #[test]

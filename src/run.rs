@@ -81,6 +81,11 @@ pub struct RunArgs {
     /// File holding the fleet-wide default `access_token` of every onebot account.
     #[arg(long, value_name = "FILE")]
     pub onebot_token_file: Option<std::path::PathBuf>,
+    /// Hours of the day (local time, "HH:MM-HH:MM", may wrap midnight) in which renewal
+    /// scans are asked for: a login forecast to die outside them is renewed at the window's
+    /// last opening before. An account file's `[scan] window` overrides it.
+    #[arg(long)]
+    pub scan_window: Option<crate::scanwin::ScanWindow>,
 }
 
 impl RunArgs {
@@ -230,6 +235,12 @@ async fn serve(
         qr_webhook_url: args.qr_webhook_url.clone(),
         desk_url: Some(format!("http://{local}/desk")),
         handlers: Some(onebot.clone()),
+        scan_window: args.scan_window,
+        clock_offset_file: if debug_hooks() {
+            std::env::var_os("QQFLEET_DEBUG_CLOCK_OFFSET").map(Into::into)
+        } else {
+            None
+        },
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

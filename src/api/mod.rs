@@ -25,9 +25,9 @@
 //! | GET | `/desk` | the operator's page ([`desk`]); `?token=` once, then its cookie |
 
 pub mod auth;
-pub mod ready;
 pub mod desk;
 pub mod events;
+pub mod ready;
 
 use std::sync::Arc;
 

@@ -76,6 +76,12 @@ pub struct Deps {
     pub desk_url: Option<String>,
     /// Builds the handlers of the layers above the fleet (`handler = "onebot"`).
     pub handlers: Option<Arc<dyn handler::MakeHandler>>,
+    /// The fleet's scan window (`qqfleet run --scan-window`); `[scan] window` overrides it.
+    pub scan_window: Option<crate::scanwin::ScanWindow>,
+    /// Debug hook for the scan-window test: a file holding seconds by which the renewal
+    /// clock runs ahead of the wall clock (in step with the simulator's). Set only through
+    /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CLOCK_OFFSET=<file>`.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// One QQ account.
@@ -112,6 +118,8 @@ pub struct Account {
     /// Events received but not recorded while the store was down, recorded (in order) once
     /// it is back: polling pauses rather than losing them.
     unrecorded: std::collections::VecDeque<Incoming>,
+    /// Renewal scans inside the scan window (`renewal.rs`).
+    renewal: renewal::Renewal,
 }
 
 impl Account {
@@ -158,6 +166,7 @@ impl Account {
             was_online: false,
             store_down: false,
             unrecorded: Default::default(),
+            renewal: Default::default(),
         }
     }
 
@@ -240,6 +249,7 @@ impl Account {
     /// Stops every child and invalidates their late reports.
     fn teardown(&mut self) {
         self.gen += 1;
+        self.cancel_renewal();
         if let Some(a) = self.login.take() {
             a.do_send(Stop);
         }
@@ -387,6 +397,7 @@ impl Account {
         self.status(|s| {
             s.session = known.then(|| SessionInfo::from_login(logged_in_at));
         });
+        self.plan_renewal(logged_in_at);
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
         // A new session has new pseudo uins: its contacts are needed at once (the Sender
@@ -751,7 +762,9 @@ impl Account {
         if self.store_down {
             self.try_recover(ctx);
         }
-        if self.state == Some(AccountState::Online) && !self.store_down {
+        if self.state == Some(AccountState::Online) && !self.store_down && !self.renewal_switching()
+        {
+            self.renewal_tick(ctx);
             let healthy = Duration::from_secs(self.cfg.supervision.healthy_secs);
             if self.failures > 0 && self.online_since.is_some_and(|t| t.elapsed() >= healthy) {
                 self.failures = 0;
@@ -962,6 +975,9 @@ impl Handler<ReplayInbox> for Account {
 impl Handler<LoginReport> for Account {
     type Result = ();
     fn handle(&mut self, r: LoginReport, ctx: &mut Context<Self>) {
+        let Some(r) = self.renewal_report(r, ctx) else {
+            return;
+        };
         match r {
             LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
                 emit(QrWaiting {
@@ -1091,6 +1107,10 @@ impl Handler<PollReport> for Account {
                 for ev in events {
                     match ev {
                         Decoded::Message(m) => self.accept(m),
+                        // The renewal's new login ended the old channel (§12): expected.
+                        Decoded::Kick(_) if self.renewal_expects_kick() => {
+                            return MessageResult(PollDirective::Stop);
+                        }
                         Decoded::Kick(reason) => {
                             self.hold(AccountState::Stopped, format!("kicked: {reason}"));
                             return MessageResult(PollDirective::Stop);
@@ -1104,6 +1124,12 @@ impl Handler<PollReport> for Account {
                 }
                 PollDirective::Continue(Duration::ZERO)
             }
+            PollReport::Retcode { retcode, .. }
+                if retcode != 0 && retcode != 102 && self.renewal_expects_kick() =>
+            {
+                PollDirective::Stop
+            }
+            PollReport::Failed { .. } if self.renewal_expects_kick() => PollDirective::Stop,
             PollReport::Retcode {
                 retcode, action, ..
             } => {
@@ -1127,6 +1153,8 @@ impl Handler<SenderReport> for Account {
     fn handle(&mut self, r: SenderReport, ctx: &mut Context<Self>) {
         match r {
             SenderReport::Depth { depth, .. } => self.set_depth(depth),
+            SenderReport::SessionLost { gen, .. }
+                if gen == self.gen && self.renewal_expects_kick() => {}
             SenderReport::SessionLost { gen, reason } if gen == self.gen => {
                 tracing::warn!(account = %self.id(), %reason, "send: session lost");
                 if self.state == Some(AccountState::Online) {
@@ -1197,6 +1225,7 @@ impl Account {
     fn wind_down(&mut self, ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> {
         self.shutting_down = true;
         self.cancel_backoff(ctx);
+        self.cancel_renewal();
         if let Some(a) = self.login.take() {
             a.do_send(Stop);
         }
@@ -1284,6 +1313,9 @@ impl Handler<Retire> for Account {
         }))
     }
 }
+
+#[path = "renewal.rs"]
+mod renewal;
 
 #[cfg(test)]
 #[path = "account_tests.rs"]

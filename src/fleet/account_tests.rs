@@ -45,6 +45,8 @@ fn harness(qq: u64) -> Harness {
         qr_webhook_url: None,
         desk_url: None,
         handlers: None,
+        scan_window: None,
+        clock_offset_file: None,
     });
     Harness {
         script,

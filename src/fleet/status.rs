@@ -77,6 +77,9 @@ pub struct AccountStatus {
     /// The current login and when it is expected to die (§11).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionInfo>,
+    /// True while a renewal scan is asked for (the window's opening came, `qr` shows the
+    /// code) and the old session still serves: the account stays `online`.
+    pub renewing: bool,
     /// Held messages (set aside for an operator: resend or drop).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<usize>,
@@ -104,6 +107,10 @@ pub struct SessionInfo {
     pub logged_in_at: String,
     /// `logged_in_at` + 48 h (§11): when a new scan will be needed at the latest.
     pub expires_at_estimate: String,
+    /// When a renewal scan will be asked for (the scan window's last opening before the
+    /// expiry); absent without a window or when the expiry falls inside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
 }
 
 impl SessionInfo {
@@ -112,6 +119,7 @@ impl SessionInfo {
         SessionInfo {
             logged_in_at: rfc3339(logged_in_at as i64, 0),
             expires_at_estimate: rfc3339((logged_in_at + SESSION_LIFETIME_SECS) as i64, 0),
+            renew_at: None,
         }
     }
 }
@@ -160,6 +168,7 @@ impl AccountStatus {
             waiting_handoff: false,
             qr: None,
             session: None,
+            renewing: false,
             held: Some(0),
             retcodes_last_hour: None,
             retcode_at: VecDeque::new(),

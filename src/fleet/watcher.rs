@@ -160,6 +160,8 @@ mod tests {
             qr_webhook_url: None,
             desk_url: None,
             handlers: None,
+            scan_window: None,
+            clock_offset_file: None,
         });
         let sys = actix::System::new();
         sys.block_on(async move {

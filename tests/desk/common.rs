@@ -57,6 +57,11 @@ pub fn account_toml(qq: u64) -> String {
 
 /// `qqfleet run --sim-url` with `extra` arguments; waits for its admin API line.
 pub fn start_fleet(dir: &Path, sim: &Sim, extra: &[&str]) -> Fleet {
+    start_fleet_env(dir, sim, extra, &[])
+}
+
+/// [`start_fleet`] with extra environment variables (debug hooks, `TZ`).
+pub fn start_fleet_env(dir: &Path, sim: &Sim, extra: &[&str], env: &[(&str, &str)]) -> Fleet {
     let stderr = dir.join("fleet.stderr");
     let mut child = Command::new(BIN)
         .args(["run", "--accounts"])
@@ -68,6 +73,7 @@ pub fn start_fleet(dir: &Path, sim: &Sim, extra: &[&str]) -> Fleet {
         .arg(token_file(dir))
         .args(extra)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()

@@ -52,6 +52,14 @@ function forecast(st) {
   return { text, soon: h < 6 };
 }
 
+// The scan window's renewal: "renewal scan due at …", or waiting for its scan.
+function renewal(st) {
+  if (st.renewing) return el("span", { class: "soon renewal" }, el("br"), "renewal scan waiting");
+  if (!st.session || !st.session.renew_at) return "";
+  const at = new Date(ms(st.session.renew_at));
+  return el("span", { class: "muted renewal" }, el("br"), "renewal scan due at " + at.toLocaleString());
+}
+
 function visible(st) {
   const f = $("filter").value;
   if (f === "attention" && !ATTENTION.has(st.state)) return false;
@@ -75,7 +83,8 @@ function qrSrc(st) {
 
 function renderScans() {
   const box = $("scans");
-  const want = sorted().filter((st) => st.state === "awaiting_scan" && visible(st));
+  // A renewal scan (the old session still online) is shown like a first one.
+  const want = sorted().filter((st) => (st.state === "awaiting_scan" || (st.renewing && st.qr)) && visible(st));
   const keep = new Set(want.map((s) => s.id));
   for (const card of [...box.children]) if (!keep.has(card.dataset.account)) card.remove();
   let prev = null;
@@ -87,7 +96,7 @@ function renderScans() {
         el("img", { alt: "QR code for " + st.id }),
         el("div", { class: "countdown" }));
     }
-    card.querySelector(".who").textContent = st.id + " · QQ " + (st.qq ?? "?");
+    card.querySelector(".who").textContent = st.id + " · QQ " + (st.qq ?? "?") + (st.renewing ? " · renewal" : "");
     const img = card.querySelector("img");
     const src = qrSrc(st);
     if (img.getAttribute("src") !== src) img.setAttribute("src", src);
@@ -116,7 +125,8 @@ function row(st) {
   const fc = forecast(st);
   const session = st.session
     ? el("span", {}, span(Date.now() - ms(st.session.logged_in_at)), el("br"),
-        el("span", { class: fc && fc.soon ? "soon" : "muted" }, fc ? fc.text : ""))
+        el("span", { class: fc && fc.soon ? "soon" : "muted" }, fc ? fc.text : ""),
+        renewal(st))
     : el("span", { class: "muted" }, "—");
   return el("tr", { "data-account": st.id, "data-state": st.state },
     el("td", { "data-label": "id" }, st.id),
