@@ -30,6 +30,7 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod fdlimit;
 pub mod fleet;
 pub mod limits;
 pub mod logging;

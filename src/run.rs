@@ -43,6 +43,23 @@ pub struct RunArgs {
     /// created on first start as) `<data>/admin.token`, mode 0600.
     #[arg(long)]
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Fleet-wide bound on logins in progress (QR, resume, relink); accounts beyond it wait
+    /// their turn as `starting`.
+    #[arg(long, default_value_t = crate::fleet::gate::DEFAULT_MAX_LOGINS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_logins: u32,
+    /// Fleet-wide pace of new QR codes, per second (0: no pace).
+    #[arg(long, default_value_t = crate::fleet::gate::DEFAULT_QR_PER_SECOND, value_parser = parse_rate)]
+    pub qr_per_second: f64,
+}
+
+/// A rate per second: a finite number, zero or more.
+fn parse_rate(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{v}` is not a rate per second (a number, 0 or more)"
+        )),
+    }
 }
 
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
@@ -56,6 +73,27 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             path: args.accounts.clone(),
             message: "not a folder".into(),
         });
+    }
+    // Every parked poll is a socket: the fleet meets the open-file limit first. Raise the
+    // soft limit to the hard one, and refuse a fleet that cannot fit.
+    let accounts = crate::config::scan_dir(&args.accounts)
+        .map(|s| s.len() as u64)
+        .unwrap_or(0);
+    match crate::fdlimit::raise() {
+        Ok((before, after)) => {
+            tracing::info!(
+                soft_before = before.soft,
+                soft = after.soft,
+                hard = after.hard,
+                accounts,
+                needed = crate::fdlimit::needed(accounts, u64::from(args.max_logins)),
+                "open-file limit"
+            );
+            if let Some(why) = crate::fdlimit::misfit(accounts, u64::from(args.max_logins), after) {
+                return Err(FleetError::DoesNotFit(why));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "open-file limit unreadable; not raised"),
     }
     // Open (and lock) the store before anything else: a second process fails right here.
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&args.data)?);
@@ -109,6 +147,10 @@ async fn serve(
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
         // `QrWaiting` event says where the PNG is instead).
         show_qr: account_count <= 10 && crate::logging::format() == crate::logging::LogFormat::Text,
+        gate: Arc::new(crate::fleet::gate::LoginGate::new(
+            args.max_logins as usize,
+            args.qr_per_second,
+        )),
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -196,9 +238,8 @@ async fn wait_for_signal() -> Result<(), FleetError> {
 /// The in-process simulator of `--sim`, on a loopback port, with chatter on so the echo bots
 /// have someone to answer.
 async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let listener =
+        crate::sim::bind(([127, 0, 0, 1], 0).into()).map_err(|e| FleetError::Sim(e.to_string()))?;
     let cfg = crate::sim::SimConfig {
         // A message to each bot every 5-8 s: a new user sees the bots answer within
         // seconds of the logins (the answers show at info level).

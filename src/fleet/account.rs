@@ -68,6 +68,8 @@ pub struct Deps {
     pub crash_before_handler: Option<String>,
     /// Print QR codes to the terminal (small fleets and the demo).
     pub show_qr: bool,
+    /// The fleet-wide bound on logins in progress and pace of new QR codes.
+    pub gate: Arc<super::gate::LoginGate>,
 }
 
 /// One QQ account.
@@ -79,6 +81,8 @@ pub struct Account {
     gen: u64,
     client: Option<Arc<dyn WebQq>>,
     login: Option<Addr<Login>>,
+    /// The method of the current login attempt.
+    login_method: Option<LoginMethod>,
     /// Ticks the Login child has been found dead while a login was expected.
     login_dead_ticks: u32,
     poller: Option<Addr<Poller>>,
@@ -122,6 +126,7 @@ impl Account {
             gen: 0,
             client: None,
             login: None,
+            login_method: None,
             login_dead_ticks: 0,
             poller: None,
             sender: None,
@@ -297,7 +302,6 @@ impl Account {
                         reason: "new QR login",
                     });
                 }
-                self.set_state(AccountState::Starting, Some("QR login".into()));
             }
             LoginMethod::Resume => {
                 emit(ReconnectStarted {
@@ -305,10 +309,6 @@ impl Account {
                     kind: ReconnectKind::Resume,
                     reason: "saved session",
                 });
-                self.set_state(
-                    AccountState::LoggingIn,
-                    Some("resuming saved session".into()),
-                );
             }
             LoginMethod::Relink => {
                 emit(ReconnectStarted {
@@ -316,10 +316,21 @@ impl Account {
                     kind: ReconnectKind::Relink,
                     reason: "channel lost",
                 });
-                self.set_state(AccountState::LoggingIn, Some("relink".into()));
             }
         }
+        // A slot of the fleet-wide gate now, or `starting` until the Login child gets one.
+        let slot = self.deps.gate.try_enter();
+        if slot.is_some() {
+            self.show_attempt(method);
+        } else {
+            let why = format!(
+                "waiting for a login slot ({} logins in progress)",
+                self.deps.gate.in_progress()
+            );
+            self.set_state(AccountState::Starting, Some(why));
+        }
         self.client = Some(client.clone());
+        self.login_method = Some(method);
         let login = Login {
             gen: self.gen,
             method,
@@ -327,8 +338,22 @@ impl Account {
             qq: self.cfg.qq,
             qr_check: Duration::from_secs(self.cfg.supervision.qr_check_secs),
             account: ctx.address(),
+            gate: self.deps.gate.clone(),
+            slot,
         };
         self.login = Some(login.start());
+    }
+
+    /// The state of a login attempt that holds its gate slot.
+    fn show_attempt(&mut self, method: LoginMethod) {
+        match method {
+            LoginMethod::Qr => self.set_state(AccountState::Starting, Some("QR login".into())),
+            LoginMethod::Resume => self.set_state(
+                AccountState::LoggingIn,
+                Some("resuming saved session".into()),
+            ),
+            LoginMethod::Relink => self.set_state(AccountState::LoggingIn, Some("relink".into())),
+        }
     }
 
     fn go_online(&mut self, ctx: &mut Context<Self>) {
@@ -872,6 +897,18 @@ impl Handler<LoginReport> for Account {
                     s.qrsig = Some(qrsig);
                     s.qr_at = Some(std::time::Instant::now());
                 });
+            }
+            LoginReport::Admitted { gen } if gen == self.gen => {
+                if let Some(m) = self.login_method {
+                    self.show_attempt(m);
+                }
+            }
+            LoginReport::Queued { gen } if gen == self.gen => {
+                let why = format!(
+                    "QR code expired unscanned; waiting for a login slot ({} in progress)",
+                    self.deps.gate.in_progress()
+                );
+                self.set_state(AccountState::Starting, Some(why));
             }
             LoginReport::Confirmed { gen } if gen == self.gen => {
                 self.set_state(AccountState::LoggingIn, Some("QR confirmed".into()));

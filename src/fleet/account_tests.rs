@@ -42,6 +42,7 @@ fn harness(qq: u64) -> Harness {
         data_dir: dir.path().join("data"),
         crash_before_handler: None,
         show_qr: false,
+        gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
     });
     Harness {
         script,

@@ -130,6 +130,10 @@ pub enum LoginReport {
     },
     /// The phone confirmed: check_sig, getvfwebqq and login2 are running.
     Confirmed { gen: u64 },
+    /// The attempt got its slot of the fleet-wide login gate after waiting for it.
+    Admitted { gen: u64 },
+    /// The attempt gave its slot back (its QR code expired unscanned) and waits again.
+    Queued { gen: u64 },
     /// Logged in.
     Done { gen: u64, method: LoginMethod },
     /// The attempt failed.

@@ -11,8 +11,11 @@
 //! [`crate::run`], one floor up, so the actors never import what faces people.
 
 pub mod account;
+pub mod gate;
 pub mod handler;
 pub mod login;
+#[cfg(test)]
+mod login_tests;
 pub mod messages;
 pub mod phone;
 pub mod poller;
@@ -54,6 +57,9 @@ pub enum FleetError {
     /// The runtime could not be built or a signal handler installed.
     #[error("runtime: {0}")]
     Runtime(String),
+    /// The accounts cannot fit in the open-file limit (the message says what to raise).
+    #[error("{0}")]
+    DoesNotFit(String),
     /// No account file with this id.
     #[error("no account `{0}`")]
     UnknownAccount(String),

@@ -157,6 +157,7 @@ mod tests {
             data_dir: dir.path().join("data"),
             crash_before_handler: None,
             show_qr: false,
+            gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
         });
         let sys = actix::System::new();
         sys.block_on(async move {
