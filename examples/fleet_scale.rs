@@ -216,11 +216,10 @@ async fn cold_start(
                         continue;
                     }
                     let png = r.bytes().await.unwrap_or_default().to_vec();
-                    let url = tokio::task::spawn_blocking(move || {
-                        qqfleet::fleet::login::decode_qr(&png)
-                    })
-                    .await
-                    .unwrap();
+                    let url =
+                        tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
+                            .await
+                            .unwrap();
                     let Some(token) = url
                         .as_deref()
                         .and_then(|u| u.split("k=").nth(1))
@@ -675,25 +674,57 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
     ));
     let rows: [(&str, &str, &str); 20] = [
         ("accounts online", "online", "N"),
-        ("cold start to all online, every QR scanned at once (s)", "cold_start_s", ""),
-        ("QR codes issued during the cold start", "qr_codes_issued", "N"),
+        (
+            "cold start to all online, every QR scanned at once (s)",
+            "cold_start_s",
+            "",
+        ),
+        (
+            "QR codes issued during the cold start",
+            "qr_codes_issued",
+            "N",
+        ),
         ("fleet RSS, idle, all online (KiB)", "rss_kib", ""),
         ("empty fleet RSS (KiB)", "empty_rss_kib", ""),
-        ("resident memory per idle account (KiB)", "kib_per_account", "≤ 100"),
+        (
+            "resident memory per idle account (KiB)",
+            "kib_per_account",
+            "≤ 100",
+        ),
         ("idle CPU (% of one core)", "idle_cpu_pct", ""),
-        ("idle CPU per 1,000 accounts (% of one core)", "idle_cpu_pct_per_1000", "< 1"),
+        (
+            "idle CPU per 1,000 accounts (% of one core)",
+            "idle_cpu_pct_per_1000",
+            "< 1",
+        ),
         ("open files", "open_files", ""),
         ("simulator RSS (KiB)", "sim_rss_kib", ""),
         ("simulator idle CPU (% of one core)", "sim_idle_cpu_pct", ""),
-        ("echo round trip p50 (ms), 100 msg/s in total", "echo_rtt_p50_ms", ""),
+        (
+            "echo round trip p50 (ms), 100 msg/s in total",
+            "echo_rtt_p50_ms",
+            "",
+        ),
         ("echo round trip p99 (ms)", "echo_rtt_p99_ms", ""),
         ("echo messages lost (10 s window)", "echo_lost", "0"),
         ("`/metrics` scrape (ms)", "metrics_scrape_ms", "< 1000"),
         ("`/metrics` size (bytes)", "metrics_bytes", "< 20 MB"),
         ("SIGTERM to exit (s)", "sigterm_exit_s", ""),
-        ("restart to all online, no scan (s)", "restart_online_s", "< 30"),
-        ("QR codes asked for after the restart", "qr_codes_after_restart", "0"),
-        ("load average during the idle window", "load_during_idle", ""),
+        (
+            "restart to all online, no scan (s)",
+            "restart_online_s",
+            "< 30",
+        ),
+        (
+            "QR codes asked for after the restart",
+            "qr_codes_after_restart",
+            "0",
+        ),
+        (
+            "load average during the idle window",
+            "load_during_idle",
+            "",
+        ),
     ];
     for r in report["runs"].as_array().into_iter().flatten() {
         let n = r["accounts"].as_u64().unwrap_or(0);
@@ -711,7 +742,11 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
             s.push_str("| figure | now | goal |\n|---|---|---|\n");
         }
         for (name, key, goal) in rows {
-            let goal = if goal == "N" { n.to_string() } else { goal.to_string() };
+            let goal = if goal == "N" {
+                n.to_string()
+            } else {
+                goal.to_string()
+            };
             match &b {
                 Some(b) => s.push_str(&format!(
                     "| {name} | {} | {} | {goal} |\n",

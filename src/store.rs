@@ -157,6 +157,8 @@ pub struct SledStore {
     inbox: sled::Tree,
     contacts: sled::Tree,
     meta: sled::Tree,
+    /// Flushes shared by concurrent writers (a sled flush covers every tree).
+    group: crate::group_commit::GroupCommit,
     _closed: SledClosed,
     /// Kept open: closing it would release the lock.
     _lock: std::fs::File,
@@ -201,6 +203,15 @@ impl Drop for SledClosed {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl SledStore {
+    /// Makes every write made so far durable: one sled flush (which covers every tree) shared
+    /// with the writers of other accounts asking at the same time (group commit).
+    fn durable(&self) -> Result<(), StoreError> {
+        self.group.commit(|| self.db.flush().map(|_| ()))?;
+        Ok(())
     }
 }
 
@@ -290,6 +301,7 @@ impl SledStore {
             inbox: db.open_tree("inbox")?,
             contacts: db.open_tree("contacts")?,
             meta: db.open_tree("meta")?,
+            group: Default::default(),
             db,
             _closed: SledClosed {
                 db_file: dir.join("db").join("db"),
@@ -346,7 +358,7 @@ impl SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        self.durable()?;
         Ok(out)
     }
 
@@ -367,13 +379,13 @@ impl Store for SledStore {
 
     fn save_session(&self, id: &str, session: &Session) -> Result<(), StoreError> {
         self.sessions.insert(id, encode(session))?;
-        self.sessions.flush()?;
+        self.durable()?;
         Ok(())
     }
 
     fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         self.sessions.remove(id)?;
-        self.sessions.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -404,14 +416,14 @@ impl Store for SledStore {
         let k = seq_key(id, msg.seq);
         if self.outbox.contains_key(&k)? {
             self.outbox.insert(k, encode(msg))?;
-            self.outbox.flush()?;
+            self.durable()?;
         }
         Ok(())
     }
 
     fn ack(&self, id: &str, seq: u64) -> Result<(), StoreError> {
         self.outbox.remove(seq_key(id, seq))?;
-        self.outbox.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -426,7 +438,7 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -453,7 +465,7 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        self.db.flush()?;
+        self.durable()?;
         Ok(Some(msg))
     }
 
@@ -485,7 +497,7 @@ impl Store for SledStore {
         if !fresh {
             return Ok(None);
         }
-        self.db.flush()?;
+        self.durable()?;
         Ok(Some(seq))
     }
 
@@ -521,7 +533,7 @@ impl Store for SledStore {
             }
         }
         if n > 0 {
-            self.dedup.flush()?;
+            self.durable()?;
         }
         Ok(n)
     }
@@ -530,7 +542,7 @@ impl Store for SledStore {
         let mut v = fetched_at.to_be_bytes().to_vec();
         v.extend_from_slice(json);
         self.contacts.insert(id, v)?;
-        self.contacts.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -555,7 +567,7 @@ impl Store for SledStore {
                 self.meta.remove(k)?;
             }
         }
-        self.meta.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -568,7 +580,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.durable()?;
         Ok(())
     }
 }

@@ -59,13 +59,32 @@ pub fn line_plot(
         line(&mut img, gx, y0 as i64, gx, y1 as i64, grey);
         line(&mut img, x0 as i64, gy, x1 as i64, gy, grey);
         let lx = fmt(fx);
-        text(&mut img, gx - (lx.len() as i64 * 6) / 2, y0 as i64 + 6, &lx, black);
+        text(
+            &mut img,
+            gx - (lx.len() as i64 * 6) / 2,
+            y0 as i64 + 6,
+            &lx,
+            black,
+        );
         let ly = fmt(fy);
-        text(&mut img, x0 as i64 - 6 - ly.len() as i64 * 6, gy - 3, &ly, black);
+        text(
+            &mut img,
+            x0 as i64 - 6 - ly.len() as i64 * 6,
+            gy - 3,
+            &ly,
+            black,
+        );
     }
     line(&mut img, x0 as i64, y0 as i64, x1 as i64, y0 as i64, black);
     line(&mut img, x0 as i64, y0 as i64, x0 as i64, y1 as i64, black);
-    text_scaled(&mut img, (W as i64 - title.len() as i64 * 12) / 2, 10, title, black, 2);
+    text_scaled(
+        &mut img,
+        (W as i64 - title.len() as i64 * 12) / 2,
+        10,
+        title,
+        black,
+        2,
+    );
     text(
         &mut img,
         (x0 + x1) as i64 / 2 - x_label.len() as i64 * 3,
@@ -84,8 +103,22 @@ pub fn line_plot(
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
         for w in sorted.windows(2) {
             let (a, b) = (w[0], w[1]);
-            line(&mut img, px(a.0) as i64, py(a.1) as i64, px(b.0) as i64, py(b.1) as i64, c);
-            line(&mut img, px(a.0) as i64, py(a.1) as i64 + 1, px(b.0) as i64, py(b.1) as i64 + 1, c);
+            line(
+                &mut img,
+                px(a.0) as i64,
+                py(a.1) as i64,
+                px(b.0) as i64,
+                py(b.1) as i64,
+                c,
+            );
+            line(
+                &mut img,
+                px(a.0) as i64,
+                py(a.1) as i64 + 1,
+                px(b.0) as i64,
+                py(b.1) as i64 + 1,
+                c,
+            );
         }
         for &(x, y) in &sorted {
             dot(&mut img, px(x) as i64, py(y) as i64, c);
@@ -175,7 +208,12 @@ fn text_scaled(img: &mut RgbImage, x: i64, y: i64, s: &str, c: Rgb<u8>, k: i64) 
                 if bits & (0x10 >> col) != 0 {
                     for a in 0..k {
                         for b in 0..k {
-                            put(img, x + (i as i64 * 6 + col) * k + a, y + r as i64 * k + b, c);
+                            put(
+                                img,
+                                x + (i as i64 * 6 + col) * k + a,
+                                y + r as i64 * k + b,
+                                c,
+                            );
                         }
                     }
                 }
