@@ -373,6 +373,31 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         lost,
         body.len()
     );
+    // Profiles (QQFLEET_BENCH_PERF=DIR): the idle fleet, then the message path under the same
+    // echo load, each outside the measured windows (perf costs CPU itself).
+    if let Ok(dir) = std::env::var("QQFLEET_BENCH_PERF") {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let rec = |name: &str, secs: u32| {
+            Command::new("perf")
+                .args(["record", "-F", "199", "--call-graph", "dwarf,16384", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(dir.join(format!("{name}-{n}.data")))
+                .args(["--", "sleep", &secs.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        if let Ok(mut p) = rec("idle", 20) {
+            let _ = p.wait();
+        }
+        if let Ok(mut p) = rec("message", 12) {
+            let _ = echo_round_trips(&base, n, 100.0, count).await;
+            let _ = p.wait();
+        }
+        println!("  profiles in {}", dir.display());
+    }
     // Restart without a scan.
     let t_stop = Instant::now();
     sigterm(&fleet.0);
@@ -603,10 +628,19 @@ async fn run() {
     plots(&out, &report, before.as_ref());
     let doc = std::env::var("QQFLEET_BENCH_DOC").unwrap_or("docs/PERFORMANCE.md".into());
     if !doc.is_empty() && label != "before" {
-        std::fs::write(&doc, markdown(&report, before.as_ref())).unwrap();
+        // Notes written by people below the marker survive a new run.
+        let notes = std::fs::read_to_string(&doc)
+            .ok()
+            .and_then(|d| d.find(NOTES).map(|i| d[i..].to_string()))
+            .unwrap_or_else(|| format!("{NOTES}\n"));
+        let text = format!("{}\n{notes}", markdown(&report, before.as_ref()));
+        std::fs::write(&doc, text).unwrap();
         println!("wrote {doc}");
     }
 }
+
+/// Everything after this line of docs/PERFORMANCE.md is kept by the next run.
+const NOTES: &str = "<!-- notes: kept by make bench -->";
 
 fn series(report: &Value, key: &str) -> Vec<(f64, f64)> {
     report["runs"]
