@@ -262,7 +262,9 @@ async fn echo_round_trips(base: &str, n: usize, rate: f64, count: usize) -> (Vec
     let start = tokio::time::Instant::now();
     for k in 0..count {
         tokio::time::sleep_until(start + every * k as u32).await;
-        let qq = 300_000 + (rand_index(k, n) as u64);
+        // Each message to another account while there are accounts left (the send limits
+        // then pace nothing), in a scattered order.
+        let qq = 300_000 + (spread(k, n) as u64);
         let base = base.to_string();
         tasks.push(tokio::spawn(async move {
             let text = format!("bench echo {k}");
@@ -284,7 +286,16 @@ async fn echo_round_trips(base: &str, n: usize, rate: f64, count: usize) -> (Vec
                 {
                     return Some(t.elapsed().as_secs_f64() * 1000.0);
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // Fine-grained first, coarser for a reply that waits (a send limit).
+                let waited = t.elapsed();
+                let pause = if waited < Duration::from_millis(50) {
+                    Duration::from_millis(1)
+                } else if waited < Duration::from_millis(500) {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(50)
+                };
+                tokio::time::sleep(pause).await;
             }
             None
         }));
@@ -301,12 +312,20 @@ async fn echo_round_trips(base: &str, n: usize, rate: f64, count: usize) -> (Vec
     (got, lost)
 }
 
-/// A spread of account indexes without a random-number dependency (splitmix-like).
-fn rand_index(k: usize, n: usize) -> usize {
-    let mut z = (k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) % n as u64) as usize
+/// The k-th account of a scattered walk over all n (a stride coprime with n): every account
+/// once before any twice.
+fn spread(k: usize, n: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut stride = (n * 618 / 1000).max(1);
+    while gcd(stride, n) != 1 {
+        stride += 1;
+    }
+    (k * stride) % n
 }
 
 async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
