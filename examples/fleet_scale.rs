@@ -260,26 +260,35 @@ async fn echo_round_trips(base: &str, n: usize, rate: f64, count: usize) -> (Vec
     let mut tasks = Vec::new();
     let every = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
+    // One client with kept-alive connections: a new connection per poll of the sent log
+    // ran the machine out of ephemeral ports (TIME_WAIT) within seconds.
+    let client = http();
     for k in 0..count {
         tokio::time::sleep_until(start + every * k as u32).await;
         // Each message to another account while there are accounts left (the send limits
         // then pace nothing), in a scattered order.
         let qq = 300_000 + (spread(k, n) as u64);
         let base = base.to_string();
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let text = format!("bench echo {k}");
             let t = Instant::now();
-            let r = post(
-                &format!("{base}/sim/inject"),
-                json!({"qq": qq, "kind": "buddy", "text": text}),
-            )
-            .await;
+            let r = client
+                .post(format!("{base}/sim/inject"))
+                .json(&json!({"qq": qq, "kind": "buddy", "text": text}))
+                .send()
+                .await
+                .ok()?;
             if !r.status().is_success() {
                 return None;
             }
             let end = Instant::now() + Duration::from_secs(10);
             while Instant::now() < end {
-                let sent = get(&format!("{base}/sim/sent?qq={qq}")).await;
+                let sent: Value = match client.get(format!("{base}/sim/sent?qq={qq}")).send().await
+                {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
                 if sent
                     .as_array()
                     .is_some_and(|a| a.iter().any(|e| e["text"] == text.as_str()))
