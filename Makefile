@@ -26,14 +26,17 @@ sim: build
 	./target/release/qqfleet sim --listen $(SIM_LISTEN)
 
 ## Benchmarks (release build, loopback only, bounded): the simulator holding 10,000 sessions
-## with a parked poll each, then 1,000 accounts in one fleet process against a simulator in
-## another. Prints per-poll and per-account costs. BENCH_ACCOUNTS / BENCH_SESSIONS resize them.
-BENCH_ACCOUNTS ?= 1000
+## with a parked poll each, then the fleet at each size of BENCH_SIZES in one process against a
+## simulator in another (cold start, memory and idle CPU per account, echo round trips,
+## /metrics, restart without a scan) and qqbot of the fidelity venv for comparison. Writes
+## target/bench/report.json, target/bench/*.png and docs/PERFORMANCE.md. A quick run:
+## `make bench BENCH_SIZES=1000` (about 3 minutes).
+BENCH_SIZES ?= 100,1000,5000,10000
 BENCH_SESSIONS ?= 10000
-bench: build
+bench: build fidelity-deps
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	python3 scripts/sim_load.py --binary target/release/qqfleet --sessions $(BENCH_SESSIONS) && \
-	QQFLEET_SCALE_N=$(BENCH_ACCOUNTS) QQFLEET_SCALE_BIN=target/release/qqfleet \
+	QQFLEET_SCALE_SIZES=$(BENCH_SIZES) QQFLEET_SCALE_BIN=target/release/qqfleet \
 	  $(CARGO) run --release --quiet --example fleet_scale
 
 ## The chaos soak (issue 11): SOAK_ACCOUNTS accounts (1,000) for SOAK_SECS seconds (600)

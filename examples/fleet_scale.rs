@@ -1,29 +1,45 @@
-//! Fleet scale benchmark (`make bench`): N accounts (default 1,000; `QQFLEET_SCALE_N`) in one
-//! `qqfleet run` process against `qqfleet sim` in another, both on 127.0.0.1, 60 s holds as the
-//! real service. Measures the time until every account is online (QR scans included), the
-//! resident memory per account against an empty fleet of the same binary, idle CPU, open
-//! files, SIGTERM time, and the time to resume every account after a restart without a scan.
+//! Fleet scale benchmark (`make bench`): for each size N of `QQFLEET_SCALE_SIZES` (default
+//! `100,1000,5000,10000`), N accounts in one `qqfleet run` process against `qqfleet sim` in
+//! another, both on 127.0.0.1, 60 s holds as the real service. Per size it measures:
 //!
-//! Uses the release binary (`QQFLEET_SCALE_BIN`, default `target/release/qqfleet`). Every
-//! wait is bounded; both processes are killed at the end. Raise `ulimit -n` above 2·N first.
+//! * the cold start (every QR code scanned as soon as it is shown, by a phone played here:
+//!   the code read from the admin API, decoded, scanned through the control API), bounded by
+//!   `QQFLEET_SCALE_DEADLINE` seconds (default 600): a fleet that does not come up is
+//!   reported with how many accounts were online and how many codes were issued;
+//! * resident memory per idle online account (fleet RSS minus an empty fleet of the same
+//!   binary, / N), idle CPU (every poll parked, 30 s), open files, and the simulator's own
+//!   memory and CPU over the same window;
+//! * the `/metrics` scrape (time and size);
+//! * the echo round trip (message injected in the simulator → the reply in `/sim/sent`), at
+//!   100 messages a second in total to random accounts, p50 and p99;
+//! * SIGTERM time, and the time until all N are online again after a restart, no scan.
+//!
+//! Then, once, pandolia/qqbot of the fidelity venv (`target/fidelity-venv`, `make
+//! fidelity-deps`) logged in against a simulator: its resident memory for its one account.
+//!
+//! Writes `target/bench/report[-LABEL].json` (`QQFLEET_BENCH_LABEL`), the plots
+//! `target/bench/*.png` and `docs/PERFORMANCE.md` (`QQFLEET_BENCH_DOC`, empty: none); a
+//! `target/bench/report-before.json` from an earlier run with `QQFLEET_BENCH_LABEL=before`
+//! becomes the "before" column. Uses the release binary (`QQFLEET_SCALE_BIN`). Every wait is
+//! bounded; every child is killed at the end.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 #[path = "../tests/fleet_common/mod.rs"]
 mod fleet_common;
+#[path = "support/plot.rs"]
+mod plot;
 use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     run().await;
-}
-
-async fn sim_account_at(base: &str, qq: u64) -> Value {
-    get(&format!("{base}/sim/accounts/{qq}")).await
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -35,11 +51,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// utime + stime in clock ticks (100 a second: ticks/s = % of one core).
 fn cpu_ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is index 0, utime 11, stime 12.
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
@@ -50,8 +66,16 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-async fn count_states(api: &str) -> std::collections::BTreeMap<String, usize> {
-    let mut m = std::collections::BTreeMap::new();
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn count_states(api: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
     if let Ok(r) = http().get(format!("{api}/api/accounts")).send().await {
         if let Ok(Value::Array(v)) = r.json::<Value>().await {
             for a in v {
@@ -63,16 +87,8 @@ async fn count_states(api: &str) -> std::collections::BTreeMap<String, usize> {
     m
 }
 
-async fn run() {
-    let n: usize = std::env::var("QQFLEET_SCALE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let bin =
-        std::env::var("QQFLEET_SCALE_BIN").unwrap_or_else(|_| "target/release/qqfleet".to_string());
-    let dir = tempfile::tempdir().unwrap();
-    // The simulator in its own process, 60 s holds as the real service.
-    let mut simp = Command::new(&bin)
+fn start_sim(bin: &str) -> (Kill, String) {
+    let mut simp = Command::new(bin)
         .args([
             "sim",
             "--listen",
@@ -94,9 +110,238 @@ async fn run() {
     let base = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .expect("simulator listening line")
         .to_string();
-    let sim_pid = simp.id();
+    (Kill(simp), base)
+}
+
+/// Whether this binary has the login gate's flags (the "before" binary has not).
+fn has_gate(bin: &str) -> bool {
+    Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--max-logins"))
+        .unwrap_or(false)
+}
+
+fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -> (Kill, String) {
+    let stderr = dir.join(format!("{data}.stderr"));
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--accounts"])
+        .arg(accounts)
+        .arg("--data")
+        .arg(dir.join(data))
+        .args(["--listen", "127.0.0.1:0", "--sim-url", base])
+        .arg("--admin-token-file")
+        .arg(token_file(dir));
+    if has_gate(bin) {
+        // The phone scans at once: a wide gate, paced as a fast operator would.
+        cmd.args(["--max-logins", "1000", "--qr-per-second", "500"]);
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let mut api = None;
+    for l in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = l.strip_prefix("admin API: ") {
+            api = Some(rest.trim_end_matches("/api/accounts").to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let api = api.unwrap_or_else(|| {
+        panic!(
+            "fleet did not start: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        )
+    });
+    (Kill(child), api)
+}
+
+/// Plays the phone until every account is online or the deadline passes; returns the
+/// seconds taken (None at the deadline) and the last state counts.
+async fn cold_start(
+    api: &str,
+    base: &str,
+    n: usize,
+    deadline: Duration,
+) -> (Option<f64>, BTreeMap<String, usize>) {
+    let t0 = Instant::now();
+    let scanned = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    loop {
+        let list: Value = match http().get(format!("{api}/api/accounts")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let list = list.as_array().cloned().unwrap_or_default();
+        let online = list.iter().filter(|a| a["state"] == "online").count();
+        if online == n {
+            return (Some(t0.elapsed().as_secs_f64()), count_states(api).await);
+        }
+        if t0.elapsed() > deadline {
+            return (None, count_states(api).await);
+        }
+        let waiting: Vec<(String, u64, String)> = list
+            .iter()
+            .filter(|a| a["state"] == "awaiting_scan")
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap_or("").to_string(),
+                    a["qq"].as_u64().unwrap_or(0),
+                    a["since"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .filter(|k| !scanned.lock().unwrap().contains(k))
+            .collect();
+        let mut tasks = Vec::new();
+        for chunk in waiting.chunks(waiting.len().div_ceil(8).max(1)) {
+            let chunk = chunk.to_vec();
+            let (api, base, scanned) = (api.to_string(), base.to_string(), scanned.clone());
+            tasks.push(tokio::spawn(async move {
+                for key in chunk {
+                    let (id, qq, _) = &key;
+                    let Ok(r) = http()
+                        .get(format!("{api}/api/accounts/{id}/qr"))
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    if r.status() != 200 {
+                        continue;
+                    }
+                    let png = r.bytes().await.unwrap_or_default().to_vec();
+                    let url =
+                        tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
+                            .await
+                            .unwrap();
+                    let Some(token) = url
+                        .as_deref()
+                        .and_then(|u| u.split("k=").nth(1))
+                        .and_then(|s| s.split('&').next())
+                        .map(String::from)
+                    else {
+                        continue;
+                    };
+                    let r = post(
+                        &format!("{base}/sim/qr/scan"),
+                        json!({"token": token, "qq": qq, "confirm": true}),
+                    )
+                    .await;
+                    if r.status().is_success() {
+                        scanned.lock().unwrap().insert(key.clone());
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Some(sorted[i.min(sorted.len() - 1)])
+}
+
+/// Injects `count` buddy messages at `rate` a second in total to random accounts and waits
+/// for each echo in `/sim/sent`; returns the round trips in ms (sorted) and the lost count.
+async fn echo_round_trips(base: &str, n: usize, rate: f64, count: usize) -> (Vec<f64>, usize) {
+    let mut tasks = Vec::new();
+    let every = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    // One client with kept-alive connections: a new connection per poll of the sent log
+    // ran the machine out of ephemeral ports (TIME_WAIT) within seconds.
+    let client = http();
+    for k in 0..count {
+        tokio::time::sleep_until(start + every * k as u32).await;
+        // Each message to another account while there are accounts left (the send limits
+        // then pace nothing), in a scattered order.
+        let qq = 300_000 + (spread(k, n) as u64);
+        let base = base.to_string();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let text = format!("bench echo {k}");
+            let t = Instant::now();
+            let r = client
+                .post(format!("{base}/sim/inject"))
+                .json(&json!({"qq": qq, "kind": "buddy", "text": text}))
+                .send()
+                .await
+                .ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                let sent: Value = match client.get(format!("{base}/sim/sent?qq={qq}")).send().await
+                {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                if sent
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|e| e["text"] == text.as_str()))
+                {
+                    return Some(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                // Fine-grained first, coarser for a reply that waits (a send limit).
+                let waited = t.elapsed();
+                let pause = if waited < Duration::from_millis(50) {
+                    Duration::from_millis(1)
+                } else if waited < Duration::from_millis(500) {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(50)
+                };
+                tokio::time::sleep(pause).await;
+            }
+            None
+        }));
+    }
+    let mut got = Vec::new();
+    let mut lost = 0;
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some(ms) => got.push(ms),
+            None => lost += 1,
+        }
+    }
+    got.sort_by(f64::total_cmp);
+    (got, lost)
+}
+
+/// The k-th account of a scattered walk over all n (a stride coprime with n): every account
+/// once before any twice.
+fn spread(k: usize, n: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut stride = (n * 618 / 1000).max(1);
+    while gcd(stride, n) != 1 {
+        stride += 1;
+    }
+    (k * stride) % n
+}
+
+async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
+    println!("== {n} accounts ==");
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, base) = start_sim(bin);
+    let sim_pid = sim.0.id();
     for i in 0..n {
         write_account(
             dir.path(),
@@ -104,176 +349,495 @@ async fn run() {
             &format!("qq = {}\n[supervision]\nqr_check_secs = 2\n", 300_000 + i),
         );
     }
-    let start_fleet_bin = |data: &str| {
-        let stderr = dir.path().join(format!("{data}.stderr"));
-        let mut child = Command::new(&bin)
-            .args(["run", "--accounts"])
-            .arg(dir.path().join("accounts"))
-            .arg("--data")
-            .arg(dir.path().join(data))
-            .args(["--listen", "127.0.0.1:0", "--sim-url", &base])
-            .arg("--admin-token-file")
-            .arg(token_file(dir.path()))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(out).lines();
-        let mut api = None;
-        for l in lines.by_ref().map_while(Result::ok) {
-            if let Some(rest) = l.strip_prefix("admin API: ") {
-                api = Some(rest.trim_end_matches("/api/accounts").to_string());
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        (child, api.unwrap())
-    };
-    let t0 = Instant::now();
-    let (mut fleet, api) = start_fleet_bin("data");
-    let pid = fleet.id();
-    // The phone: scan every QR as its account's number, a few at a time.
-    let scanned = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-    loop {
-        let list: Value = get(&format!("{api}/api/accounts")).await;
-        let list = list.as_array().cloned().unwrap_or_default();
-        let online = list.iter().filter(|a| a["state"] == "online").count();
-        if online == n {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(900),
-            "{:?}",
-            count_states(&api).await
-        );
-        let waiting: Vec<(String, u64)> = list
-            .iter()
-            .filter(|a| a["state"] == "awaiting_scan")
-            .map(|a| {
-                (
-                    a["id"].as_str().unwrap().to_string(),
-                    a["qq"].as_u64().unwrap(),
-                )
-            })
-            .filter(|(id, _)| !scanned.lock().unwrap().contains(id))
-            .collect();
-        let mut tasks = Vec::new();
-        for (id, qq) in waiting {
-            let (api, base, scanned) = (api.clone(), base.clone(), scanned.clone());
-            tasks.push(tokio::spawn(async move {
-                let Ok(r) = http()
-                    .get(format!("{api}/api/accounts/{id}/qr"))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                if r.status() != 200 {
-                    return;
-                }
-                let png = r.bytes().await.unwrap().to_vec();
-                let url =
-                    tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
-                        .await
-                        .unwrap();
-                let Some(token) = url
-                    .as_deref()
-                    .and_then(|u| u.split("k=").nth(1))
-                    .and_then(|s| s.split('&').next())
-                    .map(String::from)
-                else {
-                    return;
-                };
-                let r = post(
-                    &format!("{base}/sim/qr/scan"),
-                    json!({"token": token, "qq": qq, "confirm": true}),
-                )
-                .await;
-                if r.status().is_success() {
-                    scanned.lock().unwrap().insert(id);
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let accounts = dir.path().join("accounts");
+    let (mut fleet, api) = start_fleet(bin, dir.path(), &accounts, "data", &base);
+    let pid = fleet.0.id();
+    let (t_online, states) = cold_start(&api, &base, n, deadline).await;
+    let stats = get(&format!("{base}/sim/stats")).await;
+    let qr_issued = stats["requests"]["ptqrshow"].as_u64().unwrap_or(0);
+    let mut r = json!({
+        "accounts": n,
+        "cold_start_s": t_online,
+        "states_after_cold_start": states,
+        "qr_codes_issued": qr_issued,
+    });
+    println!("  cold start: {t_online:?} s, {states:?}, {qr_issued} QR codes issued");
+    if t_online.is_none() {
+        r["online"] = json!(states.get("online").copied().unwrap_or(0));
+        r["deadline_s"] = json!(deadline.as_secs());
+        return r;
     }
-    let t_online = t0.elapsed();
-    // Idle: let logins' contact refreshes finish, then measure.
+    r["online"] = json!(n);
+    // Idle: every poll parked.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let rss = rss_kib(pid);
-    let c0 = cpu_ticks(pid);
-    let s0 = cpu_ticks(sim_pid);
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    let cpu = (cpu_ticks(pid) - c0) as f64 / 30.0; // ticks/s = % of one core
-    let sim_cpu = (cpu_ticks(sim_pid) - s0) as f64 / 30.0;
+    let sim_rss = rss_kib(sim_pid);
+    let (c0, s0) = (cpu_ticks(pid), cpu_ticks(sim_pid));
+    let window = 30.0;
+    tokio::time::sleep(Duration::from_secs_f64(window)).await;
+    let cpu = (cpu_ticks(pid) - c0) as f64 / window;
+    let sim_cpu = (cpu_ticks(sim_pid) - s0) as f64 / window;
     let fleet_fds = fds(pid);
-    let states = count_states(&api).await;
-    // Restart: SIGTERM, start again on the same data, time until all are online again.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("  idle: RSS {rss} KiB, CPU {cpu:.2} %, fds {fleet_fds}; sim RSS {sim_rss} KiB, CPU {sim_cpu:.2} %; load {}", load.trim());
+    // /metrics.
+    let t = Instant::now();
+    let body = http()
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let scrape_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Echo round trips: 100 messages a second in total, 10 s (at most one per account).
+    let count = 1000.min(n.max(100));
+    let (rtt, lost) = echo_round_trips(&base, n, 100.0, count).await;
+    println!(
+        "  echo: p50 {:?} ms, p99 {:?} ms, {} lost; /metrics {} bytes in {scrape_ms:.1} ms",
+        percentile(&rtt, 0.5),
+        percentile(&rtt, 0.99),
+        lost,
+        body.len()
+    );
+    // Profiles (QQFLEET_BENCH_PERF=DIR): the idle fleet, then the message path under the same
+    // echo load, each outside the measured windows (perf costs CPU itself).
+    if let Ok(dir) = std::env::var("QQFLEET_BENCH_PERF") {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let rec = |name: &str, secs: u32| {
+            Command::new("perf")
+                .args(["record", "-F", "199", "--call-graph", "dwarf,16384", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(dir.join(format!("{name}-{n}.data")))
+                .args(["--", "sleep", &secs.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        if let Ok(mut p) = rec("idle", 20) {
+            let _ = p.wait();
+        }
+        if let Ok(mut p) = rec("message", 12) {
+            let _ = echo_round_trips(&base, n, 100.0, count).await;
+            let _ = p.wait();
+        }
+        println!("  profiles in {}", dir.display());
+    }
+    // Restart without a scan.
     let t_stop = Instant::now();
-    sigterm(&fleet);
-    let st = wait_exit(&mut fleet, Duration::from_secs(10));
-    let stop_time = t_stop.elapsed();
+    sigterm(&fleet.0);
+    let st = wait_exit(&mut fleet.0, Duration::from_secs(30));
+    let stop_s = t_stop.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let (mut fleet2, api2) = start_fleet_bin("data");
-    loop {
+    let (fleet2, api2) = start_fleet(bin, dir.path(), &accounts, "data", &base);
+    let mut resume_s = None;
+    while t1.elapsed() < Duration::from_secs(300) {
         let s = count_states(&api2).await;
         if s.get("online") == Some(&n) {
+            resume_s = Some(t1.elapsed().as_secs_f64());
             break;
         }
-        assert!(t1.elapsed() < Duration::from_secs(600), "{s:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let t_resume = t1.elapsed();
-    let logins_total: u64 = {
-        let mut total = 0;
-        for i in (0..n).step_by((n / 50).max(1)) {
-            total += sim_account_at(&base, 300_000 + i as u64).await["logins"]
-                .as_u64()
-                .unwrap_or(0);
-        }
-        total
-    };
-    // Baseline: the same binary with no accounts.
-    let empty = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(empty.path().join("accounts")).unwrap();
-    let mut base_child = Command::new(&bin)
-        .args(["run", "--accounts"])
-        .arg(empty.path().join("accounts"))
-        .arg("--data")
-        .arg(empty.path().join("data"))
-        .args(["--listen", "127.0.0.1:0", "--sim-url", &base])
+    let stats2 = get(&format!("{base}/sim/stats")).await;
+    let qr_after_restart = stats2["requests"]["ptqrshow"].as_u64().unwrap_or(0) - qr_issued;
+    drop(fleet2);
+    println!("  SIGTERM exit {st:?} in {stop_s:.2} s; all online again in {resume_s:?} s, {qr_after_restart} new QR codes");
+    // An empty fleet of the same binary.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (base_fleet, _) = start_fleet(bin, dir.path(), &empty, "data-empty", &base);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss0 = rss_kib(base_fleet.0.id());
+    drop(base_fleet);
+    drop(sim);
+    let per_account = rss.saturating_sub(rss0) as f64 / n as f64;
+    println!("  memory: {per_account:.1} KiB per account ({rss} KiB against {rss0} KiB empty)");
+    r["rss_kib"] = json!(rss);
+    r["empty_rss_kib"] = json!(rss0);
+    r["kib_per_account"] = json!(per_account);
+    r["idle_cpu_pct"] = json!(cpu);
+    r["idle_cpu_pct_per_1000"] = json!(cpu * 1000.0 / n as f64);
+    r["open_files"] = json!(fleet_fds);
+    r["sim_rss_kib"] = json!(sim_rss);
+    r["sim_idle_cpu_pct"] = json!(sim_cpu);
+    r["load_during_idle"] = json!(load.trim());
+    r["metrics_scrape_ms"] = json!(scrape_ms);
+    r["metrics_bytes"] = json!(body.len());
+    r["echo_messages"] = json!(count);
+    r["echo_rate_per_s"] = json!(100);
+    r["echo_rtt_p50_ms"] = json!(percentile(&rtt, 0.5));
+    r["echo_rtt_p99_ms"] = json!(percentile(&rtt, 0.99));
+    r["echo_lost"] = json!(lost);
+    r["sigterm_exit_s"] = json!(stop_s);
+    r["sigterm_exit_ok"] = json!(st.is_some_and(|s| s.success()));
+    r["restart_online_s"] = json!(resume_s);
+    r["qr_codes_after_restart"] = json!(qr_after_restart);
+    r
+}
+
+/// pandolia/qqbot (fidelity venv) logged in against its own simulator: its RSS.
+async fn measure_qqbot(bin: &str) -> Value {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fidelity-venv");
+    let python = venv.join("bin/python");
+    if !venv.join(".installed").exists() {
+        return json!({"error": "no fidelity venv: run `make fidelity-deps`"});
+    }
+    let (sim, base) = start_sim(bin);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bench = dir.path().join("qqbot-bench");
+    std::fs::create_dir_all(&bench).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/run_qqbot.py");
+    let child = Command::new(&python)
+        .arg(&script)
+        .arg(&base)
+        .arg(&bench)
+        .env_clear()
+        .env("PATH", python.parent().unwrap())
+        .env("HOME", &home)
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss0 = rss_kib(base_child.id());
-    let _ = base_child.kill();
-    let _ = base_child.wait();
-    println!(
-        "SCALE n={n}: all online after {:.1} s (QR scans); idle RSS {} KiB (empty fleet {} KiB) \
-         = {:.1} KiB/account; idle CPU {:.1}% of a core (sim {:.1}%); fds {}; states {:?}; \
-         SIGTERM exit {:?} in {:.2} s; resumed all online in {:.1} s; sampled sim logins {} \
-         (1 per account = no new scan)",
-        t_online.as_secs_f64(),
-        rss,
-        rss0,
-        (rss.saturating_sub(rss0)) as f64 / n as f64,
-        cpu,
-        sim_cpu,
-        fleet_fds,
-        states,
-        st,
-        stop_time.as_secs_f64(),
-        t_resume.as_secs_f64(),
-        logins_total
+    let child = Kill(child);
+    let qq = 900_001u64;
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut scanned = false;
+    let mut online = false;
+    while Instant::now() < end {
+        if !scanned {
+            let qrs = get(&format!("{base}/sim/qr")).await;
+            if let Some(sig) = qrs.as_array().and_then(|a| {
+                a.iter()
+                    .find(|q| q["state"] == "waiting")
+                    .and_then(|q| q["qrsig"].as_str().map(str::to_string))
+            }) {
+                scanned = post(
+                    &format!("{base}/sim/qr/scan"),
+                    json!({"qrsig": sig, "qq": qq, "confirm": true}),
+                )
+                .await
+                .status()
+                .is_success();
+            }
+        } else {
+            let a = get(&format!("{base}/sim/accounts/{qq}")).await;
+            if a["online"] == true {
+                online = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !online {
+        return json!({"error": "qqbot did not log in within 60 s"});
+    }
+    // Idle with its poll parked, like the fleet.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let pid = child.0.id();
+    let rss = rss_kib(pid) + children_rss(pid);
+    drop(child);
+    drop(sim);
+    println!("qqbot: {rss} KiB for one account");
+    json!({"client": "pandolia/qqbot 2.3.11 (fidelity venv)", "accounts": 1, "rss_kib": rss})
+}
+
+/// RSS of the direct children of `pid` (qqbot may fork helpers).
+fn children_rss(pid: u32) -> u64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut sum = 0;
+    for e in rd.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            sum += rss_kib(p);
+        }
+    }
+    sum
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let nofile = qqfleet::fdlimit::current()
+        .map(|l| format!("{}/{}", l.soft, l.hard))
+        .unwrap_or_default();
+    json!({"cpu": cpu, "cores": cores, "memory": mem, "kernel": kernel.trim(), "nofile": nofile})
+}
+
+async fn run() {
+    let sizes: Vec<usize> = std::env::var("QQFLEET_SCALE_SIZES")
+        .or_else(|_| std::env::var("QQFLEET_SCALE_N"))
+        .unwrap_or_else(|_| "100,1000,5000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let bin =
+        std::env::var("QQFLEET_SCALE_BIN").unwrap_or_else(|_| "target/release/qqfleet".to_string());
+    let deadline = Duration::from_secs(
+        std::env::var("QQFLEET_SCALE_DEADLINE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600),
     );
-    let _ = fleet2.kill();
-    let _ = fleet2.wait();
-    let _ = simp.kill();
-    let _ = simp.wait();
+    let label = std::env::var("QQFLEET_BENCH_LABEL").unwrap_or_default();
+    let out = PathBuf::from(std::env::var("QQFLEET_BENCH_OUT").unwrap_or("target/bench".into()));
+    std::fs::create_dir_all(&out).unwrap();
+    let _ = qqfleet::fdlimit::raise();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut runs = Vec::new();
+    for &n in &sizes {
+        runs.push(measure(&bin, n, deadline).await);
+    }
+    let qqbot = if std::env::var("QQFLEET_BENCH_QQBOT").as_deref() == Ok("0") {
+        json!({"error": "skipped (QQFLEET_BENCH_QQBOT=0)"})
+    } else {
+        measure_qqbot(&bin).await
+    };
+    let report = json!({
+        "label": label,
+        "started_unix": started,
+        "machine": machine(),
+        "binary": bin,
+        "command": format!(
+            "QQFLEET_SCALE_SIZES={} QQFLEET_SCALE_BIN={bin} cargo run --release --example fleet_scale",
+            sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+        ),
+        "runs": runs,
+        "qqbot": qqbot,
+    });
+    let name = if label.is_empty() {
+        "report.json".to_string()
+    } else {
+        format!("report-{label}.json")
+    };
+    std::fs::write(out.join(&name), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    println!("wrote {}", out.join(&name).display());
+    let before: Option<Value> = std::fs::read(out.join("report-before.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|_| label != "before");
+    plots(&out, &report, before.as_ref());
+    let doc = std::env::var("QQFLEET_BENCH_DOC").unwrap_or("docs/PERFORMANCE.md".into());
+    if !doc.is_empty() && label != "before" {
+        // Notes written by people below the marker survive a new run.
+        let notes = std::fs::read_to_string(&doc)
+            .ok()
+            .and_then(|d| d.find(NOTES).map(|i| d[i..].to_string()))
+            .unwrap_or_else(|| format!("{NOTES}\n"));
+        let text = format!("{}\n{notes}", markdown(&report, before.as_ref()));
+        std::fs::write(&doc, text).unwrap();
+        println!("wrote {doc}");
+    }
+}
+
+/// Everything after this line of docs/PERFORMANCE.md is kept by the next run.
+const NOTES: &str = "<!-- notes: kept by make bench -->";
+
+fn series(report: &Value, key: &str) -> Vec<(f64, f64)> {
+    report["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["accounts"].as_f64()?, r[key].as_f64()?)))
+        .collect()
+}
+
+fn plots(out: &Path, report: &Value, before: Option<&Value>) {
+    for (file, title, y, key) in [
+        (
+            "memory_per_account.png",
+            "resident memory per idle account",
+            "KiB per account",
+            "kib_per_account",
+        ),
+        (
+            "idle_cpu.png",
+            "idle CPU, every poll parked",
+            "% of one core",
+            "idle_cpu_pct",
+        ),
+    ] {
+        let mut s: Vec<(&str, Vec<(f64, f64)>)> = vec![("qqfleet", series(report, key))];
+        if let Some(b) = before {
+            s.push(("before", series(b, key)));
+        }
+        if let Err(e) = plot::line_plot(&out.join(file), title, "accounts", y, &s) {
+            eprintln!("plot {file}: {e}");
+        }
+    }
+}
+
+fn cell(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::Null => "-".into(),
+        Value::Number(x) => {
+            let f = x.as_f64().unwrap_or(0.0);
+            if x.is_u64() || x.is_i64() {
+                format!("{}", x)
+            } else if f >= 100.0 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:.2}")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn markdown(report: &Value, before: Option<&Value>) -> String {
+    let mut s = String::new();
+    s.push_str("# Performance\n\nWritten by `make bench` (`examples/fleet_scale.rs`): release build, `qqfleet run` and `qqfleet sim` in separate processes on 127.0.0.1, the simulator holding each poll 60 s as the real service. Figures of one run each; CPU figures are sensitive to whatever else the machine runs (the load average during the idle window is in each table).\n\n");
+    let m = &report["machine"];
+    s.push_str(&format!(
+        "Machine: {} ({} cores), {}, Linux {}, open files {}.\n\nCommand: `{}`\n\n",
+        m["cpu"].as_str().unwrap_or(""),
+        m["cores"],
+        m["memory"].as_str().unwrap_or("").replace("  ", ""),
+        m["kernel"].as_str().unwrap_or(""),
+        m["nofile"].as_str().unwrap_or(""),
+        report["command"].as_str().unwrap_or("")
+    ));
+    let rows: [(&str, &str, &str); 20] = [
+        ("accounts online", "online", "N"),
+        (
+            "cold start to all online, every QR scanned at once (s)",
+            "cold_start_s",
+            "",
+        ),
+        (
+            "QR codes issued during the cold start",
+            "qr_codes_issued",
+            "N",
+        ),
+        ("fleet RSS, idle, all online (KiB)", "rss_kib", ""),
+        ("empty fleet RSS (KiB)", "empty_rss_kib", ""),
+        (
+            "resident memory per idle account (KiB)",
+            "kib_per_account",
+            "≤ 100",
+        ),
+        ("idle CPU (% of one core)", "idle_cpu_pct", ""),
+        (
+            "idle CPU per 1,000 accounts (% of one core)",
+            "idle_cpu_pct_per_1000",
+            "< 1",
+        ),
+        ("open files", "open_files", ""),
+        ("simulator RSS (KiB)", "sim_rss_kib", ""),
+        ("simulator idle CPU (% of one core)", "sim_idle_cpu_pct", ""),
+        (
+            "echo round trip p50 (ms), 100 msg/s in total",
+            "echo_rtt_p50_ms",
+            "",
+        ),
+        ("echo round trip p99 (ms)", "echo_rtt_p99_ms", ""),
+        ("echo messages lost (10 s window)", "echo_lost", "0"),
+        ("`/metrics` scrape (ms)", "metrics_scrape_ms", "< 1000"),
+        ("`/metrics` size (bytes)", "metrics_bytes", "< 20 MB"),
+        ("SIGTERM to exit (s)", "sigterm_exit_s", ""),
+        (
+            "restart to all online, no scan (s)",
+            "restart_online_s",
+            "< 30",
+        ),
+        (
+            "QR codes asked for after the restart",
+            "qr_codes_after_restart",
+            "0",
+        ),
+        (
+            "load average during the idle window",
+            "load_during_idle",
+            "",
+        ),
+    ];
+    for r in report["runs"].as_array().into_iter().flatten() {
+        let n = r["accounts"].as_u64().unwrap_or(0);
+        let b = before.and_then(|b| {
+            b["runs"]
+                .as_array()?
+                .iter()
+                .find(|x| x["accounts"].as_u64() == Some(n))
+                .cloned()
+        });
+        s.push_str(&format!("## {n} accounts\n\n"));
+        if b.is_some() {
+            s.push_str("| figure | before | now | goal |\n|---|---|---|---|\n");
+        } else {
+            s.push_str("| figure | now | goal |\n|---|---|---|\n");
+        }
+        for (name, key, goal) in rows {
+            let goal = if goal == "N" {
+                n.to_string()
+            } else {
+                goal.to_string()
+            };
+            match &b {
+                Some(b) => s.push_str(&format!(
+                    "| {name} | {} | {} | {goal} |\n",
+                    cell(b, key),
+                    cell(r, key)
+                )),
+                None => s.push_str(&format!("| {name} | {} | {goal} |\n", cell(r, key))),
+            }
+        }
+        s.push('\n');
+    }
+    let q = &report["qqbot"];
+    s.push_str("## One WebQQ client of the period\n\n");
+    if let Some(rss) = q["rss_kib"].as_u64() {
+        let best = report["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["kib_per_account"].as_f64())
+            .fold(f64::NAN, f64::min);
+        s.push_str(&format!(
+            "{}, logged in against the same simulator, idle: {rss} KiB for its one account. \
+qqfleet at its largest size above: {best:.1} KiB per account, **{:.0}× less**.\n\n",
+            q["client"].as_str().unwrap_or(""),
+            rss as f64 / best
+        ));
+    } else {
+        s.push_str(&format!("Not measured: {}\n\n", q["error"]));
+    }
+    s.push_str("## Plots\n\n`target/bench/memory_per_account.png` and `target/bench/idle_cpu.png` (copied to `docs/perf/` with the report).\n");
+    s
 }

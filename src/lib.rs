@@ -13,12 +13,14 @@
 //! | module | owns |
 //! |---|---|
 //! | [`protocol`] | the WebQQ client for one account, with no actors: `endpoints` (the endpoint table), `client` (login steps, poll, send, contacts over one reqwest client and cookie jar), `session` (what is saved to resume), `ptlogin` (the `ptuiCB` callbacks), `events` (the poll2 event catalogue), `content` (message codec and 720-byte splitter), `contacts`, `retcode` (the policy table), `hash` (hash33, bkn, time33, friend-list hash), `error`, `login_cli` (`qqfleet login`) |
-//! | [`sim`] | the simulator (`qqfleet sim`): `server` (accept loop), `routes` (every real host under a path prefix, the control API under `/sim/`), `ptlogin`, `channel`, `info`, `control`, `auth` (the §14.3 checks), `world` (accounts, generated contacts, sessions), `events`, `content`, `qr`, `faults`, `clock`, `config`, `state`, `request` |
-//! | [`fleet`] | the actors, one file each: `supervisor` (FleetSupervisor), `account` (the state machine; its child `renewal`: renewal scans inside the scan window), `login`, `poller`, `sender`, `watcher` (`accounts/` hot-add); `breaker` (the fleet-wide outage breaker every connection goes through); `handoff` (accounts moving between shards); `crash` (named crash points of the debug hooks); `messages` (every actor message), `status` (the snapshot the API reads, and the feed of its changes), `handler` (echo, log, and the `MakeHandler` seam the layers above plug into), `webqq` (the seam to the client), `phone` (the demo phone of `--sim`) |
+//! | [`sim`] | the simulator (`qqfleet sim`): `server` (accept loop), `routes` (every real host under a path prefix, the control API under `/sim/`), `ptlogin`, `qrbook` (the QR codes, by qrsig or token, no small cap), `channel`, `info`, `control`, `auth` (the §14.3 checks), `world` (accounts, generated contacts, sessions), `events`, `content`, `qr`, `faults`, `clock`, `config`, `state`, `request` |
+//! | [`fleet`] | the actors, one file each: `supervisor` (FleetSupervisor), `account` (the state machine; its child `renewal`: renewal scans inside the scan window), `gate` (the fleet-wide bound on logins in progress and pace of new QR codes), `login`, `poller`, `sender`, `watcher` (`accounts/` hot-add); `breaker` (the fleet-wide outage breaker every connection goes through); `handoff` (accounts moving between shards); `crash` (named crash points of the debug hooks); `messages` (every actor message), `status` (the snapshot the API reads, and the feed of its changes), `handler` (echo, log, and the `MakeHandler` seam the layers above plug into), `webqq` (the seam to the client), `phone` (the demo phone of `--sim`) |
 //! | [`state`] | `AccountState`: the one word per account state, on the floor so the store, the events and the actors share it |
 //! | [`shard`] | `--shard I/N`: the owner of each account among N processes (jump hash of a fixed FNV-1a of the id) |
 //! | [`store`] | `trait Store` and its sled implementation: session, msg_id counter, outbox, dedup window, contacts |
 //! | [`transfer`] | one account's whole durable state as one checked file: `qqfleet account export/import`, the shard handoff |
+//! | [`group_commit`] | one flush shared by the durable writes of several accounts (the store's group commit) |
+//! | [`fdlimit`] | the open-file limit: raised to the hard limit at start, a fleet that cannot fit refused |
 //! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
 //! | [`scanwin`] | the scan window (`[scan] window`, `--scan-window`): its parsing and the arithmetic of a renewal's instant, in local time |
 //! | [`config`] | account files (`accounts/<id>.toml`), their validation and `qqfleet check` |
@@ -35,7 +37,9 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod fdlimit;
 pub mod fleet;
+pub mod group_commit;
 pub mod limits;
 pub mod logging;
 pub mod onebot;

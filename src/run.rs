@@ -86,6 +86,13 @@ pub struct RunArgs {
     /// last opening before. An account file's `[scan] window` overrides it.
     #[arg(long)]
     pub scan_window: Option<crate::scanwin::ScanWindow>,
+    /// Fleet-wide bound on logins in progress (QR, resume, relink); accounts beyond it wait
+    /// their turn as `starting`.
+    #[arg(long, default_value_t = crate::fleet::gate::DEFAULT_MAX_LOGINS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_logins: u32,
+    /// Fleet-wide pace of new QR codes, per second (0: no pace).
+    #[arg(long, default_value_t = crate::fleet::gate::DEFAULT_QR_PER_SECOND, value_parser = parse_rate)]
+    pub qr_per_second: f64,
 }
 
 impl RunArgs {
@@ -105,6 +112,16 @@ impl RunArgs {
     }
 }
 
+/// A rate per second: a finite number, zero or more.
+fn parse_rate(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "`{v}` is not a rate per second (a number, 0 or more)"
+        )),
+    }
+}
+
 /// Runs `qqfleet run` until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> Result<(), FleetError> {
     let meta = std::fs::metadata(&args.accounts).map_err(|e| FleetError::Accounts {
@@ -116,6 +133,27 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             path: args.accounts.clone(),
             message: "not a folder".into(),
         });
+    }
+    // Every parked poll is a socket: the fleet meets the open-file limit first. Raise the
+    // soft limit to the hard one, and refuse a fleet that cannot fit.
+    let accounts = crate::config::scan_dir(&args.accounts)
+        .map(|s| s.len() as u64)
+        .unwrap_or(0);
+    match crate::fdlimit::raise() {
+        Ok((before, after)) => {
+            tracing::info!(
+                soft_before = before.soft,
+                soft = after.soft,
+                hard = after.hard,
+                accounts,
+                needed = crate::fdlimit::needed(accounts, u64::from(args.max_logins)),
+                "open-file limit"
+            );
+            if let Some(why) = crate::fdlimit::misfit(accounts, u64::from(args.max_logins), after) {
+                return Err(FleetError::DoesNotFit(why));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "open-file limit unreadable; not raised"),
     }
     let onebot_defaults = crate::onebot::Defaults::from_args(
         args.onebot_ws_reverse.as_deref(),
@@ -235,6 +273,10 @@ async fn serve(
         qr_webhook_url: args.qr_webhook_url.clone(),
         desk_url: Some(format!("http://{local}/desk")),
         handlers: Some(onebot.clone()),
+        gate: Arc::new(crate::fleet::gate::LoginGate::new(
+            args.max_logins as usize,
+            args.qr_per_second,
+        )),
         scan_window: args.scan_window,
         clock_offset_file: if debug_hooks() {
             std::env::var_os("QQFLEET_DEBUG_CLOCK_OFFSET").map(Into::into)
@@ -369,9 +411,8 @@ async fn wait_for_signal() -> Result<(), FleetError> {
 /// The in-process simulator of `--sim`, on a loopback port, with chatter on so the echo bots
 /// have someone to answer.
 async fn start_sim() -> Result<(crate::sim::SimHandle, String), FleetError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| FleetError::Sim(e.to_string()))?;
+    let listener =
+        crate::sim::bind(([127, 0, 0, 1], 0).into()).map_err(|e| FleetError::Sim(e.to_string()))?;
     let cfg = crate::sim::SimConfig {
         // A message to each bot every 5-8 s: a new user sees the bots answer within
         // seconds of the logins (the answers show at info level).

@@ -181,6 +181,8 @@ pub struct SledStore {
     /// The open database; replaced by [`Store::recover`] after an IO error (sled refuses
     /// every operation after its first failed write until it is opened again).
     trees: std::sync::RwLock<Option<Arc<Trees>>>,
+    /// Flushes shared by concurrent writers (a sled flush covers every tree).
+    group: crate::group_commit::GroupCommit,
     /// Kept open: closing it would release the lock. Dropped after `trees`.
     _lock: std::fs::File,
 }
@@ -247,6 +249,16 @@ impl Drop for SledClosed {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl SledStore {
+    /// Makes every write made so far durable: one sled flush (which covers every tree) shared
+    /// with the writers of other accounts asking at the same time (group commit).
+    fn durable(&self) -> Result<(), StoreError> {
+        let t = self.t()?;
+        self.group.commit(|| t.db.flush().map(|_| ()))?;
+        Ok(())
     }
 }
 
@@ -364,6 +376,7 @@ impl SledStore {
         Ok(SledStore {
             dir: dir.to_path_buf(),
             trees: std::sync::RwLock::new(Some(Arc::new(trees))),
+            group: Default::default(),
             _lock: lock,
         })
     }
@@ -515,7 +528,7 @@ impl SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        t.db.flush()?;
+        self.durable()?;
         Ok(out)
     }
 
@@ -544,14 +557,14 @@ impl Store for SledStore {
     fn save_session(&self, id: &str, session: &Session) -> Result<(), StoreError> {
         let t = self.t()?;
         t.sessions.insert(id, encode(session))?;
-        t.sessions.flush()?;
+        self.durable()?;
         Ok(())
     }
 
     fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let t = self.t()?;
         t.sessions.remove(id)?;
-        t.sessions.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -586,7 +599,7 @@ impl Store for SledStore {
         let k = seq_key(id, msg.seq);
         if t.outbox.contains_key(&k)? {
             t.outbox.insert(k, encode(msg))?;
-            t.outbox.flush()?;
+            self.durable()?;
         }
         Ok(())
     }
@@ -594,7 +607,7 @@ impl Store for SledStore {
     fn ack(&self, id: &str, seq: u64) -> Result<(), StoreError> {
         let t = self.t()?;
         t.outbox.remove(seq_key(id, seq))?;
-        t.outbox.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -610,7 +623,7 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        t.db.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -640,7 +653,7 @@ impl Store for SledStore {
             .map_err(|e: sled::transaction::TransactionError<()>| {
                 StoreError::Sled(format!("{e:?}"))
             })?;
-        t.db.flush()?;
+        self.durable()?;
         Ok(Some(msg))
     }
 
@@ -673,7 +686,7 @@ impl Store for SledStore {
         if !fresh {
             return Ok(None);
         }
-        t.db.flush()?;
+        self.durable()?;
         Ok(Some(seq))
     }
 
@@ -711,7 +724,7 @@ impl Store for SledStore {
             }
         }
         if n > 0 {
-            t.dedup.flush()?;
+            self.durable()?;
         }
         Ok(n)
     }
@@ -721,7 +734,7 @@ impl Store for SledStore {
         let mut v = fetched_at.to_be_bytes().to_vec();
         v.extend_from_slice(json);
         t.contacts.insert(id, v)?;
-        t.contacts.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -773,7 +786,7 @@ impl Store for SledStore {
                 t.meta.remove(k)?;
             }
         }
-        t.meta.flush()?;
+        self.durable()?;
         Ok(())
     }
 
@@ -803,9 +816,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let t = self.t()?;
-        t.db.flush()?;
-        Ok(())
+        self.durable()
     }
 }
 

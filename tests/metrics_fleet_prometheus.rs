@@ -225,7 +225,7 @@ fn a_real_prometheus_evaluates_every_panel_and_alert_over_qqfleet_run_sim() {
     // Every alert rule is healthy and evaluates; the lockout fires and charlie is pending as
     // down, and nothing else is raised: no storm, no open-file alarm.
     let rules = prom.evaluated_alert_rules(Duration::from_secs(20));
-    assert_eq!(rules.len(), 9);
+    assert_eq!(rules.len(), 10);
     let problems = alert_rule_problems(&prom, &rules);
     assert!(problems.is_empty(), "{problems:#?}");
     let alerts = poll_until(

@@ -204,7 +204,7 @@ fn prometheus_scrapes_evaluates_every_panel_and_raises_the_right_alerts() {
 
     // Every alert rule is healthy and its expression evaluates.
     let rules = prom.evaluated_alert_rules(Duration::from_secs(20));
-    assert_eq!(rules.len(), 9, "{rules:?}");
+    assert_eq!(rules.len(), 10, "{rules:?}");
     let problems = alert_rule_problems(&prom, &rules);
     assert!(problems.is_empty(), "{problems:#?}");
 

@@ -1086,6 +1086,9 @@ async fn logs_debug_and_errors_never_show_secrets() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run on other threads with no subscriber: a callsite they hit
+    // first may have cached "never" for its interest. Ask every callsite again.
+    tracing::callsite::rebuild_interest_cache();
 
     let sim = Sim::quiet().await;
     let c = sim.login().await;

@@ -82,6 +82,8 @@ pub struct Deps {
     /// clock runs ahead of the wall clock (in step with the simulator's). Set only through
     /// `QQFLEET_DEBUG_HOOKS=1` + `QQFLEET_DEBUG_CLOCK_OFFSET=<file>`.
     pub clock_offset_file: Option<PathBuf>,
+    /// The fleet-wide bound on logins in progress and pace of new QR codes.
+    pub gate: Arc<super::gate::LoginGate>,
 }
 
 /// One QQ account.
@@ -93,6 +95,8 @@ pub struct Account {
     gen: u64,
     client: Option<Arc<dyn WebQq>>,
     login: Option<Addr<Login>>,
+    /// The method of the current login attempt.
+    login_method: Option<LoginMethod>,
     /// Ticks the Login child has been found dead while a login was expected.
     login_dead_ticks: u32,
     poller: Option<Addr<Poller>>,
@@ -118,6 +122,9 @@ pub struct Account {
     /// Events received but not recorded while the store was down, recorded (in order) once
     /// it is back: polling pauses rather than losing them.
     unrecorded: std::collections::VecDeque<Incoming>,
+    /// A recovery check is armed (1 s after a store fault, again while it lasts): an idle
+    /// account has no periodic tick to notice the disk taking writes again.
+    store_watch: bool,
     /// Renewal scans inside the scan window (`renewal.rs`).
     renewal: renewal::Renewal,
 }
@@ -152,6 +159,7 @@ impl Account {
             gen: 0,
             client: None,
             login: None,
+            login_method: None,
             login_dead_ticks: 0,
             poller: None,
             sender: None,
@@ -166,6 +174,7 @@ impl Account {
             was_online: false,
             store_down: false,
             unrecorded: Default::default(),
+            store_watch: false,
             renewal: Default::default(),
         }
     }
@@ -342,7 +351,6 @@ impl Account {
                         reason: "new QR login",
                     });
                 }
-                self.set_state(AccountState::Starting, Some("QR login".into()));
             }
             LoginMethod::Resume => {
                 emit(ReconnectStarted {
@@ -350,10 +358,6 @@ impl Account {
                     kind: ReconnectKind::Resume,
                     reason: "saved session",
                 });
-                self.set_state(
-                    AccountState::LoggingIn,
-                    Some("resuming saved session".into()),
-                );
             }
             LoginMethod::Relink => {
                 emit(ReconnectStarted {
@@ -361,10 +365,21 @@ impl Account {
                     kind: ReconnectKind::Relink,
                     reason: "channel lost",
                 });
-                self.set_state(AccountState::LoggingIn, Some("relink".into()));
             }
         }
+        // A slot of the fleet-wide gate now, or `starting` until the Login child gets one.
+        let slot = self.deps.gate.try_enter();
+        if slot.is_some() {
+            self.show_attempt(method);
+        } else {
+            let why = format!(
+                "waiting for a login slot ({} logins in progress)",
+                self.deps.gate.in_progress()
+            );
+            self.set_state(AccountState::Starting, Some(why));
+        }
         self.client = Some(client.clone());
+        self.login_method = Some(method);
         let login = Login {
             gen: self.gen,
             method,
@@ -372,8 +387,22 @@ impl Account {
             qq: self.cfg.qq,
             qr_check: Duration::from_secs(self.cfg.supervision.qr_check_secs),
             account: ctx.address(),
+            gate: self.deps.gate.clone(),
+            slot,
         };
         self.login = Some(login.start());
+    }
+
+    /// The state of a login attempt that holds its gate slot.
+    fn show_attempt(&mut self, method: LoginMethod) {
+        match method {
+            LoginMethod::Qr => self.set_state(AccountState::Starting, Some("QR login".into())),
+            LoginMethod::Resume => self.set_state(
+                AccountState::LoggingIn,
+                Some("resuming saved session".into()),
+            ),
+            LoginMethod::Relink => self.set_state(AccountState::LoggingIn, Some("relink".into())),
+        }
     }
 
     fn go_online(&mut self, ctx: &mut Context<Self>) {
@@ -578,6 +607,22 @@ impl Account {
         self.status(|s| s.error = Some(why));
     }
 
+    /// Arms a recovery check in a second while the store is down (once; it re-arms itself
+    /// until the store takes writes again).
+    fn watch_store(&mut self, ctx: &mut Context<Self>) {
+        if !self.store_down || self.store_watch {
+            return;
+        }
+        self.store_watch = true;
+        ctx.run_later(Duration::from_secs(1), |act, ctx| {
+            act.store_watch = false;
+            if act.store_down && !act.shutting_down {
+                act.try_recover(ctx);
+                act.watch_store(ctx);
+            }
+        });
+    }
+
     /// Every tick while the store is down: once it takes writes again, records the events
     /// kept in memory (in order), replays the inbox and resumes polling and sending.
     fn try_recover(&mut self, ctx: &mut Context<Self>) {
@@ -754,7 +799,37 @@ impl Account {
         self.status(|s| s.count_restart(actor));
     }
 
-    /// Every tick (1-5 s): watchdog and child liveness.
+    /// Arms the next [`Self::tick`] for when something can be due, so an idle account does
+    /// not wake for nothing: online, at the watchdog's deadline (the last poll plus the
+    /// watchdog; a poll answered meanwhile moves it on); during a login, every third of the
+    /// watchdog (1-5 s, a dead Login is noticed); otherwise once a watchdog period. Ten
+    /// thousand accounts ticking every 5 s cost 2,000 wake-ups a second while idle.
+    fn arm_tick(&mut self, ctx: &mut Context<Self>) {
+        let watchdog = Duration::from_secs(self.cfg.supervision.watchdog_secs.max(1));
+        let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
+        let next = match self.state {
+            // A store that refuses writes is retried every tick; a renewal switching over
+            // waits for the old Sender tick by tick.
+            _ if self.store_down || self.renewal_active() => tick,
+            Some(AccountState::Online) => {
+                let due = self.last_poll + watchdog + Duration::from_millis(50);
+                let watch = due
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1));
+                self.renewal_wait().map_or(watch, |r| watch.min(r))
+            }
+            Some(AccountState::Starting | AccountState::AwaitingScan | AccountState::LoggingIn) => {
+                tick
+            }
+            _ => watchdog,
+        };
+        ctx.run_later(next, |act, ctx| {
+            act.tick(ctx);
+            act.arm_tick(ctx);
+        });
+    }
+
+    /// Watchdog and child liveness (armed by [`Self::arm_tick`]).
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -916,10 +991,7 @@ impl Actor for Account {
             })
             .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
         super::status::published(&self.deps.status, &id);
-        // The watchdog's resolution: a third of its limit, between 1 s and 5 s (a thousand
-        // accounts ticking every second cost measurable idle CPU).
-        let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
-        ctx.run_interval(tick, |act, ctx| act.tick(ctx));
+        self.arm_tick(ctx);
         ctx.run_interval(self.cfg.contacts_refresh(), |act, ctx| {
             act.refresh_contacts(ctx)
         });
@@ -1020,6 +1092,18 @@ impl Handler<LoginReport> for Account {
                     s.qr = url.map(|url| QrInfo { url, expires_at });
                 });
             }
+            LoginReport::Admitted { gen } if gen == self.gen => {
+                if let Some(m) = self.login_method {
+                    self.show_attempt(m);
+                }
+            }
+            LoginReport::Queued { gen } if gen == self.gen => {
+                let why = format!(
+                    "QR code expired unscanned; waiting for a login slot ({} in progress)",
+                    self.deps.gate.in_progress()
+                );
+                self.set_state(AccountState::Starting, Some(why));
+            }
             LoginReport::Confirmed { gen } if gen == self.gen => {
                 self.set_state(AccountState::LoggingIn, Some("QR confirmed".into()));
             }
@@ -1093,11 +1177,20 @@ impl Handler<PollReport> for Account {
         if !current || self.shutting_down || self.state != Some(AccountState::Online) {
             return MessageResult(PollDirective::Stop);
         }
+        // The watchdog looks at the Sender only at its deadline: a dead one is restarted at
+        // the next poll answer, before the replies of this one reach the outbox.
+        if self.sender.as_ref().is_some_and(|s| !s.connected()) {
+            if let Some(client) = self.client.clone() {
+                self.restarted("sender", "sender died");
+                self.start_sender(ctx, &client);
+            }
+        }
         MessageResult(match r {
             PollReport::Idle { .. } => {
                 self.polled();
                 if self.store_down {
                     // Paused until the store takes writes again (see `try_recover`).
+                    self.watch_store(ctx);
                     return MessageResult(PollDirective::Stop);
                 }
                 PollDirective::Continue(Duration::ZERO)
@@ -1120,6 +1213,7 @@ impl Handler<PollReport> for Account {
                 }
                 if self.store_down {
                     // Paused: what was received is kept until the store recovers.
+                    self.watch_store(ctx);
                     return MessageResult(PollDirective::Stop);
                 }
                 PollDirective::Continue(Duration::ZERO)
@@ -1169,7 +1263,7 @@ impl Handler<SenderReport> for Account {
 
 impl Handler<Enqueue> for Account {
     type Result = Result<crate::store::OutMsg, FleetError>;
-    fn handle(&mut self, m: Enqueue, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         let new = NewOut {
             to_name: self.name_of(&m.target),
             target: m.target,
@@ -1179,6 +1273,7 @@ impl Handler<Enqueue> for Account {
             Ok(m) => m,
             Err(e) => {
                 self.store_fault(&e.to_string());
+                self.watch_store(ctx);
                 return Err(FleetError::StoreUnavailable {
                     id: self.cfg.id.clone(),
                     message: e.to_string(),

@@ -47,6 +47,7 @@ fn harness(qq: u64) -> Harness {
         handlers: None,
         scan_window: None,
         clock_offset_file: None,
+        gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
     });
     Harness {
         script,

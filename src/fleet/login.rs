@@ -9,13 +9,18 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::account::Account;
+use super::gate::{LoginGate, Slot};
 use super::messages::{LoginReport, Stop};
 use super::webqq::WebQq;
 use crate::events::LoginMethod;
 use crate::protocol::{ProtocolError, QrStatus};
 
-/// How many transport errors in a row a QR check tolerates before the attempt fails.
-const QR_CHECK_RETRIES: u32 = 3;
+/// How long a QR code is kept while its status checks fail (the server unreachable): the
+/// code's own lifetime (two minutes, WEBQQ.md §3.3) and a margin. A failed check is retried
+/// on the same code; only a code the server calls expired, or one this old, is replaced.
+const QR_KEEP: Duration = Duration::from_secs(130);
+/// The longest pause between two checks of a code whose checks fail.
+const QR_CHECK_BACKOFF_CAP: Duration = Duration::from_secs(8);
 
 /// One login attempt.
 pub struct Login {
@@ -27,6 +32,11 @@ pub struct Login {
     /// Pause between two ptqrlogin checks.
     pub qr_check: Duration,
     pub account: Addr<Account>,
+    /// The fleet-wide gate every attempt passes through.
+    pub gate: Arc<LoginGate>,
+    /// The gate's slot, when the Account got one at once; otherwise the attempt waits for
+    /// one first (the account shows `starting` meanwhile).
+    pub slot: Option<Slot>,
 }
 
 impl Actor for Login {
@@ -37,9 +47,20 @@ impl Actor for Login {
         let client = self.client.clone();
         let account = self.account.clone();
         let (qq, every) = (self.qq, self.qr_check);
+        let gate = self.gate.clone();
+        let slot = self.slot.take();
         let attempt = async move {
+            let slot = match slot {
+                Some(s) => s,
+                None => {
+                    let s = gate.enter().await;
+                    account.do_send(LoginReport::Admitted { gen });
+                    s
+                }
+            };
+            // The slot is held until the attempt ends (dropped with this future).
             match method {
-                LoginMethod::Qr => qr_login(client, account, gen, qq, every).await,
+                LoginMethod::Qr => qr_login(client, account, gen, qq, every, &gate, slot).await,
                 LoginMethod::Resume => client.resume().await,
                 LoginMethod::Relink => client.relink().await,
             }
@@ -73,27 +94,44 @@ pub fn rejected(e: &ProtocolError) -> bool {
     !e.is_transient()
 }
 
-/// QR login: show a code, wait for the scan by `qq`, then finish the login. An expired code
-/// is replaced by a new one (a human may take a while).
+/// QR login: show a code, wait for the scan by `qq`, then finish the login. A code is kept
+/// until the server says it expired (a failed check is retried on the same code); an expired
+/// code gives the gate's slot back, queues again, and waits its turn for a new code.
 async fn qr_login(
     client: Arc<dyn WebQq>,
     account: Addr<Account>,
     gen: u64,
     qq: u64,
     every: Duration,
+    gate: &LoginGate,
+    slot: Slot,
 ) -> Result<(), ProtocolError> {
+    let mut slot = Some(slot);
     loop {
+        if slot.is_none() {
+            slot = Some(match gate.try_enter() {
+                Some(s) => s,
+                None => {
+                    account.do_send(LoginReport::Queued { gen });
+                    let s = gate.enter().await;
+                    account.do_send(LoginReport::Admitted { gen });
+                    s
+                }
+            });
+        }
+        gate.qr_turn().await;
         let qr = client.fetch_qr().await?;
+        let fetched = tokio::time::Instant::now();
         account.do_send(LoginReport::QrReady {
             gen,
             png: qr.png.clone(),
             qrsig: qr.qrsig.clone(),
         });
-        let mut errors = 0;
+        let mut pause = every;
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(pause).await;
             match client.check_qr(qr.clone()).await {
-                Ok(QrStatus::Waiting) | Ok(QrStatus::Scanned) => errors = 0,
+                Ok(QrStatus::Waiting) | Ok(QrStatus::Scanned) => pause = every,
                 Ok(QrStatus::Expired) => break,
                 Ok(QrStatus::Confirmed {
                     check_sig_url,
@@ -113,10 +151,19 @@ async fn qr_login(
                     let _ = account.send(LoginReport::Scanned { gen }).await;
                     return client.finish_login(qq).await;
                 }
-                Err(e) if e.is_transient() && errors < QR_CHECK_RETRIES => errors += 1,
+                Err(e) if e.is_transient() => {
+                    if fetched.elapsed() >= QR_KEEP {
+                        // The code has expired on the server by now.
+                        break;
+                    }
+                    tracing::debug!(error = %e, "QR check failed; the same code is checked again");
+                    pause = (pause * 2).clamp(Duration::from_secs(1), QR_CHECK_BACKOFF_CAP);
+                }
                 Err(e) => return Err(e),
             }
         }
+        // Expired unscanned: let the logins queued behind this one in first.
+        drop(slot.take());
     }
 }
 

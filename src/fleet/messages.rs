@@ -133,6 +133,10 @@ pub enum LoginReport {
     /// check_sig is done: the scan's cookies can be saved (the Login waits for this to be
     /// handled before it goes on).
     Scanned { gen: u64 },
+    /// The attempt got its slot of the fleet-wide login gate after waiting for it.
+    Admitted { gen: u64 },
+    /// The attempt gave its slot back (its QR code expired unscanned) and waits again.
+    Queued { gen: u64 },
     /// Logged in.
     Done { gen: u64, method: LoginMethod },
     /// The attempt failed.

@@ -13,9 +13,12 @@
 pub mod account;
 pub mod breaker;
 pub mod crash;
+pub mod gate;
 pub mod handler;
 pub mod handoff;
 pub mod login;
+#[cfg(test)]
+mod login_tests;
 pub mod messages;
 pub mod notify;
 pub mod phone;
@@ -62,6 +65,9 @@ pub enum FleetError {
     /// message can be accepted until it recovers, which the account notices by itself.
     #[error("account `{id}` cannot accept messages now: its data directory refuses writes ({message}); it recovers by itself once the disk takes writes again")]
     StoreUnavailable { id: String, message: String },
+    /// The accounts cannot fit in the open-file limit (the message says what to raise).
+    #[error("{0}")]
+    DoesNotFit(String),
     /// No account file with this id.
     #[error("no account `{0}`")]
     UnknownAccount(String),

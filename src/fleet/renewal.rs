@@ -109,6 +109,24 @@ impl Account {
     }
 
     /// Every tick while online: starts the renewal when its instant has come.
+    /// How long until the renewal can be due, for the account's next tick (an idle account
+    /// ticks only when something can be due). With the test clock (debug hook) the clock can
+    /// jump at any time, so every second.
+    /// A renewal login is under way (its QR waits, or it switches over).
+    pub(super) fn renewal_active(&self) -> bool {
+        self.renewal.active.is_some()
+    }
+
+    pub(super) fn renewal_wait(&self) -> Option<Duration> {
+        let due = self.renewal.due?;
+        if self.deps.clock_offset_file.is_some() {
+            return Some(Duration::from_secs(1));
+        }
+        let now = renewal_now(None);
+        let at = due.max(self.renewal.not_before);
+        Some(Duration::from_secs(at.saturating_sub(now).max(1) as u64))
+    }
+
     pub(super) fn renewal_tick(&mut self, ctx: &mut Context<Self>) {
         let Some(due) = self.renewal.due else {
             return;
@@ -153,6 +171,9 @@ impl Account {
             qq: self.cfg.qq,
             qr_check: Duration::from_secs(self.cfg.supervision.qr_check_secs),
             account: ctx.address(),
+            // A renewal scan is a login like any other: it takes its turn at the fleet's gate.
+            gate: self.deps.gate.clone(),
+            slot: self.deps.gate.try_enter(),
         }
         .start();
         self.renewal.active = Some(Attempt {
@@ -190,6 +211,8 @@ impl Account {
             LoginReport::QrReady { gen, .. }
             | LoginReport::Confirmed { gen }
             | LoginReport::Scanned { gen }
+            | LoginReport::Admitted { gen }
+            | LoginReport::Queued { gen }
             | LoginReport::Done { gen, .. }
             | LoginReport::Failed { gen, .. } => *gen,
         };
@@ -209,6 +232,8 @@ impl Account {
             // The old session still serves and stays the saved one until the switch: a crash
             // before it resumes the old session (or scans anew if the server dropped it).
             LoginReport::Scanned { .. } => {}
+            // Waiting at (or let through) the fleet's login gate: the account stays online.
+            LoginReport::Admitted { .. } | LoginReport::Queued { .. } => {}
             LoginReport::Done { .. } => self.renewal_switch(ctx),
             LoginReport::Failed {
                 reason, rejected, ..

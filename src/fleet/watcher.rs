@@ -84,9 +84,25 @@ pub fn spawn(
     let mut known = Known::default();
     known.sync(&dir, &sup);
     let (tx, rx) = mpsc::channel::<()>();
-    let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |_res| {
-        let _ = tx.send(());
-    })?;
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            // Only a change is a nudge. The scan itself opens and reads every file, and
+            // inotify reports those accesses: nudging on them made the watcher rescan the
+            // whole folder every debounce window forever (at 1,000 accounts, most of the
+            // idle fleet's CPU).
+            let change = match &res {
+                Ok(events) => events
+                    .iter()
+                    .any(|e| !matches!(e.event.kind, notify::EventKind::Access(_))),
+                Err(_) => true,
+            };
+            if change {
+                let _ = tx.send(());
+            }
+        },
+    )?;
     debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -162,6 +178,7 @@ mod tests {
             handlers: None,
             scan_window: None,
             clock_offset_file: None,
+            gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
         });
         let sys = actix::System::new();
         sys.block_on(async move {

@@ -218,6 +218,8 @@ pub mod fake {
         pub scans_after: u32,
         /// The QQ number that "scans".
         pub scanned_by: u64,
+        /// Answers of the next QR checks, before `scans_after` decides (a failed check).
+        pub qr_checks: VecDeque<Result<QrStatus, ProtocolError>>,
         /// Results of the next resume calls (default Ok).
         pub resumes: VecDeque<Result<(), ProtocolError>>,
         /// Results of the next relink calls (default Ok).
@@ -277,6 +279,9 @@ pub mod fake {
         }
         fn check_qr(&self, _qr: Qr) -> Fut<QrStatus> {
             let mut s = self.s();
+            if let Some(r) = s.qr_checks.pop_front() {
+                return Box::pin(async move { r });
+            }
             s.counts.check_qr += 1;
             let ans = if s.counts.check_qr > s.scans_after {
                 QrStatus::Confirmed {

@@ -196,9 +196,9 @@ impl Bot {
 pub struct OneBot {
     me: Weak<OneBot>,
     pub store: Arc<dyn Store>,
+    /// The database; each bot opens its two trees from it when it is made (the process keeps
+    /// no tree handle of its own, so a store reopened after a write error is not held back).
     sled: Arc<SledStore>,
-    ids_tree: sled::Tree,
-    events_tree: sled::Tree,
     defaults: Defaults,
     pub bots: DashMap<String, Arc<Bot>>,
     rt: OnceLock<tokio::runtime::Handle>,
@@ -214,8 +214,9 @@ impl OneBot {
         sled: Arc<SledStore>,
         defaults: Defaults,
     ) -> Result<Arc<OneBot>, OneBotError> {
-        let ids_tree = sled.open_tree("onebot_ids")?;
-        let events_tree = sled.open_tree("onebot_events")?;
+        // Both trees exist (and the database answers) before any account starts.
+        sled.open_tree("onebot_ids")?;
+        sled.open_tree("onebot_events")?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -227,8 +228,6 @@ impl OneBot {
             me: me.clone(),
             store,
             sled,
-            ids_tree,
-            events_tree,
             defaults,
             bots: DashMap::new(),
             rt: OnceLock::new(),
@@ -282,18 +281,29 @@ impl OneBot {
     }
 
     /// The bot of an account file, created (or rebuilt when its settings changed).
-    fn bot_for(&self, cfg: &AccountFile) -> Arc<Bot> {
+    fn bot_for(&self, cfg: &AccountFile) -> Option<Arc<Bot>> {
         let settings = Settings::resolve(&cfg.onebot, &self.defaults);
         if let Some(b) = self.bots.get(&cfg.id) {
             if b.settings == settings && b.self_id == cfg.qq {
-                return b.clone();
+                return Some(b.clone());
             }
         }
+        let trees = self
+            .sled
+            .open_tree("onebot_events")
+            .and_then(|e| Ok((e, self.sled.open_tree("onebot_ids")?)));
+        let (events_tree, ids_tree) = match trees {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(account = %cfg.id, error = %e, "OneBot queue not opened; the account runs without its bot until it restarts");
+                return None;
+            }
+        };
         let bot = Arc::new(Bot {
             id: cfg.id.clone(),
             self_id: cfg.qq,
-            queue: event::EventQueue::open(self.events_tree.clone(), &cfg.id, event::QUEUE_CAP),
-            ids: ids::Ids::new(self.ids_tree.clone(), &cfg.id),
+            queue: event::EventQueue::open(events_tree, &cfg.id, event::QUEUE_CAP),
+            ids: ids::Ids::new(ids_tree, &cfg.id),
             settings,
             wake: Notify::new(),
             sinks: Mutex::new(Vec::new()),
@@ -304,13 +314,13 @@ impl OneBot {
             old.stop();
         }
         let Some(me) = self.me.upgrade() else {
-            return bot;
+            return Some(bot);
         };
         self.spawn(&bot, delivery::run(me.clone(), bot.clone()));
         if let Some(url) = bot.settings.ws_reverse_url.clone() {
             self.spawn(&bot, ws::reverse(me, bot.clone(), url));
         }
-        bot
+        Some(bot)
     }
 }
 
@@ -324,7 +334,7 @@ impl MakeHandler for OneBot {
             }
             return None;
         }
-        let bot = self.bot_for(cfg);
+        let bot = self.bot_for(cfg)?;
         Some(Box::new(BotHandler {
             ob: self.me.upgrade()?,
             bot,

@@ -151,10 +151,11 @@ pub async fn get_contacts(State(sim): S, Path(qq): Path<u64>) -> Response {
 pub async fn list_qr(State(sim): S) -> Json<Value> {
     let now = sim.now();
     let mut w = sim.world();
-    w.expire_qrs(now, sim.cfg.qr_lifetime.as_millis() as u64);
+    let lifetime = sim.cfg.qr_lifetime.as_millis() as u64;
     Json(Value::Array(
         w.qrs
-            .iter()
+            .list(now, lifetime)
+            .into_iter()
             .map(|q| json!({"qrsig": q.qrsig, "token": q.token, "state": q.state, "qq": q.qq}))
             .collect(),
     ))

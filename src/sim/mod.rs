@@ -23,6 +23,7 @@ pub mod faults;
 mod info;
 mod ptlogin;
 pub mod qr;
+pub mod qrbook;
 mod request;
 mod routes;
 mod server;
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{IdleAnswer, SimConfig};
+pub use server::bind;
 
 /// Command-line arguments of `qqfleet sim`. Flags override the `--config` file.
 #[derive(Debug, Clone, clap::Args)]
@@ -269,12 +271,21 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
             args.listen
         )));
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| SimError::Bind {
-            addr: args.listen,
-            source,
-        })?;
+    // One socket per held poll: a simulator serving 10,000 accounts needs more than the
+    // usual soft limit of 1,024.
+    match crate::fdlimit::raise() {
+        Ok((before, after)) => tracing::info!(
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "open-file limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "open-file limit unreadable; not raised"),
+    }
+    let listener = server::bind(args.listen).map_err(|source| SimError::Bind {
+        addr: args.listen,
+        source,
+    })?;
     let handle = serve(config, listener).await?;
     {
         use std::io::Write;

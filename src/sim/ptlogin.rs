@@ -58,9 +58,11 @@ pub fn ptqrshow(sim: &Arc<Sim>, req: &Req) -> Outcome {
         Err(_) => return Outcome::new(status(StatusCode::INTERNAL_SERVER_ERROR, "qr"), None, None),
     };
     {
+        let now = sim.now();
+        let lifetime = sim.cfg.qr_lifetime.as_millis() as u64;
         let mut w = sim.world();
         if let Some(old) = req.cookie("qrsig") {
-            if let Some(q) = w.qr_mut(old) {
+            if let Some(q) = w.qr_mut(old, now, lifetime) {
                 if matches!(q.state, QrState::Waiting | QrState::Scanned) {
                     q.state = QrState::Expired;
                 }
@@ -102,18 +104,15 @@ pub fn scan(sim: &Sim, key: &str, qq: Option<u64>, confirm: bool) -> Result<u64,
     let now = sim.now();
     let lifetime = sim.cfg.qr_lifetime.as_millis() as u64;
     let mut w = sim.world();
-    w.expire_qrs(now, lifetime);
+    let state = w
+        .qr_mut(key, now, lifetime)
+        .map(|q| q.state)
+        .ok_or(ScanError::UnknownQr)?;
     let qq = match qq {
         Some(q) => q,
         None => w.fresh_qq(),
     };
     let c = &sim.cfg;
-    let state = w
-        .qrs
-        .iter()
-        .find(|q| q.qrsig == key || q.token == key)
-        .map(|q| q.state)
-        .ok_or(ScanError::UnknownQr)?;
     if state != QrState::Waiting {
         return Err(ScanError::NotWaiting(state));
     }
@@ -126,11 +125,7 @@ pub fn scan(sim: &Sim, key: &str, qq: Option<u64>, confirm: bool) -> Result<u64,
         c.group_members,
         false,
     );
-    let q = w
-        .qrs
-        .iter_mut()
-        .find(|q| q.qrsig == key || q.token == key)
-        .ok_or(ScanError::UnknownQr)?;
+    let q = w.qr_mut(key, now, lifetime).ok_or(ScanError::UnknownQr)?;
     q.qq = Some(qq);
     q.state = if confirm {
         QrState::Confirmed
@@ -144,11 +139,8 @@ pub fn scan(sim: &Sim, key: &str, qq: Option<u64>, confirm: bool) -> Result<u64,
 pub fn confirm(sim: &Sim, key: &str) -> Result<u64, ScanError> {
     let now = sim.now();
     let mut w = sim.world();
-    w.expire_qrs(now, sim.cfg.qr_lifetime.as_millis() as u64);
     let q = w
-        .qrs
-        .iter_mut()
-        .find(|q| q.qrsig == key || q.token == key)
+        .qr_mut(key, now, sim.cfg.qr_lifetime.as_millis() as u64)
         .ok_or(ScanError::UnknownQr)?;
     if q.state != QrState::Scanned {
         return Err(ScanError::NotWaiting(q.state));
@@ -198,8 +190,7 @@ pub fn ptqrlogin(sim: &Sim, req: &Req) -> Outcome {
     }
     let now = sim.now();
     let mut w = sim.world();
-    w.expire_qrs(now, sim.cfg.qr_lifetime.as_millis() as u64);
-    let Some(q) = w.qr_mut(&qrsig) else {
+    let Some(q) = w.qr_mut(&qrsig, now, sim.cfg.qr_lifetime.as_millis() as u64) else {
         return Outcome::new(expired(), None, Some(65));
     };
     let qq = q.qq;

@@ -13,6 +13,22 @@ use tower::Service;
 
 use super::request::ConnAbort;
 
+/// Pending connections the kernel may queue before accept (capped by `net.core.somaxconn`).
+/// tokio's default of 1,024 refused connections when thousands of accounts started at once.
+pub const BACKLOG: u32 = 8192;
+
+/// Binds a listener with a [`BACKLOG`] deep enough for a fleet starting at once.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Accepts connections until `shutdown` turns true.
 pub async fn accept_loop(
     listener: TcpListener,

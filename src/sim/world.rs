@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-/// QR codes kept for `/sim/qr` (older ones are forgotten).
-pub const MAX_QRS: usize = 2048;
+/// QR codes kept for `ptqrlogin` and `/sim/qr` (older ones are forgotten).
+pub use super::qrbook::MAX_QRS;
 /// Logins kept per account; older ones die (bounded memory for clients that re-scan a lot).
 pub const MAX_LOGINS_PER_ACCOUNT: usize = 4;
 /// Entries of `/sim/sent` kept per account.
@@ -565,7 +565,7 @@ pub struct World {
     pub login_by_supertoken: HashMap<String, u64>,
     pub sessions: HashMap<u64, Session>,
     pub session_by_psid: HashMap<String, u64>,
-    pub qrs: VecDeque<Qr>,
+    pub qrs: super::qrbook::QrBook,
     /// Requests per endpoint for `/sim/stats`.
     pub requests: BTreeMap<String, u64>,
     next_id: u64,
@@ -627,30 +627,14 @@ impl World {
         }
     }
 
-    /// The QR with this qrsig.
-    pub fn qr_mut(&mut self, qrsig: &str) -> Option<&mut Qr> {
-        self.qrs.iter_mut().find(|q| q.qrsig == qrsig)
-    }
-
-    /// Marks QR codes past their lifetime as expired.
-    pub fn expire_qrs(&mut self, now: u64, lifetime_ms: u64) {
-        for q in self.qrs.iter_mut() {
-            if matches!(
-                q.state,
-                QrState::Waiting | QrState::Scanned | QrState::Confirmed
-            ) && now.saturating_sub(q.created_ms) >= lifetime_ms
-            {
-                q.state = QrState::Expired;
-            }
-        }
+    /// The QR named by its qrsig or token, marked expired first if its time is over.
+    pub fn qr_mut(&mut self, key: &str, now: u64, lifetime_ms: u64) -> Option<&mut Qr> {
+        self.qrs.find_mut(key, now, lifetime_ms)
     }
 
     /// Adds a QR code, forgetting the oldest beyond [`MAX_QRS`].
     pub fn add_qr(&mut self, qr: Qr) {
-        if self.qrs.len() >= MAX_QRS {
-            self.qrs.pop_front();
-        }
-        self.qrs.push_back(qr);
+        self.qrs.push(qr);
     }
 
     /// Creates a ptlogin login for `qq` (QR confirmed and polled, or bulk minting).

@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 
 #[path = "../fleet_common/mod.rs"]
 mod fleet_common;
+
+#[path = "../../examples/support/plot.rs"]
+mod plot;
 use fleet_common::{get, http, token_file, write_account};
 
 /// What one soak does.
@@ -789,6 +792,16 @@ pub async fn run(cfg: SoakConfig) -> Value {
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
+    // Memory over time, drawn by the soak itself (docs/RELIABILITY.md shows one).
+    let points: Vec<(f64, f64)> = rss.iter().map(|&(t, k)| (t, k as f64 / 1024.0)).collect();
+    plot::line_plot(
+        &cfg.out_dir.join("memory.png"),
+        "qqfleet resident memory during the chaos soak",
+        "seconds",
+        "MiB",
+        &[("fleet RSS", points)],
+    )
+    .expect("memory plot written");
     report
 }
 

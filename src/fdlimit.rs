@@ -1,0 +1,93 @@
+//! The open-file limit: every parked long poll is one socket, so a fleet of N accounts
+//! needs about N descriptors and meets this limit long before memory or CPU.
+//!
+//! At start `qqfleet run` and `qqfleet sim` raise the soft limit (often 1,024) to the hard
+//! one, say so in the log, and the fleet refuses to start when its accounts cannot fit
+//! rather than failing accept() and connect() at random later.
+
+/// Descriptors an account needs: its parked poll, and at times a send or login request
+/// on a second pooled connection.
+pub const PER_ACCOUNT: u64 = 1;
+/// Descriptors the process needs besides the accounts: the store, the admin API and its
+/// clients, logs, the runtime, sends and contacts refreshes in flight.
+pub const RESERVE: u64 = 256;
+
+/// The soft and hard `RLIMIT_NOFILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoFile {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The current limit.
+pub fn current() -> std::io::Result<NoFile> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(NoFile {
+        soft: r.rlim_cur,
+        hard: r.rlim_max,
+    })
+}
+
+/// Raises the soft limit to the hard one; returns the limit before and after.
+pub fn raise() -> std::io::Result<(NoFile, NoFile)> {
+    let before = current()?;
+    if before.soft < before.hard {
+        let r = libc::rlimit {
+            rlim_cur: before.hard,
+            rlim_max: before.hard,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, current()?))
+}
+
+/// Descriptors a fleet of `accounts` needs with `max_logins` logins in progress.
+pub fn needed(accounts: u64, max_logins: u64) -> u64 {
+    accounts * PER_ACCOUNT + max_logins.min(accounts) + RESERVE
+}
+
+/// Why a fleet does not fit, in words for the operator; `None` when it fits.
+pub fn misfit(accounts: u64, max_logins: u64, limit: NoFile) -> Option<String> {
+    let need = needed(accounts, max_logins);
+    (need > limit.soft).then(|| {
+        format!(
+            "{accounts} accounts need about {need} open files, but the limit is {} (hard limit {}): \
+raise it (`ulimit -n`, LimitNOFILE= in a systemd unit) or run fewer accounts in this process",
+            limit.soft, limit.hard
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raising_reaches_the_hard_limit() {
+        let (before, after) = raise().unwrap();
+        assert_eq!(after.soft, after.hard);
+        assert_eq!(before.hard, after.hard);
+    }
+
+    #[test]
+    fn a_fleet_too_big_for_the_limit_is_named() {
+        let limit = NoFile {
+            soft: 20_000,
+            hard: 20_000,
+        };
+        assert_eq!(misfit(10_000, 256, limit), None);
+        let why = misfit(25_000, 256, limit).unwrap();
+        assert!(why.contains("25000 accounts"), "{why}");
+        assert!(why.contains("20000"), "{why}");
+    }
+}
