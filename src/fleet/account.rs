@@ -125,6 +125,8 @@ pub struct Account {
     /// A recovery check is armed (1 s after a store fault, again while it lasts): an idle
     /// account has no periodic tick to notice the disk taking writes again.
     store_watch: bool,
+    /// The pending [`Self::tick`] (see [`Self::arm_tick`]).
+    tick_handle: Option<SpawnHandle>,
     /// Renewal scans inside the scan window (`renewal.rs`).
     renewal: renewal::Renewal,
 }
@@ -175,6 +177,7 @@ impl Account {
             store_down: false,
             unrecorded: Default::default(),
             store_watch: false,
+            tick_handle: None,
             renewal: Default::default(),
         }
     }
@@ -391,6 +394,8 @@ impl Account {
             slot,
         };
         self.login = Some(login.start());
+        // A login is watched every few seconds (a dead Login child is noticed).
+        self.arm_tick(ctx);
     }
 
     /// The state of a login attempt that holds its gate slot.
@@ -427,6 +432,8 @@ impl Account {
             s.session = known.then(|| SessionInfo::from_login(logged_in_at));
         });
         self.plan_renewal(logged_in_at);
+        // Online: the next tick moves out to the watchdog's deadline (or the renewal's).
+        self.arm_tick(ctx);
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
         // A new session has new pseudo uins: its contacts are needed at once (the Sender
@@ -818,15 +825,22 @@ impl Account {
                     .max(Duration::from_secs(1));
                 self.renewal_wait().map_or(watch, |r| watch.min(r))
             }
-            Some(AccountState::Starting | AccountState::AwaitingScan | AccountState::LoggingIn) => {
+            None
+            | Some(AccountState::Starting | AccountState::AwaitingScan | AccountState::LoggingIn) => {
                 tick
             }
             _ => watchdog,
         };
-        ctx.run_later(next, |act, ctx| {
+        // One pending tick at a time: a re-arm (the state changed, so something may be due
+        // sooner) replaces the one armed before.
+        if let Some(h) = self.tick_handle.take() {
+            ctx.cancel_future(h);
+        }
+        self.tick_handle = Some(ctx.run_later(next, |act, ctx| {
+            act.tick_handle = None;
             act.tick(ctx);
             act.arm_tick(ctx);
-        });
+        }));
     }
 
     /// Watchdog and child liveness (armed by [`Self::arm_tick`]).
