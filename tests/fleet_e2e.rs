@@ -14,20 +14,11 @@ use serde_json::{json, Value};
 
 mod fleet_common;
 use fleet_common::{
-    account, eventually, get, http, login, post, rand_suffix, sigterm, tail, token_file, wait_exit,
-    wait_state, write_account, Fleet, FleetRun, ADMIN_TOKEN,
+    account, eventually, get, http, login, post, rand_suffix, serve_sim, sigterm, sim, tail,
+    token_file, wait_exit, wait_state, write_account, Fleet, FleetRun, Sim, ADMIN_TOKEN,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
-
-async fn sim() -> Sim {
-    sim_with(qqfleet::sim::SimConfig::default()).await
-}
 
 async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
     let cfg = qqfleet::sim::SimConfig {
@@ -36,12 +27,7 @@ async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
         target_burst_per_min: 0,
         ..cfg
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
+    serve_sim(cfg).await
 }
 
 /// Starts `qqfleet run --sim-url` and waits for its admin API line.

@@ -14,16 +14,11 @@ use serde_json::{json, Value};
 mod fleet_common;
 mod sim_common;
 use fleet_common::{
-    account, eventually_every, get, post, tail, token_file, wait_state, write_account, Fleet,
-    FleetRun,
+    account, eventually_every, get, post, serve_sim, tail, token_file, wait_state, write_account,
+    Fleet, FleetRun, Sim,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
 
 /// The simulator with 1 s polls and the given anti-spam rules.
 async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
@@ -31,12 +26,7 @@ async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
         hold: Duration::from_secs(1),
         ..cfg
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
+    serve_sim(cfg).await
 }
 
 /// No anti-spam rule: tests that are not about pacing.

@@ -14,30 +14,11 @@ use serde_json::{json, Value};
 
 mod fleet_common;
 use fleet_common::{
-    get, http, post, rand_suffix, sigterm, tail_n, wait_exit, write_account, Fleet, FleetRun,
+    get, http, post, rand_suffix, sigterm, sim, tail_n, wait_exit, write_account, Fleet, FleetRun,
+    Sim,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
-
-async fn sim() -> Sim {
-    let cfg = qqfleet::sim::SimConfig {
-        hold: Duration::from_secs(1),
-        send_min_interval: Duration::ZERO,
-        target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
 
 /// Starts `qqfleet run` with `extra` arguments and waits for its admin API line.
 fn start(dir: &Path, data: &str, sim: &Sim, extra: &[String]) -> Fleet {

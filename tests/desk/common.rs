@@ -14,30 +14,11 @@ use serde_json::{json, Value};
 pub mod fleet_common;
 #[allow(unused_imports)] // each test binary uses some of them
 pub use fleet_common::{
-    account, eventually, http, token_file, write_account, Fleet, FleetRun, ADMIN_TOKEN,
+    account, eventually, http, serve_sim, sim, token_file, write_account, Fleet, FleetRun, Sim,
+    ADMIN_TOKEN,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-pub struct Sim {
-    pub base: String,
-    pub _handle: qqfleet::sim::SimHandle,
-}
-
-pub async fn sim() -> Sim {
-    let cfg = qqfleet::sim::SimConfig {
-        hold: Duration::from_secs(1),
-        send_min_interval: Duration::ZERO,
-        target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
 
 pub fn account_toml(qq: u64) -> String {
     format!("qq = {qq}\nenabled = true\n[supervision]\nqr_check_secs = 1\n")

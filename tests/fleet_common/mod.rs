@@ -75,6 +75,33 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::Ex
     None
 }
 
+/// The simulator served in the test process on 127.0.0.1.
+pub struct Sim {
+    pub base: String,
+    pub _handle: qqfleet::sim::SimHandle,
+}
+
+/// Serves the simulator with `cfg` as given on a free port.
+pub async fn serve_sim(cfg: qqfleet::sim::SimConfig) -> Sim {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
+    Sim {
+        base: handle.base_url(),
+        _handle: handle,
+    }
+}
+
+/// The simulator with 1 s polls and no anti-spam rule.
+pub async fn sim() -> Sim {
+    serve_sim(qqfleet::sim::SimConfig {
+        hold: Duration::from_secs(1),
+        send_min_interval: Duration::ZERO,
+        target_burst_per_min: 0,
+        ..qqfleet::sim::SimConfig::default()
+    })
+    .await
+}
+
 /// A `qqfleet run` child process and the admin API base it printed; killed when dropped so
 /// a failing test never leaves a fleet behind.
 pub struct Fleet {

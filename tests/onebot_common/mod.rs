@@ -12,31 +12,11 @@ use serde_json::Value;
 pub mod fleet_common;
 #[allow(unused_imports)]
 pub use fleet_common::{
-    account, eventually, get, http, post, sigterm, tail, token_file, wait_exit, write_account,
-    Fleet, FleetRun,
+    account, eventually, get, http, post, serve_sim, sigterm, sim, tail, token_file, wait_exit,
+    write_account, Fleet, FleetRun, Sim,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-pub struct Sim {
-    pub base: String,
-    pub _handle: qqfleet::sim::SimHandle,
-}
-
-pub async fn sim() -> Sim {
-    let cfg = qqfleet::sim::SimConfig {
-        hold: Duration::from_secs(1),
-        send_min_interval: Duration::ZERO,
-        target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
 
 /// Starts `qqfleet run --sim-url` with `extra` arguments and waits for its admin API line.
 pub fn start_fleet(dir: &Path, sim: &Sim, extra: &[&str]) -> Fleet {
