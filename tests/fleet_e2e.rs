@@ -7,24 +7,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod fleet_common;
-use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account, ADMIN_TOKEN};
+use fleet_common::{
+    account, eventually, get, http, login, post, rand_suffix, serve_sim, sigterm, sim, tail,
+    token_file, wait_exit, wait_state, write_account, Fleet, FleetRun, Sim, ADMIN_TOKEN,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
-
-async fn sim() -> Sim {
-    sim_with(qqfleet::sim::SimConfig::default()).await
-}
 
 async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
     let cfg = qqfleet::sim::SimConfig {
@@ -33,69 +27,17 @@ async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
         target_burst_per_min: 0,
         ..cfg
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
-
-struct Fleet {
-    child: Child,
-    api: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    serve_sim(cfg).await
 }
 
 /// Starts `qqfleet run --sim-url` and waits for its admin API line.
 fn start_fleet(dir: &Path, data: &str, sim: &Sim, env: &[(&str, &str)]) -> Fleet {
-    let stderr = dir.join(format!("{data}-{}.stderr", rand_suffix()));
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--accounts"])
-        .arg(dir.join("accounts"))
-        .arg("--data")
-        .arg(dir.join(data))
-        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
-        .arg("--admin-token-file")
-        .arg(token_file(dir))
-        .env("RUST_LOG", "info,qqfleet=debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("admin API: ") {
-                let _ = tx.send(rest.trim_end_matches("/api/accounts").to_string());
-            }
-        }
-    });
-    let api = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a,
-        Err(_) => panic!(
-            "fleet did not start: {}",
-            std::fs::read_to_string(&stderr).unwrap_or_default()
-        ),
-    };
-    Fleet { child, api, stderr }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    FleetRun::new(BIN, dir, &sim.base)
+        .data(dir.join(data))
+        .stderr(dir.join(format!("{data}-{}.stderr", rand_suffix())))
+        .rust_log("info,qqfleet=debug")
+        .env(env)
+        .start()
 }
 
 fn account_toml(qq: u64, extra: &str) -> String {
@@ -104,102 +46,10 @@ fn account_toml(qq: u64, extra: &str) -> String {
     )
 }
 
-async fn account(f: &Fleet, id: &str) -> Option<Value> {
-    let r = http()
-        .get(format!("{}/api/accounts/{id}", f.api))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.json().await.ok()
-}
-
 async fn state_of(f: &Fleet, id: &str) -> Option<String> {
     account(f, id)
         .await
         .and_then(|a| a["state"].as_str().map(String::from))
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > end {
-            panic!("timed out: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_state(f: &Fleet, id: &str, want: &str, within: Duration) {
-    let end = Instant::now() + within;
-    loop {
-        let a = account(f, id).await;
-        if a.as_ref().and_then(|a| a["state"].as_str()) == Some(want) {
-            return;
-        }
-        if Instant::now() > end {
-            panic!(
-                "{id}: wanted {want}, have {a:?}\n--- fleet log tail ---\n{}",
-                tail(&f.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn tail(p: &Path) -> String {
-    let t = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = t.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// The phone: reads the account's QR from the admin API, decodes the token from the image
-/// and scans it as `qq` through the simulator.
-async fn scan(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
-    let png = eventually("a QR code", Duration::from_secs(20), || async {
-        let r = http()
-            .get(format!("{}/api/accounts/{id}/qr", f.api))
-            .send()
-            .await
-            .ok()?;
-        if r.status() != 200 {
-            return None;
-        }
-        Some(r.bytes().await.ok()?.to_vec())
-    })
-    .await;
-    let url = qqfleet::fleet::login::decode_qr(&png).expect("the QR PNG decodes");
-    let token = url
-        .split("k=")
-        .nth(1)
-        .and_then(|s| s.split('&').next())
-        .expect("token in the QR URL")
-        .to_string();
-    let r = post(
-        &format!("{}/sim/qr/scan", sim.base),
-        json!({"token": token, "qq": qq, "confirm": true}),
-    )
-    .await;
-    assert!(
-        r.status().is_success(),
-        "scan refused: {:?}",
-        r.text().await
-    );
-}
-
-async fn login(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
-    scan(f, sim, id, qq).await;
-    wait_state(f, id, "online", Duration::from_secs(20)).await;
 }
 
 async fn sim_account(sim: &Sim, qq: u64) -> Value {
@@ -349,7 +199,7 @@ async fn three_accounts_log_in_by_qr_and_echo() {
         200
     );
     for (id, qq) in [("a", 20001), ("b", 20002), ("c", 20003)] {
-        login(&f, &sim, id, qq).await;
+        login(&f, &sim.base, id, qq).await;
     }
     let list = get(&format!("{}/api/accounts", f.api)).await;
     let list = list.as_array().unwrap();
@@ -435,7 +285,7 @@ async fn sigkill_with_a_full_outbox_delivers_each_message_once_without_a_new_sca
         "qq = 20011\n[supervision]\nqr_check_secs = 1\n[limits]\nsend_per_minute = 300\nsend_burst = 1\ntarget_per_minute = 600\ntarget_burst = 50\n",
     );
     let mut f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20011).await;
+    login(&f, &sim.base, "a", 20011).await;
     let (friend_qq, uin) = friend_uin(&sim, 20011).await;
     for i in 0..50 {
         let r = post(
@@ -505,7 +355,7 @@ async fn duplicate_delivery_and_a_crash_before_handling_reach_the_handler_once()
             ("QQFLEET_DEBUG_CRASH_BEFORE_HANDLER", "a"),
         ],
     );
-    login(&f, &sim, "a", 20021).await;
+    login(&f, &sim.base, "a", 20021).await;
     // The next event comes twice; the process dies after recording it, before handling.
     let r = post(
         &format!("{}/sim/faults", sim.base),
@@ -575,12 +425,12 @@ async fn hot_add_change_remove_and_invalid_leave_the_others_alone() {
     let dir = tempfile::tempdir().unwrap();
     write_account(dir.path(), "a", &account_toml(20031, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20031).await;
+    login(&f, &sim.base, "a", 20031).await;
     let a_since = account(&f, "a").await.unwrap()["since"].clone();
 
     // Hot-add.
     write_account(dir.path(), "b", &account_toml(20032, ""));
-    login(&f, &sim, "b", 20032).await;
+    login(&f, &sim.base, "b", 20032).await;
 
     // Change: restarted with the new settings, resumed without a scan.
     write_account(dir.path(), "b", &account_toml(20032, "handler = \"log\""));
@@ -602,7 +452,7 @@ async fn hot_add_change_remove_and_invalid_leave_the_others_alone() {
 
     // Fixing it starts it.
     write_account(dir.path(), "c", &account_toml(20033, ""));
-    login(&f, &sim, "c", 20033).await;
+    login(&f, &sim.base, "c", 20033).await;
 
     // Remove: logged out (WEBQQ.md §10: the channel by change_status2, the login by the
     // ptlogin logout), stopped and gone from the API.
@@ -620,7 +470,7 @@ async fn hot_add_change_remove_and_invalid_leave_the_others_alone() {
     // Back again: the logged-out session cannot resume, so it is a new scan.
     write_account(dir.path(), "b", &account_toml(20032, ""));
     wait_state(&f, "b", "awaiting_scan", Duration::from_secs(15)).await;
-    login(&f, &sim, "b", 20032).await;
+    login(&f, &sim.base, "b", 20032).await;
     let b = sim_account(&sim, 20032).await;
     assert_eq!(b["logins"], 2, "{b}");
 
@@ -636,7 +486,7 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
     let dir = tempfile::tempdir().unwrap();
     write_account(dir.path(), "a", &account_toml(20041, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20041).await;
+    login(&f, &sim.base, "a", 20041).await;
     let fault = |retcode: i64| {
         let url = format!("{}/sim/faults", sim.base);
         async move {
@@ -694,7 +544,7 @@ async fn retcode_faults_lead_back_online_or_to_stopped() {
     // Expired session: relink and resume fail, a new scan brings it back.
     post(&format!("{}/sim/expire", sim.base), json!({"qq": 20041})).await;
     wait_state(&f, "a", "awaiting_scan", Duration::from_secs(20)).await;
-    login(&f, &sim, "a", 20041).await;
+    login(&f, &sim.base, "a", 20041).await;
     assert_eq!(sim_account(&sim, 20041).await["logins"], 2);
 
     // Kick: stopped until an operator acts.
@@ -732,7 +582,7 @@ async fn a_friend_list_refresh_storm_never_gets_retcode_6() {
     let dir = tempfile::tempdir().unwrap();
     write_account(dir.path(), "a", &account_toml(20051, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20051).await;
+    login(&f, &sim.base, "a", 20051).await;
     for _ in 0..60 {
         let r = post(
             &format!("{}/api/accounts/a/contacts/refresh", f.api),
@@ -760,8 +610,8 @@ async fn a_panic_in_one_account_is_contained() {
     write_account(dir.path(), "a", &account_toml(20061, ""));
     write_account(dir.path(), "b", &account_toml(20062, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[("QQFLEET_DEBUG_HOOKS", "1")]);
-    login(&f, &sim, "a", 20061).await;
-    login(&f, &sim, "b", 20062).await;
+    login(&f, &sim.base, "a", 20061).await;
+    login(&f, &sim.base, "b", 20062).await;
     let b_since = account(&f, "b").await.unwrap()["since"].clone();
     let r = post(&format!("{}/api/accounts/a/debug/panic", f.api), json!({})).await;
     assert_eq!(r.status(), 202);
@@ -795,7 +645,7 @@ async fn ptwebqq_rotation_116_keeps_the_account_online() {
     let dir = tempfile::tempdir().unwrap();
     write_account(dir.path(), "a", &account_toml(20081, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20081).await;
+    login(&f, &sim.base, "a", 20081).await;
     let h0 = account(&f, "a").await.unwrap()["history"]
         .as_array()
         .unwrap()
@@ -842,7 +692,7 @@ async fn the_watchdog_restarts_a_silent_poller() {
         "qq = 20091\n[supervision]\nqr_check_secs = 1\nwatchdog_secs = 3\n",
     );
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20091).await;
+    login(&f, &sim.base, "a", 20091).await;
     // The next polls hang for 20 s (the hold is 1 s).
     let r = post(
         &format!("{}/sim/faults", sim.base),
@@ -869,7 +719,7 @@ async fn a_message_the_server_keeps_refusing_is_held_and_the_rest_flows() {
     let dir = tempfile::tempdir().unwrap();
     write_account(dir.path(), "a", &account_toml(20101, ""));
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20101).await;
+    login(&f, &sim.base, "a", 20101).await;
     let (_, uin) = friend_uin(&sim, 20101).await;
     // A uin of no friend in this session: the server answers 100001 every time.
     for (to, text) in [(1u64, "to nobody"), (uin, "to a friend")] {
@@ -919,7 +769,7 @@ async fn queued_messages_follow_their_target_into_a_new_session() {
         "qq = 20111\n[supervision]\nqr_check_secs = 1\n[limits]\nsend_per_minute = 12\nsend_burst = 1\n",
     );
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20111).await;
+    login(&f, &sim.base, "a", 20111).await;
     eventually("contacts fetched", Duration::from_secs(10), || async {
         let acc = sim_account(&sim, 20111).await;
         (acc["calls"]["get_user_friends2"].as_u64()? >= 1).then_some(())
@@ -938,7 +788,7 @@ async fn queued_messages_follow_their_target_into_a_new_session() {
     // The session dies (as after two days); a new scan makes a new session, new uins.
     post(&format!("{}/sim/expire", sim.base), json!({"qq": 20111})).await;
     wait_state(&f, "a", "awaiting_scan", Duration::from_secs(20)).await;
-    login(&f, &sim, "a", 20111).await;
+    login(&f, &sim.base, "a", 20111).await;
     let (_, new_uin) = friend_uin(&sim, 20111).await;
     assert_ne!(
         new_uin, old_uin,
@@ -968,8 +818,8 @@ async fn a_1202_is_never_resent_blindly() {
         &account_toml(20122, "on_uncertain = \"hold\""),
     );
     let f = start_fleet(dir.path(), "data", &sim, &[]);
-    login(&f, &sim, "a", 20121).await;
-    login(&f, &sim, "b", 20122).await;
+    login(&f, &sim.base, "a", 20121).await;
+    login(&f, &sim.base, "b", 20122).await;
     for (id, qq) in [("a", 20121u64), ("b", 20122)] {
         // Delivered, but answered 1202 ("maybe not sent", §8.2).
         let r = post(

@@ -5,23 +5,20 @@
 //!
 //! Every wait is a poll with a deadline; the simulator holds polls 1 s.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod fleet_common;
 mod sim_common;
-use fleet_common::{get, http, post, token_file, write_account};
+use fleet_common::{
+    account, eventually_every, get, post, serve_sim, tail, token_file, wait_state, write_account,
+    Fleet, FleetRun, Sim,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
 
 /// The simulator with 1 s polls and the given anti-spam rules.
 async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
@@ -29,12 +26,7 @@ async fn sim_with(cfg: qqfleet::sim::SimConfig) -> Sim {
         hold: Duration::from_secs(1),
         ..cfg
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
+    serve_sim(cfg).await
 }
 
 /// No anti-spam rule: tests that are not about pacing.
@@ -46,152 +38,32 @@ fn quiet_sim() -> qqfleet::sim::SimConfig {
     }
 }
 
-struct Fleet {
-    child: Child,
-    api: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 /// Starts `qqfleet run --sim-url` on `dir/<data>` and waits for its admin API line.
 fn start_fleet(dir: &Path, data: &Path, sim: &Sim, env: &[(&str, &str)]) -> Fleet {
-    let stderr = dir.join(format!("fleet-{}.stderr", rand_suffix()));
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--accounts"])
-        .arg(dir.join("accounts"))
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
-        .arg("--admin-token-file")
-        .arg(token_file(dir))
-        .env("RUST_LOG", "info,qqfleet=debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("admin API: ") {
-                let _ = tx.send(rest.trim_end_matches("/api/accounts").to_string());
-            }
-        }
-    });
-    let api = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a,
-        Err(_) => panic!(
-            "fleet did not start: {}",
-            std::fs::read_to_string(&stderr).unwrap_or_default()
-        ),
-    };
-    Fleet { child, api, stderr }
+    FleetRun::new(BIN, dir, &sim.base)
+        .data(data)
+        .rust_log("info,qqfleet=debug")
+        .env(env)
+        .start()
 }
 
-fn tail(p: &Path) -> String {
-    let t = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = t.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-async fn account(f: &Fleet, id: &str) -> Option<Value> {
-    let r = http()
-        .get(format!("{}/api/accounts/{id}", f.api))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.json().await.ok()
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+/// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `within`.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > end {
-            panic!("timed out: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_every(what, within, Duration::from_millis(50), f).await
 }
 
-async fn wait_state(f: &Fleet, id: &str, want: &str, within: Duration) {
-    let end = Instant::now() + within;
-    loop {
-        let a = account(f, id).await;
-        if a.as_ref().and_then(|a| a["state"].as_str()) == Some(want) {
-            return;
-        }
-        if Instant::now() > end {
-            panic!(
-                "{id}: wanted {want}, have {a:?}\n--- fleet log tail ---\n{}",
-                tail(&f.stderr)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The phone, polling the QR code every 50 ms like [`eventually`].
+async fn scan(f: &Fleet, sim_base: &str, id: &str, qq: u64) {
+    fleet_common::scan_every(f, sim_base, id, qq, Duration::from_millis(50)).await
 }
 
-/// The phone: reads the account's QR from the admin API and scans it as `qq`.
-async fn scan(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
-    let png = eventually("a QR code", Duration::from_secs(20), || async {
-        let r = http()
-            .get(format!("{}/api/accounts/{id}/qr", f.api))
-            .send()
-            .await
-            .ok()?;
-        if r.status() != 200 {
-            return None;
-        }
-        Some(r.bytes().await.ok()?.to_vec())
-    })
-    .await;
-    let url = qqfleet::fleet::login::decode_qr(&png).expect("the QR PNG decodes");
-    let token = url
-        .split("k=")
-        .nth(1)
-        .and_then(|s| s.split('&').next())
-        .expect("token in the QR URL")
-        .to_string();
-    let r = post(
-        &format!("{}/sim/qr/scan", sim.base),
-        json!({"token": token, "qq": qq, "confirm": true}),
-    )
-    .await;
-    assert!(
-        r.status().is_success(),
-        "scan refused: {:?}",
-        r.text().await
-    );
-}
-
-async fn login(f: &Fleet, sim: &Sim, id: &str, qq: u64) {
-    scan(f, sim, id, qq).await;
-    wait_state(f, id, "online", Duration::from_secs(20)).await;
+/// [`scan`], then online within 20 s.
+async fn login(f: &Fleet, sim_base: &str, id: &str, qq: u64) {
+    fleet_common::login_every(f, sim_base, id, qq, Duration::from_millis(50)).await
 }
 
 async fn sent(sim: &Sim, qq: u64) -> Vec<Value> {
@@ -262,7 +134,7 @@ async fn pacing_survives_a_sigkill_and_no_reply_is_lost() {
          [limits]\nsend_per_minute = 40\nsend_burst = 1\ntarget_per_minute = 600\ntarget_burst = 50\n",
     );
     let mut f = start_fleet(dir.path(), &data, &sim, &[]);
-    login(&f, &sim, "a", 21001).await;
+    login(&f, &sim.base, "a", 21001).await;
     let c = contacts(&sim, 21001).await;
     let friends: Vec<u64> = c["friends"]
         .as_array()
@@ -502,7 +374,7 @@ async fn an_uncertain_send_is_confirmed_by_its_echo_or_resent_once() {
     );
     let f = start_fleet(dir.path(), &dir.path().join("data"), &sim, &[]);
     for (id, qq) in [("a", 21201u64), ("b", 21202), ("c", 21203)] {
-        login(&f, &sim, id, qq).await;
+        login(&f, &sim.base, id, qq).await;
     }
     let friend = |c: &Value| c["friends"][0]["uin"].as_u64().unwrap();
     let ca = contacts(&sim, 21201).await;
@@ -704,7 +576,7 @@ impl Matrix {
         self.killed(f, "awaiting_scan").await;
         let f = self.start(&[]);
         self.check(&f, "awaiting_scan").await;
-        login(&f, &self.sim, &q, qq).await; // its scan never completed: scanned now
+        login(&f, &self.sim.base, &q, qq).await; // its scan never completed: scanned now
         self.killed(f, "(restart)").await;
 
         // 2. Inside the login steps: the scan done, check_sig answered, login2 not yet.
@@ -713,7 +585,7 @@ impl Matrix {
         write_account(self.dir.path(), &s, &fast_account(sq, ""));
         let point = format!("after_scan:{s}");
         let f = self.start(&[("QQFLEET_DEBUG_CRASH_AT", &point)]);
-        scan(&f, &self.sim, &s, sq).await;
+        scan(&f, &self.sim.base, &s, sq).await;
         self.aborted(f, "after_scan").await;
         let f = self.start(&[]);
         self.check(&f, "after_scan").await;
@@ -800,7 +672,7 @@ impl Matrix {
         self.killed(f, "hot_add").await;
         let f = self.start(&[]);
         self.check(&f, "hot_add").await;
-        login(&f, &self.sim, &h, hq).await; // never scanned before the kill
+        login(&f, &self.sim.base, &h, hq).await; // never scanned before the kill
         self.killed(f, "(restart)").await;
     }
 }
@@ -825,7 +697,7 @@ async fn crash_matrix_loses_nothing_and_doubles_nothing() {
     };
     write_account(m.dir.path(), "a", &fast_account(A, ""));
     let f = m.start(&[]);
-    login(&f, &m.sim, "a", A).await;
+    login(&f, &m.sim.base, "a", A).await;
     m.inject().await;
     m.check(&f, "start").await;
     drop(f);
@@ -893,7 +765,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     let disk = Tmpfs::mount(&data, "24m");
     write_account(dir.path(), "a", &fast_account(21901, ""));
     let mut f = start_fleet(dir.path(), &data, &sim, &[]);
-    login(&f, &sim, "a", 21901).await;
+    login(&f, &sim.base, "a", 21901).await;
     let uin = contacts(&sim, 21901).await["friends"][0]["uin"]
         .as_u64()
         .unwrap();
@@ -1032,7 +904,7 @@ async fn a_read_only_data_directory_is_named_and_nothing_is_lost() {
     let disk = Tmpfs::mount(&data, "24m");
     write_account(dir.path(), "a", &fast_account(21951, ""));
     let mut f = start_fleet(dir.path(), &data, &sim, &[]);
-    login(&f, &sim, "a", 21951).await;
+    login(&f, &sim.base, "a", 21951).await;
     fleet_common::sigterm(&f.child);
     fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
     drop(f);

@@ -6,97 +6,32 @@
 //! relinks per QQ number, which is what these tests check, besides every process's own view.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod fleet_common;
-use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account};
+use fleet_common::{
+    get, http, post, rand_suffix, sigterm, sim, tail_n, wait_exit, write_account, Fleet, FleetRun,
+    Sim,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
 
-struct Sim {
-    base: String,
-    _handle: qqfleet::sim::SimHandle,
-}
-
-async fn sim() -> Sim {
-    let cfg = qqfleet::sim::SimConfig {
-        hold: Duration::from_secs(1),
-        send_min_interval: Duration::ZERO,
-        target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
-
-struct Fleet {
-    child: Child,
-    api: String,
-    stderr: PathBuf,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `qqfleet run` with `extra` arguments and waits for its admin API line.
 fn start(dir: &Path, data: &str, sim: &Sim, extra: &[String]) -> Fleet {
-    let stderr = dir.join(format!("{data}-{}.stderr", nanos()));
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--accounts"])
-        .arg(dir.join("accounts"))
-        .arg("--data")
-        .arg(dir.join(data))
-        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
-        .arg("--admin-token-file")
-        .arg(token_file(dir))
+    FleetRun::new(BIN, dir, &sim.base)
+        .data(dir.join(data))
+        .stderr(dir.join(format!("{data}-{}.stderr", rand_suffix())))
         .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("admin API: ") {
-                let _ = tx.send(rest.trim_end_matches("/api/accounts").to_string());
-            }
-        }
-    });
-    let api = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a,
-        Err(_) => panic!(
-            "fleet did not start: {}",
-            std::fs::read_to_string(&stderr).unwrap_or_default()
-        ),
-    };
-    Fleet { child, api, stderr }
+        .start()
 }
 
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
+/// The last 30 lines of a fleet's log.
 fn tail(p: &Path) -> String {
-    let t = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = t.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    tail_n(p, 30)
 }
 
 /// Starts shard `i` of `n` on data folder `data-<i>` (its own volume, as in a StatefulSet).

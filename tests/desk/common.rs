@@ -4,52 +4,21 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 #[path = "../fleet_common/mod.rs"]
 pub mod fleet_common;
 #[allow(unused_imports)] // each test binary uses some of them
-pub use fleet_common::{http, token_file, write_account, ADMIN_TOKEN};
+pub use fleet_common::{
+    account, eventually, http, serve_sim, sim, token_file, write_account, Fleet, FleetRun, Sim,
+    ADMIN_TOKEN,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_qqfleet");
-
-pub struct Sim {
-    pub base: String,
-    pub _handle: qqfleet::sim::SimHandle,
-}
-
-pub async fn sim() -> Sim {
-    let cfg = qqfleet::sim::SimConfig {
-        hold: Duration::from_secs(1),
-        send_min_interval: Duration::ZERO,
-        target_burst_per_min: 0,
-        ..qqfleet::sim::SimConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = qqfleet::sim::serve(cfg, listener).await.unwrap();
-    Sim {
-        base: handle.base_url(),
-        _handle: handle,
-    }
-}
-
-pub struct Fleet {
-    pub child: Child,
-    pub api: String,
-    pub stderr: PathBuf,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 pub fn account_toml(qq: u64) -> String {
     format!("qq = {qq}\nenabled = true\n[supervision]\nqr_check_secs = 1\n")
@@ -62,70 +31,11 @@ pub fn start_fleet(dir: &Path, sim: &Sim, extra: &[&str]) -> Fleet {
 
 /// [`start_fleet`] with extra environment variables (debug hooks, `TZ`).
 pub fn start_fleet_env(dir: &Path, sim: &Sim, extra: &[&str], env: &[(&str, &str)]) -> Fleet {
-    let stderr = dir.join("fleet.stderr");
-    let mut child = Command::new(BIN)
-        .args(["run", "--accounts"])
-        .arg(dir.join("accounts"))
-        .arg("--data")
-        .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0", "--sim-url", &sim.base])
-        .arg("--admin-token-file")
-        .arg(token_file(dir))
+    FleetRun::new(BIN, dir, &sim.base)
+        .stderr(dir.join("fleet.stderr"))
         .args(extra)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("admin API: ") {
-                let _ = tx.send(rest.trim_end_matches("/api/accounts").to_string());
-            }
-        }
-    });
-    let api = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "fleet did not start: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            )
-        });
-    Fleet { child, api, stderr }
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` after `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > end {
-            panic!("timed out: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub async fn account(f: &Fleet, id: &str) -> Option<Value> {
-    let r = http()
-        .get(format!("{}/api/accounts/{id}", f.api))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
-    }
-    r.json().await.ok()
+        .env(env)
+        .start()
 }
 
 pub async fn wait_state(f: &Fleet, id: &str, state: &str) -> Value {
