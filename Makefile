@@ -95,6 +95,7 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 	$(PYTHON3) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q --no-deps -r deploy/requirements.txt
 	$(DEPLOY_VENV)/bin/python -m pip check -q --disable-pip-version-check
+	touch $@
 
 ## NoneBot2 + its OneBot adapter for tests/onebot_nonebot.rs, in a venv under target/ (pinned in
 ## tests/onebot/requirements.txt, installed without resolving, then checked). A no-op when the
