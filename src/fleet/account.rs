@@ -86,6 +86,34 @@ pub struct Deps {
     pub gate: Arc<super::gate::LoginGate>,
 }
 
+#[cfg(test)]
+impl Deps {
+    /// The deps of a unit test: its store, scripted connector, status map and data folder;
+    /// no breaker, webhook, handlers above the fleet or scan window, the default login gate.
+    /// One place, so a new field is not written into every test harness.
+    pub(crate) fn for_tests(
+        store: Arc<dyn Store>,
+        connector: Arc<dyn super::webqq::Connector>,
+        status: StatusMap,
+        data_dir: PathBuf,
+    ) -> Deps {
+        Deps {
+            store,
+            connector,
+            status,
+            data_dir,
+            show_qr: false,
+            breaker: super::breaker::Breaker::disabled(),
+            qr_webhook_url: None,
+            desk_url: None,
+            handlers: None,
+            scan_window: None,
+            clock_offset_file: None,
+            gate: Arc::new(super::gate::LoginGate::with_defaults()),
+        }
+    }
+}
+
 /// One QQ account.
 pub struct Account {
     cfg: AccountFile,

@@ -32,23 +32,15 @@ fn harness(qq: u64) -> Harness {
         ..Script::default()
     }));
     let status: StatusMap = Default::default();
-    let deps = Arc::new(Deps {
-        store: store.clone(),
-        connector: Arc::new(FakeConnector {
+    let deps = Arc::new(Deps::for_tests(
+        store.clone(),
+        Arc::new(FakeConnector {
             script: script.clone(),
             qq,
         }),
-        status: status.clone(),
-        data_dir: dir.path().join("data"),
-        show_qr: false,
-        breaker: crate::fleet::breaker::Breaker::disabled(),
-        qr_webhook_url: None,
-        desk_url: None,
-        handlers: None,
-        scan_window: None,
-        clock_offset_file: None,
-        gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
-    });
+        status.clone(),
+        dir.path().join("data"),
+    ));
     Harness {
         script,
         status,

@@ -34,21 +34,16 @@ fn harness(gate: LoginGate) -> Harness {
     }));
     let status: StatusMap = Default::default();
     let deps = Arc::new(Deps {
-        store: Arc::new(SledStore::open(&dir.path().join("data")).unwrap()),
-        connector: Arc::new(FakeConnector {
-            script: script.clone(),
-            qq: QQ,
-        }),
-        status: status.clone(),
-        data_dir: dir.path().join("data"),
-        show_qr: false,
-        breaker: crate::fleet::breaker::Breaker::disabled(),
-        qr_webhook_url: None,
-        desk_url: None,
-        handlers: None,
-        scan_window: None,
-        clock_offset_file: None,
         gate: Arc::new(gate),
+        ..Deps::for_tests(
+            Arc::new(SledStore::open(&dir.path().join("data")).unwrap()),
+            Arc::new(FakeConnector {
+                script: script.clone(),
+                qq: QQ,
+            }),
+            status.clone(),
+            dir.path().join("data"),
+        )
     });
     Harness {
         script,

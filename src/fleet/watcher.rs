@@ -166,20 +166,12 @@ mod tests {
             scanned_by: 10001,
             ..Script::default()
         }));
-        let deps = Arc::new(Deps {
-            store: Arc::new(SledStore::open(&dir.path().join("data")).unwrap()),
-            connector: Arc::new(FakeConnector { script, qq: 10001 }),
-            status: status.clone(),
-            data_dir: dir.path().join("data"),
-            show_qr: false,
-            breaker: crate::fleet::breaker::Breaker::disabled(),
-            qr_webhook_url: None,
-            desk_url: None,
-            handlers: None,
-            scan_window: None,
-            clock_offset_file: None,
-            gate: Arc::new(crate::fleet::gate::LoginGate::with_defaults()),
-        });
+        let deps = Arc::new(Deps::for_tests(
+            Arc::new(SledStore::open(&dir.path().join("data")).unwrap()),
+            Arc::new(FakeConnector { script, qq: 10001 }),
+            status.clone(),
+            dir.path().join("data"),
+        ));
         let sys = actix::System::new();
         sys.block_on(async move {
             let sup = FleetSupervisor::new(deps, vec![]).start();
