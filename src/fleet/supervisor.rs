@@ -92,6 +92,16 @@ impl FleetSupervisor {
         let owner = self.shard.owner_of(id);
         let now = rfc3339_now();
         let mut from = None;
+        // What another shard's account shows here: its owner, and none of the counters this
+        // process would keep for an account it ran.
+        let owned_elsewhere = |s: &mut AccountStatus| {
+            s.error = error.clone();
+            s.shard = Some(owner);
+            s.outbox = None;
+            s.failures = None;
+            s.restarts = None;
+            s.history = None;
+        };
         self.deps
             .status
             .entry(id.to_string())
@@ -100,21 +110,11 @@ impl FleetSupervisor {
                 s.state = AccountState::Elsewhere;
                 s.since = now.clone();
                 s.qq = qq;
-                s.error = error.clone();
-                s.shard = Some(owner);
-                s.outbox = None;
-                s.failures = None;
-                s.restarts = None;
-                s.history = None;
+                owned_elsewhere(s);
             })
             .or_insert_with(|| {
                 let mut s = AccountStatus::new(id, qq, AccountState::Elsewhere);
-                s.error = error.clone();
-                s.shard = Some(owner);
-                s.outbox = None;
-                s.failures = None;
-                s.restarts = None;
-                s.history = None;
+                owned_elsewhere(&mut s);
                 s
             });
         if from != Some(AccountState::Elsewhere) {
