@@ -117,6 +117,8 @@ impl FleetSupervisor {
                 owned_elsewhere(&mut s);
                 s
             });
+        // The desk's live feed sees it, as it sees an invalid file (`mark_invalid`).
+        status::published(&self.deps.status, id);
         if from != Some(AccountState::Elsewhere) {
             let reason = format!("runs on shard {owner}/{}", self.shard.count);
             emit(AccountStateChanged {
