@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod scan;
+pub use scan::{scan_dir, DirScan, Scanned};
+
 /// Command-line arguments of `qqfleet check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
@@ -585,92 +588,6 @@ pub fn load(file: &Path) -> Result<AccountFile, ConfigError> {
     parse(file, &text)
 }
 
-/// One entry of a scanned folder.
-#[derive(Debug, Clone)]
-pub struct Scanned {
-    pub id: String,
-    pub path: PathBuf,
-    /// The file's bytes hash, to notice a change without comparing settings.
-    pub fingerprint: u64,
-    pub file: Result<AccountFile, ConfigError>,
-}
-
-/// Reads every `*.toml` in `dir`, sorted by id. Two files with the same `qq` are both
-/// reported: the second one (by id) is invalid, so one QQ number never logs in twice
-/// (a second login kicks the first, WEBQQ.md §12).
-pub fn scan_dir(dir: &Path) -> Result<Vec<Scanned>, ConfigError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| ConfigError::Io {
-        path: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mut out = Vec::new();
-    for entry in rd.flatten() {
-        let path = entry.path();
-        let Some(id) = id_of(&path) else { continue };
-        if !path.is_file() {
-            continue;
-        }
-        let (fingerprint, file) = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let fp = fingerprint(&bytes);
-                match String::from_utf8(bytes) {
-                    Ok(text) => (fp, parse(&path, &text)),
-                    Err(_) => (
-                        fp,
-                        Err(ConfigError::Invalid {
-                            file: path.clone(),
-                            line: 1,
-                            key: "(file)".into(),
-                            message: "not UTF-8".into(),
-                        }),
-                    ),
-                }
-            }
-            Err(e) => (
-                0,
-                Err(ConfigError::Io {
-                    path: path.clone(),
-                    message: e.to_string(),
-                }),
-            ),
-        };
-        out.push(Scanned {
-            id,
-            path,
-            fingerprint,
-            file,
-        });
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut seen: BTreeMap<u64, String> = BTreeMap::new();
-    for s in &mut out {
-        if let Ok(f) = &s.file {
-            if let Some(first) = seen.get(&f.qq) {
-                let text = std::fs::read_to_string(&s.path).unwrap_or_default();
-                s.file = Err(ConfigError::Invalid {
-                    file: s.path.clone(),
-                    line: locate(&text, "", "qq").unwrap_or(1),
-                    key: "qq".into(),
-                    message: format!("qq {} is already used by account `{first}`", f.qq),
-                });
-            } else {
-                seen.insert(f.qq, s.id.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// FNV-1a: stable across runs, good enough to notice an edited file.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 /// Validates every account file; prints one line per error; returns the number of invalid
 /// files (0 = all good).
 pub fn check_cli(args: CheckArgs) -> Result<usize, ConfigError> {
@@ -770,7 +687,7 @@ fn quoted_in(message: &str) -> Option<String> {
 }
 
 /// The line (1-based) where `key` is set inside `table` ("" = top level).
-fn locate(text: &str, table: &str, key: &str) -> Option<usize> {
+pub(crate) fn locate(text: &str, table: &str, key: &str) -> Option<usize> {
     let mut current = String::new();
     for (i, l) in text.lines().enumerate() {
         if let Some(t) = table_header(l) {

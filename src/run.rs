@@ -93,6 +93,11 @@ pub struct RunArgs {
     /// Fleet-wide pace of new QR codes, per second (0: no pace).
     #[arg(long, default_value_t = crate::fleet::gate::DEFAULT_QR_PER_SECOND, value_parser = parse_rate)]
     pub qr_per_second: f64,
+    /// How long a poll2 may take before the client gives it up and polls again, in seconds.
+    /// Above the server's hold (60 s, WEBQQ.md §5.1; clients of the period used 70-120 s);
+    /// lower only against a simulator that holds less (`qqfleet sim --hold`).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..=600))]
+    pub poll_timeout_secs: u64,
 }
 
 impl RunArgs {
@@ -136,7 +141,11 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     }
     // Every parked poll is a socket: the fleet meets the open-file limit first. Raise the
     // soft limit to the hard one, and refuse a fleet that cannot fit.
-    let accounts = crate::config::scan_dir(&args.accounts)
+    // The folder is read once here; later looks (and the watcher's first sync) only stat the
+    // files, so a start of 10,000 accounts parses each file once.
+    let mut dirscan = crate::config::DirScan::default();
+    let accounts = dirscan
+        .scan(&args.accounts)
         .map(|s| s.len() as u64)
         .unwrap_or(0);
     match crate::fdlimit::raise() {
@@ -182,7 +191,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             )
             .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             let gone = h
-                .export_unowned(&account_ids(&args.accounts))
+                .export_unowned(&account_ids(&mut dirscan, &args.accounts))
                 .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             if !gone.is_empty() {
                 tracing::info!(
@@ -215,6 +224,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         shard,
         handoff,
         onebot,
+        dirscan,
     ));
     let _ = store.flush();
     result
@@ -228,6 +238,7 @@ async fn serve(
     shard: crate::shard::Shard,
     handoff: Option<Arc<crate::fleet::handoff::Handoff>>,
     onebot: Arc<crate::onebot::OneBot>,
+    mut dirscan: crate::config::DirScan,
 ) -> Result<(), FleetError> {
     let status: status::StatusMap = Default::default();
     onebot.set_runtime(tokio::runtime::Handle::current(), status.clone());
@@ -250,9 +261,7 @@ async fn serve(
             message: e.to_string(),
         })?;
     let local = listener.local_addr().unwrap_or(args.listen);
-    let account_count = crate::config::scan_dir(&args.accounts)
-        .map(|s| s.len())
-        .unwrap_or(0);
+    let account_count = dirscan.scan(&args.accounts).map(|s| s.len()).unwrap_or(0);
     let breaker = if args.no_outage_breaker {
         breaker::Breaker::disabled()
     } else {
@@ -264,7 +273,13 @@ async fn serve(
     let deps = Arc::new(account::Deps {
         breaker,
         store: store.clone(),
-        connector: Arc::new(crate::fleet::webqq::ClientConnector { endpoints }),
+        connector: Arc::new(crate::fleet::webqq::ClientConnector {
+            endpoints,
+            options: crate::protocol::ClientOptions {
+                poll_timeout: Duration::from_secs(args.poll_timeout_secs),
+                ..Default::default()
+            },
+        }),
         status: status.clone(),
         data_dir: args.data.clone(),
         // The art is for people at a terminal; in JSON every stderr line must stay JSON (the
@@ -296,7 +311,8 @@ async fn serve(
         .with_shard(shard, gate)
         .start();
     onebot.set_supervisor(sup.clone());
-    let owned: Vec<String> = crate::config::scan_dir(&args.accounts)
+    let owned: Vec<String> = dirscan
+        .scan(&args.accounts)
         .map(|s| s.into_iter().map(|s| s.id).collect())
         .unwrap_or_default();
     let owned: Vec<String> = owned.into_iter().filter(|id| shard.owns(id)).collect();
@@ -348,12 +364,13 @@ async fn serve(
         ));
     }
 
-    let _watcher = watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN).map_err(|e| {
-        FleetError::Accounts {
-            path: args.accounts.clone(),
-            message: e.to_string(),
-        }
-    })?;
+    let _watcher =
+        watcher::spawn(args.accounts.clone(), sup.clone(), RESCAN, dirscan).map_err(|e| {
+            FleetError::Accounts {
+                path: args.accounts.clone(),
+                message: e.to_string(),
+            }
+        })?;
     readiness.expect(owned);
 
     wait_for_signal().await?;
@@ -366,7 +383,8 @@ async fn serve(
     store.flush()?;
     if let Some(h) = &handoff {
         // Anything this shard holds but does not own (normally handed off at start already).
-        if let Err(e) = h.export_unowned(&account_ids(&args.accounts)) {
+        let mut dirscan = crate::config::DirScan::default();
+        if let Err(e) = h.export_unowned(&account_ids(&mut dirscan, &args.accounts)) {
             tracing::error!(error = %e, "handoff at shutdown");
         }
     }
@@ -380,8 +398,11 @@ async fn serve(
 }
 
 /// The ids of the account files in `dir` (valid or not).
-fn account_ids(dir: &std::path::Path) -> std::collections::HashSet<String> {
-    crate::config::scan_dir(dir)
+fn account_ids(
+    scan: &mut crate::config::DirScan,
+    dir: &std::path::Path,
+) -> std::collections::HashSet<String> {
+    scan.scan(dir)
         .map(|s| s.into_iter().map(|s| s.id).collect())
         .unwrap_or_default()
 }

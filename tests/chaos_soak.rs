@@ -29,6 +29,12 @@ async fn chaos_soak_short() {
     // The chaos really happened: faults of every kind, kicks, expiries, an outage.
     assert!(report["injected"].as_u64().unwrap() > 500, "{report}");
     assert!(report["faults"].as_object().unwrap().len() >= 4, "{report}");
+    // Polls that hang past the fleet's poll timeout (--poll-timeout-secs 30 against a 20 s
+    // hold): their accounts still end online.
+    assert!(
+        report["faults"]["timeout"].as_u64().unwrap_or(0) >= 1,
+        "{report}"
+    );
     let accounts = report["config"]["accounts"].as_u64().unwrap();
     assert!(report["qr_scans"].as_u64().unwrap() >= accounts, "{report}");
     assert!(report["outage_requests"].is_u64(), "{report}");

@@ -764,8 +764,16 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     let data = dir.path().join("data");
     let disk = Tmpfs::mount(&data, "24m");
     write_account(dir.path(), "a", &fast_account(21901, ""));
+    // A OneBot account beside it: its bot's id tables and event queue live in the same
+    // database, and must follow the store when it reopens after the fault.
+    write_account(
+        dir.path(),
+        "b",
+        &fast_account(21902, "handler = \"onebot\""),
+    );
     let mut f = start_fleet(dir.path(), &data, &sim, &[]);
     login(&f, &sim.base, "a", 21901).await;
+    login(&f, &sim.base, "b", 21902).await;
     let uin = contacts(&sim, 21901).await["friends"][0]["uin"]
         .as_u64()
         .unwrap();
@@ -861,6 +869,35 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     assert_once(&sent_texts(&sim, 21901).await, &accepted, "after recovery");
     let a = account(&f, "a").await.unwrap();
     assert!(a["error"].is_null(), "{a}");
+    // The OneBot account works on the reopened database: a send through its HTTP API looks
+    // up the friend's id and is delivered.
+    let ob = |action: &str| format!("{}/onebot/v11/b/{action}", f.api);
+    let friends: Value = fleet_common::http()
+        .get(ob("get_friend_list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let buid = friends["data"][0]["user_id"].as_i64().expect("a friend id");
+    let v: Value = fleet_common::http()
+        .post(ob("send_private_msg"))
+        .json(&json!({"user_id": buid, "message": "bot after recovery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    eventually("the bot's send", Duration::from_secs(20), || async {
+        sent_texts(&sim, 21902)
+            .await
+            .contains(&"bot after recovery".to_string())
+            .then_some(())
+    })
+    .await;
 
     // Nothing stored is corrupted: a restart on the same data resumes, replays nothing.
     fleet_common::sigterm(&f.child);

@@ -157,6 +157,8 @@ pub struct Account {
     tick_handle: Option<SpawnHandle>,
     /// Renewal scans inside the scan window (`renewal.rs`).
     renewal: renewal::Renewal,
+    /// Tells the supervisor when this actor is gone (set by the supervisor).
+    death_notice: Option<DeathNotice>,
 }
 
 impl Account {
@@ -207,7 +209,14 @@ impl Account {
             store_watch: false,
             tick_handle: None,
             renewal: Default::default(),
+            death_notice: None,
         }
+    }
+
+    /// Tells the supervisor when this actor is gone (see [`DeathNotice`]).
+    pub fn with_death_notice(mut self, notice: DeathNotice) -> Account {
+        self.death_notice = Some(notice);
+        self
     }
 
     fn id(&self) -> &str {

@@ -74,6 +74,39 @@ pub struct ReleaseHeldFor {
     pub resend: bool,
 }
 
+/// An Account actor is gone (its struct was dropped): sent by its [`DeathNotice`]. The
+/// supervisor rebuilds it if it still expected it to run (a panic ends an actix actor for
+/// good), so no timer has to sweep every account to find the dead ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccountGone {
+    pub id: String,
+}
+
+/// Held by an Account; dropping it (a panic unwinding the actor, or a normal stop) tells the
+/// supervisor. A normal stop is told too: the supervisor knows it asked for it.
+pub struct DeathNotice {
+    id: String,
+    to: Recipient<AccountGone>,
+}
+
+impl DeathNotice {
+    pub fn new(id: &str, to: Recipient<AccountGone>) -> DeathNotice {
+        DeathNotice {
+            id: id.to_string(),
+            to,
+        }
+    }
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        self.to.do_send(AccountGone {
+            id: std::mem::take(&mut self.id),
+        });
+    }
+}
+
 /// Stop every account gracefully (SIGINT/SIGTERM).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

@@ -18,7 +18,7 @@ use notify::RecursiveMode;
 
 use super::messages::{Remove, Upsert};
 use super::supervisor::FleetSupervisor;
-use crate::config::scan_dir;
+use crate::config::DirScan;
 
 /// Debounce window for file events.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -34,15 +34,27 @@ impl Drop for WatcherHandle {
     }
 }
 
-/// What the supervisor was last told: id → fingerprint.
+/// What the supervisor was last told (id → fingerprint), and the folder as last read.
 #[derive(Default)]
-pub struct Known(HashMap<String, u64>);
+pub struct Known {
+    told: HashMap<String, u64>,
+    scan: DirScan,
+}
 
 impl Known {
-    /// Reads the folder and tells the supervisor what changed. Returns how many messages
-    /// were sent.
+    /// Starts from a scanner that already read the folder (`qqfleet run` reads it once at
+    /// start): the first sync then reads no file again.
+    pub fn with_scan(scan: DirScan) -> Known {
+        Known {
+            told: HashMap::new(),
+            scan,
+        }
+    }
+
+    /// Reads the folder (only the files that changed since the last read) and tells the
+    /// supervisor what changed. Returns how many messages were sent.
     pub fn sync(&mut self, dir: &std::path::Path, sup: &Addr<FleetSupervisor>) -> usize {
-        let scanned = match scan_dir(dir) {
+        let scanned = match self.scan.scan(dir) {
             Ok(s) => s,
             Err(e) => {
                 // The folder itself is gone or unreadable: keep the accounts running rather
@@ -55,7 +67,7 @@ impl Known {
         let mut seen = HashMap::new();
         for s in scanned {
             seen.insert(s.id.clone(), s.fingerprint);
-            if self.0.get(&s.id) != Some(&s.fingerprint) {
+            if self.told.get(&s.id) != Some(&s.fingerprint) {
                 sup.do_send(Upsert {
                     id: s.id,
                     fingerprint: s.fingerprint,
@@ -64,24 +76,26 @@ impl Known {
                 sent += 1;
             }
         }
-        for id in self.0.keys() {
+        for id in self.told.keys() {
             if !seen.contains_key(id) {
                 sup.do_send(Remove { id: id.clone() });
                 sent += 1;
             }
         }
-        self.0 = seen;
+        self.told = seen;
         sent
     }
 }
 
-/// Scans `dir` once now (so accounts start at once), then watches it on a thread.
+/// Scans `dir` once now (so accounts start at once), then watches it on a thread. `scan` may
+/// hold a read of the folder already made: only files changed since are read again.
 pub fn spawn(
     dir: PathBuf,
     sup: Addr<FleetSupervisor>,
     rescan: Duration,
+    scan: DirScan,
 ) -> Result<WatcherHandle, notify::Error> {
-    let mut known = Known::default();
+    let mut known = Known::with_scan(scan);
     known.sync(&dir, &sup);
     let (tx, rx) = mpsc::channel::<()>();
     let mut debouncer = notify_debouncer_full::new_debouncer(

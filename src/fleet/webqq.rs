@@ -9,8 +9,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::protocol::{
-    Client, Contacts, Endpoints, PollResult, ProtocolError, Qr, QrStatus, SendOutcome, Session,
-    Target,
+    Client, ClientOptions, Contacts, Endpoints, PollResult, ProtocolError, Qr, QrStatus,
+    SendOutcome, Session, Target,
 };
 
 /// A boxed `'static` future: actors spawn these into their context.
@@ -127,14 +127,13 @@ impl WebQq for InSpan {
 /// The real protocol client, at the real hosts or a simulator.
 pub struct ClientConnector {
     pub endpoints: Endpoints,
+    /// The tunables every client of this fleet gets (`qqfleet run --poll-timeout-secs`).
+    pub options: ClientOptions,
 }
 
 impl Connector for ClientConnector {
     fn connect(&self, session: Option<Session>) -> Result<Arc<dyn WebQq>, ProtocolError> {
-        let client = match session {
-            Some(s) => Client::with_session(self.endpoints.clone(), s)?,
-            None => Client::new(self.endpoints.clone())?,
-        };
+        let client = Client::with_options(self.endpoints.clone(), session, self.options.clone())?;
         Ok(Arc::new(client))
     }
 }

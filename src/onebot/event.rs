@@ -14,7 +14,7 @@ use super::message::{from_webqq_text, to_cq};
 use crate::config::MessageFormat;
 use crate::fleet::handler::{Incoming, Kind};
 use crate::protocol::Contacts;
-use crate::store::{now_secs, prefix, StoreError};
+use crate::store::{now_secs, prefix, NamedTree, StoreError};
 
 /// Events kept per account while no bot takes them; more are counted and dropped (logged).
 pub const QUEUE_CAP: usize = 10_000;
@@ -203,21 +203,21 @@ pub fn send_outcome(self_id: u64, event_id: u64, message_id: i32, result: &str) 
 /// The durable, bounded event queue of one account (sled tree `onebot_events`, keyed with
 /// the account's prefix and the event id, so a replayed inbox entry lands on its own key).
 pub struct EventQueue {
-    tree: sled::Tree,
+    tree: NamedTree,
     account: String,
     len: AtomicUsize,
     cap: usize,
 }
 
 impl EventQueue {
-    pub fn open(tree: sled::Tree, account: &str, cap: usize) -> EventQueue {
-        let len = tree.scan_prefix(prefix(account)).keys().count();
-        EventQueue {
+    pub fn open(tree: NamedTree, account: &str, cap: usize) -> Result<EventQueue, StoreError> {
+        let len = tree.get()?.scan_prefix(prefix(account)).keys().count();
+        Ok(EventQueue {
             tree,
             account: account.to_string(),
             len: AtomicUsize::new(len),
             cap,
-        }
+        })
     }
 
     fn key(&self, id: u64) -> Vec<u8> {
@@ -229,13 +229,13 @@ impl EventQueue {
     /// Stores an event (flushed). `Ok(false)`: the queue is full and the event was not kept.
     pub fn push(&self, id: u64, ev: &Value) -> Result<bool, StoreError> {
         let k = self.key(id);
-        let exists = self.tree.contains_key(&k)?;
+        let tree = self.tree.get()?;
+        let exists = tree.contains_key(&k)?;
         if !exists && self.len.load(Ordering::Relaxed) >= self.cap {
             return Ok(false);
         }
-        self.tree
-            .insert(k, serde_json::to_vec(ev).expect("json serializes"))?;
-        self.tree.flush()?;
+        tree.insert(k, serde_json::to_vec(ev).expect("json serializes"))?;
+        tree.flush()?;
         if !exists {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
@@ -244,7 +244,7 @@ impl EventQueue {
 
     /// The oldest event not yet taken.
     pub fn head(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        match self.tree.scan_prefix(prefix(&self.account)).next() {
+        match self.tree.get()?.scan_prefix(prefix(&self.account)).next() {
             Some(kv) => {
                 let (k, v) = kv?;
                 let mut b = [0u8; 8];
@@ -258,7 +258,7 @@ impl EventQueue {
     /// A bot took the event. Not flushed on its own: losing this removal in a crash only
     /// delivers the event again (at least once), with the same `event_id`.
     pub fn remove(&self, id: u64) -> Result<(), StoreError> {
-        if self.tree.remove(self.key(id))?.is_some() {
+        if self.tree.get()?.remove(self.key(id))?.is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
@@ -275,6 +275,8 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -282,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            let q = EventQueue::open(db.open_tree("q").unwrap(), "a", 3);
+            let q = EventQueue::open(NamedTree::new(Arc::new(db.clone()), "q"), "a", 3).unwrap();
             assert!(q.push(5, &json!({"n": 5})).unwrap());
             assert!(q.push(2, &json!({"n": 2})).unwrap());
             assert!(q.push(2, &json!({"n": 2})).unwrap(), "a replay overwrites");
@@ -291,12 +293,13 @@ mod tests {
             assert_eq!(q.len(), 3);
             assert_eq!(q.head().unwrap().unwrap().0, 2);
             q.remove(2).unwrap();
-            let other = EventQueue::open(db.open_tree("q").unwrap(), "b", 3);
+            let other =
+                EventQueue::open(NamedTree::new(Arc::new(db.clone()), "q"), "b", 3).unwrap();
             assert!(other.is_empty());
             db.flush().unwrap();
         }
         let db = sled::open(dir.path()).unwrap();
-        let q = EventQueue::open(db.open_tree("q").unwrap(), "a", 3);
+        let q = EventQueue::open(NamedTree::new(Arc::new(db.clone()), "q"), "a", 3).unwrap();
         assert_eq!(q.len(), 2);
         let (id, body) = q.head().unwrap().unwrap();
         assert_eq!(id, 5);
@@ -307,7 +310,7 @@ mod tests {
     fn message_events_have_stable_ids() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let ids = Ids::new(db.open_tree("ids").unwrap(), "a");
+        let ids = Ids::new(NamedTree::new(Arc::new(db.clone()), "ids"), "a");
         let msg = Incoming {
             kind: Kind::Group,
             poll_type: "group_message".into(),

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{prefix, StoreError};
+use crate::store::{prefix, NamedTree, StoreError};
 
 /// First id handed out (ids are per account; starting high keeps them apart from small
 /// numbers a bot may use as sentinels).
@@ -44,7 +44,7 @@ pub enum ContactKey {
 
 /// The id tables of one account.
 pub struct Ids {
-    tree: sled::Tree,
+    tree: NamedTree,
     account: String,
     /// Allocation is check-then-insert: one at a time per account.
     lock: Mutex<()>,
@@ -62,7 +62,7 @@ fn i64_of(v: &[u8]) -> Option<i64> {
 }
 
 impl Ids {
-    pub fn new(tree: sled::Tree, account: &str) -> Ids {
+    pub fn new(tree: NamedTree, account: &str) -> Ids {
         Ids {
             tree,
             account: account.to_string(),
@@ -74,19 +74,20 @@ impl Ids {
     pub fn id_of(&self, contact: &ContactKey) -> Result<i64, StoreError> {
         let name = serde_json::to_vec(contact).expect("plain data serializes");
         let fwd = key(&self.account, b'k', &name);
-        if let Some(v) = self.tree.get(&fwd)? {
+        let tree = self.tree.get()?;
+        if let Some(v) = tree.get(&fwd)? {
             if let Some(id) = i64_of(&v) {
                 return Ok(id);
             }
         }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = self.tree.get(&fwd)? {
+        if let Some(v) = tree.get(&fwd)? {
             if let Some(id) = i64_of(&v) {
                 return Ok(id);
             }
         }
         let counter = key(&self.account, b'n', b"");
-        let id = match self.tree.get(&counter)? {
+        let id = match tree.get(&counter)? {
             Some(v) => i64_of(&v).unwrap_or(FIRST_ID),
             None => FIRST_ID,
         };
@@ -94,14 +95,18 @@ impl Ids {
         batch.insert(counter, &(id + 1).to_be_bytes());
         batch.insert(fwd, &id.to_be_bytes());
         batch.insert(key(&self.account, b'i', &id.to_be_bytes()), name);
-        self.tree.apply_batch(batch)?;
-        self.tree.flush()?;
+        tree.apply_batch(batch)?;
+        tree.flush()?;
         Ok(id)
     }
 
     /// What an id stands for (`None`: never assigned by this account).
     pub fn contact(&self, id: i64) -> Result<Option<ContactKey>, StoreError> {
-        match self.tree.get(key(&self.account, b'i', &id.to_be_bytes()))? {
+        match self
+            .tree
+            .get()?
+            .get(key(&self.account, b'i', &id.to_be_bytes()))?
+        {
             Some(v) => Ok(serde_json::from_slice(&v).ok()),
             None => Ok(None),
         }
@@ -111,7 +116,7 @@ impl Ids {
     /// durable by the write that uses it (the event or the outbox entry, both flushed).
     pub fn next_message_id(&self) -> Result<i32, StoreError> {
         let counter = key(&self.account, b'm', b"");
-        let v = self.tree.update_and_fetch(&counter, |old| {
+        let v = self.tree.get()?.update_and_fetch(&counter, |old| {
             let n = old
                 .and_then(|o| <[u8; 4]>::try_from(o).ok())
                 .map(i32::from_be_bytes)
@@ -126,7 +131,7 @@ impl Ids {
 
     /// Remembers the message id answered for an outbox entry (for its outcome event).
     pub fn remember_sent(&self, seq: u64, message_id: i32) -> Result<(), StoreError> {
-        self.tree.insert(
+        self.tree.get()?.insert(
             key(&self.account, b's', &seq.to_be_bytes()),
             &message_id.to_be_bytes(),
         )?;
@@ -137,6 +142,7 @@ impl Ids {
     pub fn take_sent(&self, seq: u64) -> Result<Option<i32>, StoreError> {
         Ok(self
             .tree
+            .get()?
             .remove(key(&self.account, b's', &seq.to_be_bytes()))?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
             .map(i32::from_be_bytes))
@@ -145,6 +151,8 @@ impl Ids {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -155,7 +163,7 @@ mod tests {
         let (a1, g1, m1);
         {
             let db = sled::open(dir.path()).unwrap();
-            let ids = Ids::new(db.open_tree("onebot_ids").unwrap(), "acc");
+            let ids = Ids::new(NamedTree::new(Arc::new(db.clone()), "onebot_ids"), "acc");
             a1 = ids.id_of(&alice).unwrap();
             g1 = ids.id_of(&grp).unwrap();
             assert_ne!(a1, g1);
@@ -170,11 +178,11 @@ mod tests {
             db.flush().unwrap();
         }
         let db = sled::open(dir.path()).unwrap();
-        let ids = Ids::new(db.open_tree("onebot_ids").unwrap(), "acc");
+        let ids = Ids::new(NamedTree::new(Arc::new(db.clone()), "onebot_ids"), "acc");
         assert_eq!(ids.id_of(&alice).unwrap(), a1);
         assert_eq!(ids.id_of(&grp).unwrap(), g1);
         assert!(ids.next_message_id().unwrap() > m1 + 1);
-        let other = Ids::new(db.open_tree("onebot_ids").unwrap(), "acc2");
+        let other = Ids::new(NamedTree::new(Arc::new(db.clone()), "onebot_ids"), "acc2");
         assert_eq!(other.contact(a1).unwrap(), None);
     }
 }

@@ -288,12 +288,15 @@ impl OneBot {
                 return Some(b.clone());
             }
         }
-        let trees = self
-            .sled
-            .open_tree("onebot_events")
-            .and_then(|e| Ok((e, self.sled.open_tree("onebot_ids")?)));
-        let (events_tree, ids_tree) = match trees {
-            Ok(t) => t,
+        // The trees are looked up on each use (`NamedTree`): the store may reopen its
+        // database after a disk fault, and the bot must follow it.
+        let src: Arc<dyn crate::store::TreeSource> = self.sled.clone();
+        let queue = match event::EventQueue::open(
+            crate::store::NamedTree::new(src.clone(), "onebot_events"),
+            &cfg.id,
+            event::QUEUE_CAP,
+        ) {
+            Ok(q) => q,
             Err(e) => {
                 tracing::error!(account = %cfg.id, error = %e, "OneBot queue not opened; the account runs without its bot until it restarts");
                 return None;
@@ -302,8 +305,8 @@ impl OneBot {
         let bot = Arc::new(Bot {
             id: cfg.id.clone(),
             self_id: cfg.qq,
-            queue: event::EventQueue::open(events_tree, &cfg.id, event::QUEUE_CAP),
-            ids: ids::Ids::new(ids_tree, &cfg.id),
+            queue,
+            ids: ids::Ids::new(crate::store::NamedTree::new(src, "onebot_ids"), &cfg.id),
             settings,
             wake: Notify::new(),
             sinks: Mutex::new(Vec::new()),
