@@ -207,9 +207,8 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
     drop(sled);
     // The store has created the data directory (0700); the token lives beside it.
-    let (token, token_path) =
-        AdminToken::load_or_create(args.admin_token_file.as_deref(), &args.data)
-            .map_err(|e| FleetError::AdminToken(e.to_string()))?;
+    let admin_token = AdminToken::load_or_create(args.admin_token_file.as_deref(), &args.data)
+        .map_err(|e| FleetError::AdminToken(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("qqfleet-worker")
@@ -219,8 +218,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     let result = sys.block_on(serve(
         args,
         store.clone(),
-        token,
-        token_path,
+        admin_token,
         shard,
         handoff,
         onebot,
@@ -233,8 +231,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
 async fn serve(
     args: RunArgs,
     store: Arc<dyn Store>,
-    token: AdminToken,
-    token_path: std::path::PathBuf,
+    (token, token_path): (AdminToken, std::path::PathBuf),
     shard: crate::shard::Shard,
     handoff: Option<Arc<crate::fleet::handoff::Handoff>>,
     onebot: Arc<crate::onebot::OneBot>,

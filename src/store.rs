@@ -911,6 +911,7 @@ mod tests {
             msg_id: 7,
             logged_out: false,
             logged_in_at: 1_700_000_000,
+            channel_since: 1_700_000_000_000,
         };
         {
             let st = SledStore::open(dir.path()).unwrap();

@@ -548,6 +548,7 @@ mod tests {
             msg_id: 4242,
             logged_out: false,
             logged_in_at: 1_700_000_000,
+            channel_since: 1_700_000_000_000,
         };
         st.save_session(id, &s).unwrap();
         st.enqueue(id, out("one")).unwrap();

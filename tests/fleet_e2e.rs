@@ -307,6 +307,9 @@ async fn sigkill_with_a_full_outbox_delivers_each_message_once_without_a_new_sca
         "the kill came too late to test anything ({before})"
     );
     drop(f);
+    let friend_lists = |v: Value| v["requests"]["get_user_friends2"].as_u64().unwrap_or(0);
+    let lists_before = friend_lists(get(&format!("{}/sim/stats", sim.base)).await);
+    assert!(lists_before >= 1, "the first login fetched the contacts");
     let f = start_fleet(dir.path(), "data", &sim, &[]);
     wait_state(&f, "a", "online", Duration::from_secs(20)).await;
     eventually("all 50 delivered", Duration::from_secs(40), || async {
@@ -329,6 +332,11 @@ async fn sigkill_with_a_full_outbox_delivers_each_message_once_without_a_new_sca
         acc["resumes"].as_u64().unwrap() + acc["relinks"].as_u64().unwrap() >= 1,
         "{acc}"
     );
+    // The channel lived through the kill and was relinked (same pseudo uins): its stored
+    // contacts were reused, with no friend-list call, and every message still went to the
+    // right friend (above).
+    let lists_after = friend_lists(get(&format!("{}/sim/stats", sim.base)).await);
+    assert_eq!(lists_after, lists_before, "contacts fetched again: {acc}");
     let a = account(&f, "a").await.unwrap();
     assert_eq!(a["outbox"], 0);
 }

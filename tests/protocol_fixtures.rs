@@ -516,6 +516,7 @@ fn session_round_trips_and_hides_secrets() {
         msg_id: 43690001,
         logged_out: false,
         logged_in_at: 1_450_686_775,
+        channel_since: 1_450_686_776_000,
     };
     let text = serde_json::to_string(&s).unwrap();
     let back: Session = serde_json::from_str(&text).unwrap();

@@ -114,6 +114,9 @@ impl Deps {
     }
 }
 
+/// The key of the channel tag in the stored contacts JSON (see `reuse_stored_contacts`).
+const CHANNEL_KEY: &str = "qqfleet_channel";
+
 /// One QQ account.
 pub struct Account {
     cfg: AccountFile,
@@ -473,8 +476,13 @@ impl Account {
         self.arm_tick(ctx);
         self.start_poller(ctx, &client);
         self.start_sender(ctx, &client);
-        // A new session has new pseudo uins: its contacts are needed at once (the Sender
-        // maps queued messages to them by name), whatever the age of the stored cache.
+        // A new channel has new pseudo uins: its contacts are needed at once (the Sender
+        // maps queued messages to them by name), whatever the age of the stored cache. A
+        // resumed channel keeps its uins: contacts stored from it are reused (at 10,000
+        // accounts a restart otherwise makes 10,000 friend-list calls).
+        if client.cached_contacts().is_none() {
+            self.reuse_stored_contacts(&client);
+        }
         let stale = client.cached_contacts().is_none()
             || match self.deps.store.load_contacts(self.id()) {
                 Ok(Some((_, at))) => {
@@ -484,6 +492,30 @@ impl Account {
             };
         if stale {
             self.refresh_contacts(ctx);
+        }
+    }
+
+    /// Seeds the client with the stored contacts if they were fetched in its very channel
+    /// (same [`WebQq::channel_tag`]) and are not due for a refresh.
+    fn reuse_stored_contacts(&self, client: &Arc<dyn WebQq>) {
+        let tag = client.channel_tag();
+        if tag == 0 {
+            return;
+        }
+        let Ok(Some((json, at))) = self.deps.store.load_contacts(self.id()) else {
+            return;
+        };
+        if now_secs().saturating_sub(at) >= self.cfg.contacts_refresh_secs {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json) else {
+            return;
+        };
+        if v.get(CHANNEL_KEY).and_then(|t| t.as_u64()) != Some(tag) {
+            return;
+        }
+        if let Ok(c) = serde_json::from_value(v) {
+            client.seed_contacts(c);
         }
     }
 
@@ -802,11 +834,20 @@ impl Account {
         }
         self.contacts_pending = true;
         let gen = self.gen;
+        let tag = client.channel_tag();
         ctx.spawn(client.contacts().into_actor(self).map(move |res, act, _| {
             act.contacts_pending = false;
             match res {
                 Ok(c) => {
-                    if let Ok(json) = serde_json::to_vec(&c) {
+                    // Stored with the channel they belong to (readers of the contacts JSON
+                    // ignore the extra key).
+                    let record = serde_json::to_value(&c).map(|mut v| {
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert(CHANNEL_KEY.into(), tag.into());
+                        }
+                        v
+                    });
+                    if let Ok(json) = record.and_then(|v| serde_json::to_vec(&v)) {
                         if let Err(e) = act.deps.store.save_contacts(act.id(), &json, now_secs()) {
                             tracing::error!(account = %act.id(), error = %e, "store");
                         }

@@ -306,6 +306,12 @@ impl WebQq for Guarded {
     fn cached_contacts(&self) -> Option<Arc<Contacts>> {
         self.inner.cached_contacts()
     }
+    fn channel_tag(&self) -> u64 {
+        self.inner.channel_tag()
+    }
+    fn seed_contacts(&self, contacts: Contacts) {
+        self.inner.seed_contacts(contacts)
+    }
     fn session(&self) -> Session {
         self.inner.session()
     }

@@ -45,6 +45,11 @@ pub trait WebQq: Send + Sync + 'static {
     fn contacts(&self) -> Fut<Contacts>;
     /// The contacts of this session, once `contacts()` has fetched them.
     fn cached_contacts(&self) -> Option<Arc<Contacts>>;
+    /// A tag of the current channel, 0 without one (see `Client::channel_tag`). Required,
+    /// like every method here, so that no wrapper forgets to pass it through.
+    fn channel_tag(&self) -> u64;
+    /// Contacts fetched earlier in this same channel, kept in the store.
+    fn seed_contacts(&self, contacts: Contacts);
     /// Everything needed to resume later (saved to the store after each login).
     fn session(&self) -> Session;
     /// Ends the channel and the login (WEBQQ.md §10); afterwards `session()` holds no secret.
@@ -116,6 +121,12 @@ impl WebQq for InSpan {
     fn cached_contacts(&self) -> Option<Arc<Contacts>> {
         self.inner.cached_contacts()
     }
+    fn channel_tag(&self) -> u64 {
+        self.inner.channel_tag()
+    }
+    fn seed_contacts(&self, contacts: Contacts) {
+        self.inner.seed_contacts(contacts)
+    }
     fn session(&self) -> Session {
         self.inner.session()
     }
@@ -185,6 +196,12 @@ impl WebQq for Client {
     }
     fn cached_contacts(&self) -> Option<Arc<Contacts>> {
         Client::cached_contacts(self)
+    }
+    fn channel_tag(&self) -> u64 {
+        Client::channel_tag(self)
+    }
+    fn seed_contacts(&self, contacts: Contacts) {
+        Client::seed_contacts(self, contacts)
     }
     fn session(&self) -> Session {
         Client::session(self)
@@ -356,6 +373,10 @@ pub mod fake {
             let c = s.contacts.clone().unwrap_or_default();
             Box::pin(async move { Ok(c) })
         }
+        fn channel_tag(&self) -> u64 {
+            0
+        }
+        fn seed_contacts(&self, _contacts: Contacts) {}
         fn cached_contacts(&self) -> Option<Arc<Contacts>> {
             let s = self.s();
             s.contacts_fetched

@@ -177,6 +177,8 @@ struct State {
     /// Unix seconds of the QR login (check_sig) this session stems from; see
     /// [`Session::logged_in_at`].
     logged_in_at: u64,
+    /// See [`Session::channel_since`].
+    channel_since: u64,
 }
 
 struct Inner {
@@ -304,6 +306,7 @@ impl Client {
             state.clientid = s.clientid;
             state.logged_out = s.logged_out;
             state.logged_in_at = s.logged_in_at;
+            state.channel_since = s.channel_since;
             msg_id = s.msg_id;
         }
         if state.clientid == 0 {
@@ -364,12 +367,31 @@ impl Client {
             msg_id: self.inner.msg_id.load(Ordering::SeqCst),
             logged_out: st.logged_out,
             logged_in_at: st.logged_in_at,
+            channel_since: st.channel_since,
         }
     }
 
     /// The last contact snapshot fetched by `contacts()`, if any.
     pub fn cached_contacts(&self) -> Option<Arc<Contacts>> {
         self.state().contacts.clone()
+    }
+
+    /// A tag of the current channel: when a login2 without psessionid made it (a relink
+    /// keeps it); 0 without a channel or when unknown. Pseudo uins hold within one channel
+    /// only, so contacts kept in the store are reused after a restart only under the same
+    /// tag.
+    pub fn channel_tag(&self) -> u64 {
+        let st = self.state();
+        if st.psessionid.is_empty() {
+            return 0;
+        }
+        st.channel_since
+    }
+
+    /// Contacts fetched earlier in this same channel (see [`Client::channel_tag`]), so a
+    /// resumed session needs no friend-list call.
+    pub fn seed_contacts(&self, c: Contacts) {
+        self.state().contacts = Some(Arc::new(c));
     }
 
     /// The value of a cookie by name (any domain/path), unexpired only.
@@ -886,6 +908,7 @@ impl Client {
             st.vfwebqq = vfwebqq;
             st.psessionid = psessionid;
             st.contacts = None;
+            st.channel_since = now_ms();
             st.sess_sigs.clear();
             st.logged_out = false;
         }

@@ -31,6 +31,12 @@ pub struct Session {
     /// the expiry forecast counts from. 0 when unknown (saved before the field existed).
     #[serde(default)]
     pub logged_in_at: u64,
+    /// Unix milliseconds at which this channel was made by a login2 without a psessionid.
+    /// A relink keeps it (and the server keeps the channel's pseudo uins, §3.7); a new
+    /// channel has new pseudo uins (§1), so contacts are reused only under the same value.
+    /// 0 when unknown (saved before the field existed).
+    #[serde(default)]
+    pub channel_since: u64,
 }
 
 impl Session {
