@@ -74,8 +74,21 @@ impl Drop for Kill {
     }
 }
 
+/// The accounts in each state: `/api/summary` (the counts alone), else the whole list (a
+/// binary from before the summary). Polled while a fleet comes up, so it must cost the fleet
+/// little: the list at 10,000 accounts is megabytes of JSON.
 async fn count_states(api: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
+    if let Ok(r) = http().get(format!("{api}/api/summary")).send().await {
+        if r.status().is_success() {
+            if let Ok(v) = r.json::<Value>().await {
+                for (k, n) in v["states"].as_object().into_iter().flatten() {
+                    m.insert(k.clone(), n.as_u64().unwrap_or(0) as usize);
+                }
+                return m;
+            }
+        }
+    }
     if let Ok(r) = http().get(format!("{api}/api/accounts")).send().await {
         if let Ok(Value::Array(v)) = r.json::<Value>().await {
             for a in v {

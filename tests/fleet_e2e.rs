@@ -210,6 +210,9 @@ async fn three_accounts_log_in_by_qr_and_echo() {
         }
         assert_eq!(a["state"], "online");
     }
+    // The counts alone, as a monitor polls them.
+    let sum = get(&format!("{}/api/summary", f.api)).await;
+    assert_eq!(sum, json!({"accounts": 3, "states": {"online": 3}}));
     // An injected message gets its echo, exactly once (the echo of the echo is ignored).
     let r = post(
         &format!("{}/sim/inject", sim.base),

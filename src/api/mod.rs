@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
     let token = state.token.clone();
     let api = Router::new()
         .route("/api/accounts", get(list))
+        .route("/api/summary", get(summary))
         .route("/api/accounts/{id}", get(one))
         .route("/api/accounts/{id}/qr", get(qr))
         .route("/api/accounts/{id}/outbox", get(outbox))
@@ -126,6 +127,18 @@ async fn list(State(s): State<ApiState>) -> Json<Vec<AccountStatus>> {
     let mut v: Vec<AccountStatus> = s.status.iter().map(|e| e.value().summary()).collect();
     v.sort_by(|a, b| a.id.cmp(&b.id));
     Json(v)
+}
+
+/// How many accounts are in each state: what a monitor or a benchmark polls while a large
+/// fleet comes up (the list at 10,000 accounts is megabytes of JSON per call).
+async fn summary(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let mut states: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut total = 0u64;
+    for e in s.status.iter() {
+        *states.entry(e.value().state.as_str()).or_default() += 1;
+        total += 1;
+    }
+    Json(serde_json::json!({"accounts": total, "states": states}))
 }
 
 async fn one(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
