@@ -33,11 +33,17 @@ sim: build
 ## `make bench BENCH_SIZES=1000` (about 3 minutes).
 BENCH_SIZES ?= 100,1000,5000,10000
 BENCH_SESSIONS ?= 10000
-bench: build fidelity-deps
+bench: bench-build fidelity-deps
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	python3 scripts/sim_load.py --binary target/release/qqfleet --sessions $(BENCH_SESSIONS) && \
 	QQFLEET_SCALE_SIZES=$(BENCH_SIZES) QQFLEET_SCALE_BIN=target/release/qqfleet \
-	  $(CARGO) run --release --quiet --example fleet_scale
+	  target/release/examples/fleet_scale
+
+## The binary and the benchmark programs in one release build: built apart, the examples'
+## dev-dependencies change the feature set and every dependency is compiled twice.
+.PHONY: bench-build
+bench-build:
+	$(CARGO) build --release --bin qqfleet --examples
 
 ## The chaos soak (issue 11): SOAK_ACCOUNTS accounts (1,000) for SOAK_SECS seconds (600)
 ## against the simulator in its own process, with poll faults, kicks, expiries, a 20 s outage
@@ -47,10 +53,10 @@ bench: build fidelity-deps
 SOAK_SECS ?= 600
 SOAK_ACCOUNTS ?= 1000
 .PHONY: soak
-soak: build
+soak: bench-build
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	SOAK_SECS=$(SOAK_SECS) SOAK_ACCOUNTS=$(SOAK_ACCOUNTS) QQFLEET_SOAK_BIN=target/release/qqfleet \
-	  $(CARGO) run --release --quiet --example chaos_soak
+	  target/release/examples/chaos_soak
 ## The crash matrix, long version: CRASH_ROUNDS rounds of a SIGKILL (or an abort at a named
 ## crash point) at each of the 8 points of issue 11, each followed by a restart on the same
 ## data (`make test` runs one round).
