@@ -82,6 +82,18 @@ async fn sent_texts(sim: &Sim, qq: u64) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `text` was sent by `qq`.
+async fn until_sent(sim: &Sim, qq: u64, text: &str, within: Duration) {
+    eventually(&format!("{text:?} sent"), within, || async {
+        sent_texts(sim, qq)
+            .await
+            .iter()
+            .any(|t| t == text)
+            .then_some(())
+    })
+    .await;
+}
+
 async fn contacts(sim: &Sim, qq: u64) -> Value {
     get(&format!("{}/sim/accounts/{qq}/contacts", sim.base)).await
 }
@@ -872,32 +884,16 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     // The OneBot account works on the reopened database: a send through its HTTP API looks
     // up the friend's id and is delivered.
     let ob = |action: &str| format!("{}/onebot/v11/b/{action}", f.api);
-    let friends: Value = fleet_common::http()
-        .get(ob("get_friend_list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let friends = get(&ob("get_friend_list")).await;
     let buid = friends["data"][0]["user_id"].as_i64().expect("a friend id");
-    let v: Value = fleet_common::http()
-        .post(ob("send_private_msg"))
-        .json(&json!({"user_id": buid, "message": "bot after recovery"}))
-        .send()
+    let body = json!({"user_id": buid, "message": "bot after recovery"});
+    let v: Value = post(&ob("send_private_msg"), body)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(v["status"], "ok", "{v}");
-    eventually("the bot's send", Duration::from_secs(20), || async {
-        sent_texts(&sim, 21902)
-            .await
-            .contains(&"bot after recovery".to_string())
-            .then_some(())
-    })
-    .await;
+    until_sent(&sim, 21902, "bot after recovery", Duration::from_secs(20)).await;
 
     // Nothing stored is corrupted: a restart on the same data resumes, replays nothing.
     fleet_common::sigterm(&f.child);
@@ -911,13 +907,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     )
     .await;
     accepted.push("restarted".into());
-    eventually("after the restart", Duration::from_secs(20), || async {
-        sent_texts(&sim, 21901)
-            .await
-            .contains(&"restarted".to_string())
-            .then_some(())
-    })
-    .await;
+    until_sent(&sim, 21901, "restarted", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_once(
         &sent_texts(&sim, 21901).await,
