@@ -337,8 +337,11 @@ fn default_true() -> bool {
     true
 }
 
+/// An hour: a message from a conversation missing from the contacts refreshes them at once
+/// (the Account), so the timer is only a backstop for renames and removals; at 10,000
+/// accounts a 10-minute timer was 17 friend-list refreshes a second while idle.
 fn default_contacts_refresh() -> u64 {
-    600
+    3600
 }
 
 /// One validated account file.

@@ -114,6 +114,9 @@ impl Deps {
     }
 }
 
+/// The least time between two contacts refreshes asked for by unknown conversations.
+const UNKNOWN_SOURCE_REFRESH_GAP: Duration = Duration::from_secs(60);
+
 /// The key of the channel tag in the stored contacts JSON (see `reuse_stored_contacts`).
 const CHANNEL_KEY: &str = "qqfleet_channel";
 
@@ -162,6 +165,11 @@ pub struct Account {
     renewal: renewal::Renewal,
     /// Tells the supervisor when this actor is gone (set by the supervisor).
     death_notice: Option<DeathNotice>,
+    /// This actor's own address (weak: it must not keep its own mailbox open), for a
+    /// contacts refresh asked for from code that has no context at hand.
+    me: Option<actix::WeakAddr<Account>>,
+    /// When a message from a conversation missing from the contacts last asked for a refresh.
+    unknown_source_refresh: Option<Instant>,
 }
 
 impl Account {
@@ -213,6 +221,8 @@ impl Account {
             tick_handle: None,
             renewal: Default::default(),
             death_notice: None,
+            me: None,
+            unknown_source_refresh: None,
         }
     }
 
@@ -495,6 +505,37 @@ impl Account {
         }
     }
 
+    /// A message from a friend, group or discussion missing from this channel's contacts
+    /// (a new friend, a group just joined) asks for a refresh, at most once a minute: the
+    /// handler and the OneBot ids name contacts by the list. This is what keeps the contacts
+    /// current; the periodic refresh (`contacts_refresh_secs`) is only a backstop.
+    fn refresh_if_unknown(&mut self, msg: &Incoming) {
+        if msg.self_echo {
+            return;
+        }
+        let Some(c) = self.client.as_ref().and_then(|c| c.cached_contacts()) else {
+            return;
+        };
+        let known = match msg.kind {
+            handler::Kind::Buddy => c.friend(msg.source).is_some(),
+            handler::Kind::Group => c.group(msg.source).is_some(),
+            handler::Kind::Discu => c.discu(msg.source).is_some(),
+            handler::Kind::Sess => true,
+        };
+        if known
+            || self
+                .unknown_source_refresh
+                .is_some_and(|t| t.elapsed() < UNKNOWN_SOURCE_REFRESH_GAP)
+        {
+            return;
+        }
+        self.unknown_source_refresh = Some(Instant::now());
+        if let Some(me) = self.me.as_ref().and_then(|w| w.upgrade()) {
+            tracing::info!(account = %self.id(), kind = msg.kind.as_str(), "a conversation not in the contacts: refreshing them");
+            me.do_send(RefreshContacts);
+        }
+    }
+
     /// Seeds the client with the stored contacts if they were fetched in its very channel
     /// (same [`WebQq::channel_tag`]) and are not due for a refresh.
     fn reuse_stored_contacts(&self, client: &Arc<dyn WebQq>) {
@@ -726,6 +767,7 @@ impl Account {
     }
 
     fn handle_one(&mut self, seq: u64, msg: Incoming) {
+        self.refresh_if_unknown(&msg);
         emit(MessageReceived {
             account: self.id(),
             kind: msg.kind.as_str(),
@@ -1072,6 +1114,7 @@ impl Actor for Account {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address().downgrade());
         let id = self.cfg.id.clone();
         let qq = self.cfg.qq;
         self.deps

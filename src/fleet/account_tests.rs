@@ -637,3 +637,57 @@ fn retcode_overrides_replace_the_tables_answer() {
         assert!(h.store.load_hold("a").unwrap().is_some());
     });
 }
+
+/// A message from a friend missing from the contacts refreshes them at once (a new friend),
+/// a known one does not, and a second stranger within the minute waits for the backstop.
+#[test]
+fn a_message_from_an_unknown_friend_refreshes_the_contacts() {
+    let h = harness(10011);
+    h.script.lock().unwrap().contacts = Some(crate::protocol::Contacts {
+        friends: vec![crate::protocol::contacts::Friend {
+            uin: 5,
+            nick: "known".into(),
+            markname: None,
+            category: 0,
+            face: 0,
+            is_vip: false,
+        }],
+        ..Default::default()
+    });
+    paused(async {
+        let mut c = cfg("a", 10011);
+        c.handler = crate::config::HandlerKind::Log;
+        c.log_path = Some(h._dir.path().join("handled.jsonl"));
+        Account::new(c, h.deps.clone()).start();
+        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        let fetched = || h.script.lock().unwrap().counts.contacts;
+        until("the first contacts", Duration::from_secs(5), || {
+            fetched() == 1
+        })
+        .await;
+        let poll = |ev| {
+            h.script
+                .lock()
+                .unwrap()
+                .polls
+                .push_back(Ok(PollResult::Events(vec![ev])));
+        };
+        let polled = || h.script.lock().unwrap().counts.poll;
+        let before = polled();
+        poll(buddy_event(5, 1, "from a friend"));
+        until("the known one polled", Duration::from_secs(150), || {
+            polled() > before + 1
+        })
+        .await;
+        assert_eq!(fetched(), 1, "a known friend refreshes nothing");
+        poll(buddy_event(77, 2, "from a new friend"));
+        until("the refresh", Duration::from_secs(150), || fetched() == 2).await;
+        let before = polled();
+        poll(buddy_event(78, 3, "another stranger"));
+        until("the second polled", Duration::from_secs(150), || {
+            polled() > before + 1
+        })
+        .await;
+        assert_eq!(fetched(), 2, "at most one such refresh a minute");
+    });
+}
