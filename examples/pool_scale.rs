@@ -74,9 +74,7 @@ fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -
         .args(["--listen", "127.0.0.1:0", "--sim-url", base])
         .arg("--admin-token-file")
         .arg(token_file(dir))
-        // QR codes paced to what the phone below decodes in a debug build within their
-        // 120 s life.
-        .args(["--max-logins", "1000", "--qr-per-second", "8"])
+        .args(["--max-logins", "1000", "--qr-per-second", "100"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -95,6 +93,27 @@ fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -
     (Kill(child), api)
 }
 
+/// With `QQFLEET_POOL_TRIM=1`: the RSS after glibc's `malloc_trim(0)` (called through gdb),
+/// i.e. without the freed memory the allocator keeps from a burst.
+fn trim(pid: u32) -> Option<u64> {
+    if std::env::var("QQFLEET_POOL_TRIM").as_deref() != Ok("1") {
+        return None;
+    }
+    Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "call (int) malloc_trim(0)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    Some(rss_kib(pid))
+}
+
 async fn list(api: &str) -> Vec<Value> {
     match http().get(format!("{api}/api/accounts")).send().await {
         Ok(r) => r
@@ -107,7 +126,8 @@ async fn list(api: &str) -> Vec<Value> {
     }
 }
 
-/// Scans every waiting account's QR code as its own QQ number until all are online.
+/// Scans every waiting account's QR code as its own QQ number until all are online. The
+/// admin API shows the code's URL, whose `k=` is the token the simulator scans by.
 async fn cold_start(api: &str, base: &str, n: usize, deadline: Duration) -> bool {
     let t0 = Instant::now();
     let mut scanned = std::collections::HashSet::new();
@@ -121,44 +141,21 @@ async fn cold_start(api: &str, base: &str, n: usize, deadline: Duration) -> bool
             );
             return true;
         }
-        let waiting: Vec<(String, u64, String)> = all
-            .iter()
-            .filter(|a| a["state"] == "awaiting_scan")
-            .map(|a| {
-                let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
-                (s("id"), a["qq"].as_u64().unwrap_or(0), s("since"))
-            })
-            .filter(|k| !scanned.contains(k))
-            .collect();
-        let mut tasks = Vec::new();
-        for key in waiting.into_iter().take(64) {
-            let (api, base) = (api.to_string(), base.to_string());
-            tasks.push(tokio::spawn(async move {
-                let r = http()
-                    .get(format!("{api}/api/accounts/{}/qr", key.0))
-                    .send()
-                    .await
-                    .ok()?;
-                if r.status() != 200 {
-                    return None;
-                }
-                let png = r.bytes().await.ok()?.to_vec();
-                let url =
-                    tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
-                        .await
-                        .ok()??;
-                let token = url.split("k=").nth(1)?.split('&').next()?.to_string();
-                let r = post(
-                    &format!("{base}/sim/qr/scan"),
-                    json!({"token": token, "qq": key.1, "confirm": true}),
-                )
-                .await;
-                r.status().is_success().then_some(key)
-            }));
-        }
-        for t in tasks {
-            if let Ok(Some(k)) = t.await {
-                scanned.insert(k);
+        for a in all.iter().filter(|a| a["state"] == "awaiting_scan") {
+            let url = a["qr"]["url"].as_str().unwrap_or("");
+            let Some(token) = url.split("k=").nth(1).and_then(|s| s.split('&').next()) else {
+                continue;
+            };
+            if scanned.contains(token) {
+                continue;
+            }
+            let r = post(
+                &format!("{base}/sim/qr/scan"),
+                json!({"token": token, "qq": a["qq"], "confirm": true}),
+            )
+            .await;
+            if r.status().is_success() {
+                scanned.insert(token.to_string());
             }
         }
         println!(
@@ -236,21 +233,31 @@ async fn main() {
             samples.push(json!({"after_online_s": at, "rss_kib": rss, "open_files": open}));
         }
         let (rss, open) = (rss_kib(pid), fds(pid));
+        let trimmed = trim(pid);
+        if let Some(t) = trimmed {
+            println!("  {bin} after malloc_trim: RSS {t} KiB");
+        }
         sigterm(&f.0);
         wait_exit(&mut f.0, Duration::from_secs(60));
         let (e, _) = start_fleet(bin, dir.path(), &empty, "data-empty", &base);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (rss0, open0) = (rss_kib(e.0.id()), fds(e.0.id()));
+        let trimmed0 = trim(e.0.id());
         drop(e);
         let per = rss.saturating_sub(rss0) as f64 / n as f64;
+        let trimmed_per = trimmed
+            .zip(trimmed0)
+            .map(|(t, t0)| t.saturating_sub(t0) as f64 / n as f64);
         println!(
-            "{bin}: online again in {t:?} s; RSS {rss} KiB (empty {rss0} KiB) = {per:.1} KiB per account; open files {open} (empty {open0})"
+            "{bin}: online again in {t:?} s; RSS {rss} KiB (empty {rss0} KiB) = {per:.1} KiB per account (after malloc_trim: {trimmed_per:?}); open files {open} (empty {open0})"
         );
-        out.push(
-            json!({"binary": bin, "accounts": n, "online_after_restart_s": t,
+        out.push(json!({
+            "binary": bin, "accounts": n, "online_after_restart_s": t,
             "rss_kib": rss, "empty_rss_kib": rss0, "kib_per_account": per,
-            "open_files": open, "empty_open_files": open0}),
-        );
+            "open_files": open, "empty_open_files": open0, "samples": samples,
+            "trimmed_rss_kib": trimmed, "trimmed_empty_rss_kib": trimmed0,
+            "trimmed_kib_per_account": trimmed_per,
+        }));
     }
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }

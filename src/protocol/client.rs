@@ -404,13 +404,14 @@ impl Client {
         }
         let e = &self.inner.endpoints;
         let http = pool::http(ep, self.inner.opts.connect_timeout)?;
-        let mut req = match ep.method() {
-            Method::Get => http.get(url.clone()),
-            Method::Post => http.post(url.clone()),
-        };
         // The pool is shared by every account and has no cookie store: this account's
         // cookies for this URL go on the request here, and only here.
-        if let Some(cookies) = self.inner.jar.cookies(&url) {
+        let cookies = self.inner.jar.cookies(&url);
+        let mut req = match ep.method() {
+            Method::Get => http.get(url),
+            Method::Post => http.post(url),
+        };
+        if let Some(cookies) = cookies {
             req = req.header(reqwest::header::COOKIE, cookies);
         }
         if let Some(r) = form_r {
@@ -435,7 +436,7 @@ impl Client {
         // followed by hand through this function, so each hop's cookies land here too (the
         // 302 of check_sig carries the login, §3.5).
         let mut set_cookies = resp.headers().get_all(reqwest::header::SET_COOKIE).iter();
-        self.inner.jar.set_cookies(&mut set_cookies, &url);
+        self.inner.jar.set_cookies(&mut set_cookies, resp.url());
         let status = resp.status().as_u16();
         let location = resp
             .headers()
