@@ -31,12 +31,20 @@
 //! # Limits, for thousands of accounts on one pool
 //!
 //! Every online account holds one connection for its long poll (up to the 60 s hold, §5.1), so
-//! N accounts keep about N connections busy. Idle connections are not capped per host: a cap
-//! below the number of accounts would close connections that the next poll needs a moment
-//! later (a burst of answered polls), and reopen them, leaving a TIME_WAIT socket on the
-//! loopback or NAT port range each time. The pool never holds more connections than were busy
-//! at once, so idle ones cost no file descriptor beyond that peak, and they are closed after
+//! N accounts keep about N connections busy, and a poll answered is followed at once by the
+//! next poll, which takes the connection back: in the steady state almost nothing is idle.
+//! Bursts are what idle connections come from: when many requests start together (a fleet
+//! resuming, logins, a storm of answers), every request that finds no idle connection opens
+//! one, and hyper pools the extra ones that lost the race. Per runtime and host at most
+//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves at most that many file descriptors
+//! beyond the connections in use (with N accounts the fleet needs about N + that, where a
+//! pool per account kept up to 2 N); the rest close as they come back. It is large enough
+//! that a storm of answered polls mostly finds its connections again instead of closing and
+//! reopening them (each close leaves a TIME_WAIT port). Idle connections close after
 //! [`POOL_IDLE_TIMEOUT`].
+//!
+//! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
+//! runtime; with a pool per account, each account had its own timer waking every 90 s.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -50,6 +58,9 @@ use super::error::ProtocolError;
 /// keep-alive windows, so the pool drops a connection before the server does, not while a
 /// request is being written on it.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Idle connections kept per host in one runtime's pool (see the module doc).
+pub const POOL_IDLE_PER_HOST: usize = 256;
 
 /// A runtime (None: called outside of one) and a connect timeout.
 type Key = (Option<tokio::runtime::Id>, Duration);
@@ -127,7 +138,7 @@ fn build(connect_timeout: Duration) -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build()
         .map_err(|e| e.without_url().to_string())
