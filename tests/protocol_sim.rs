@@ -750,11 +750,15 @@ async fn faults_are_retried_or_surfaced_per_the_table() {
 
 #[derive(Clone, Debug)]
 struct Seen {
+    /// The client's TCP port: which connection carried the request.
+    peer: u16,
     method: String,
     path: String,
     query: String,
     headers: Vec<(String, String)>,
     body: String,
+    /// The `Set-Cookie` headers of the answer the client got.
+    set_cookies: Vec<String>,
 }
 
 impl Seen {
@@ -786,14 +790,22 @@ async fn recording_proxy(target: String) -> (String, Arc<Mutex<Vec<Seen>>>) {
 
 /// [`recording_proxy`] that can also replace answers with canned (broken) ones.
 async fn mangling_proxy(target: String) -> (String, Arc<Mutex<Vec<Seen>>>, CannedQueue) {
+    proxy(target, false).await
+}
+
+/// [`mangling_proxy`]; with `hop_cookie`, every `proxy.html` answer (the page check_sig's 302
+/// leads to) also sets the cookie `hop=<1, 2, ...>` (Path=/).
+async fn proxy(target: String, hop_cookie: bool) -> (String, Arc<Mutex<Vec<Seen>>>, CannedQueue) {
     use axum::body::Body;
-    use axum::extract::Request;
+    use axum::extract::{ConnectInfo, Request};
     use axum::response::Response;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let canned: CannedQueue = Arc::default();
     let log = seen.clone();
     let cans = canned.clone();
+    let hops = Arc::new(AtomicU32::new(0));
     let upstream = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -801,10 +813,15 @@ async fn mangling_proxy(target: String) -> (String, Arc<Mutex<Vec<Seen>>>, Canne
     let app = axum::Router::new().fallback(move |req: Request| {
         let log = log.clone();
         let cans = cans.clone();
+        let hops = hops.clone();
         let upstream = upstream.clone();
         let target = target.clone();
         async move {
             let (parts, body) = req.into_parts();
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map_or(0, |c| c.0.port());
             let body = axum::body::to_bytes(body, 1 << 20)
                 .await
                 .unwrap_or_default();
@@ -813,13 +830,19 @@ async fn mangling_proxy(target: String) -> (String, Arc<Mutex<Vec<Seen>>>, Canne
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect();
-            log.lock().unwrap().push(Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                query: parts.uri.query().unwrap_or("").to_string(),
-                headers: headers.clone(),
-                body: String::from_utf8_lossy(&body).to_string(),
-            });
+            let at = {
+                let mut log = log.lock().unwrap();
+                log.push(Seen {
+                    peer,
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    headers: headers.clone(),
+                    body: String::from_utf8_lossy(&body).to_string(),
+                    set_cookies: Vec::new(),
+                });
+                log.len() - 1
+            };
             let can = {
                 let mut q = cans.lock().unwrap();
                 q.iter()
@@ -856,12 +879,26 @@ async fn mangling_proxy(target: String) -> (String, Arc<Mutex<Vec<Seen>>>, Canne
                     out = out.header(k.as_str(), v.as_bytes());
                 }
             }
+            let mut set_cookies: Vec<String> = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .collect();
+            if hop_cookie && parts.uri.path().ends_with("/proxy.html") {
+                let hop = hops.fetch_add(1, Ordering::SeqCst) + 1;
+                let c = format!("hop={hop}; Path=/");
+                out = out.header("set-cookie", c.as_str());
+                set_cookies.push(c);
+            }
+            log.lock().unwrap()[at].set_cookies = set_cookies;
             out.body(Body::from(resp.bytes().await.unwrap())).unwrap()
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}"), seen, canned)
@@ -962,6 +999,128 @@ async fn login_follows_the_section_3_1_order_with_the_page_headers() {
     assert_eq!(r["status"], "online");
     let ob = by("get_online_buddies2");
     assert!(ob.query.contains("clientid=53999199") && ob.query.contains("psessionid="));
+}
+
+/// Two accounts of one process share its connection pool and never each other's cookies: a
+/// recording proxy sees one TCP connection carry requests of both, yet every request of an
+/// account carries that account's cookies only (its `p_skey`, set on check_sig's 302, and the
+/// `hop` cookie set on the proxy.html hop the 302 leads to), and the simulator (which checks
+/// that cookies and psessionid name the same QQ number) attributes each send and each
+/// message to the right account.
+#[tokio::test]
+async fn accounts_share_connections_but_never_cookies() {
+    const QQ_B: u64 = 2769546521;
+    let sim = Sim::quiet().await;
+    for qq in [QQ, QQ_B] {
+        sim.post(
+            "/sim/accounts",
+            json!({"qq": qq, "friends": 1, "groups": 1, "discus": 0}),
+        )
+        .await;
+    }
+    let (proxy_url, seen, _) = proxy(sim.base.clone(), true).await;
+    let a = client_at(&proxy_url, None);
+    let b = client_at(&proxy_url, None);
+    login_with(&sim, &a, QQ, Some(QQ)).await.unwrap();
+    login_with(&sim, &b, QQ_B, Some(QQ_B)).await.unwrap();
+    let friend_a = a.contacts().await.unwrap().friends[0].uin;
+    let friend_b = b.contacts().await.unwrap().friends[0].uin;
+    for round in 0..2 {
+        for (c, friend, name) in [(&a, friend_a, "A"), (&b, friend_b, "B")] {
+            let text = format!("{name} {round}");
+            let sent = c.send(&Target::Buddy(friend), &text).await.unwrap();
+            assert_eq!(sent, SendOutcome::Delivered);
+        }
+    }
+    for (qq, text) in [(QQ, "to A"), (QQ_B, "to B")] {
+        sim.post(
+            "/sim/inject",
+            json!({"qq": qq, "kind": "buddy", "text": text}),
+        )
+        .await;
+    }
+    assert_eq!(next_event(&a).await.text().unwrap(), "to A");
+    assert_eq!(next_event(&b).await.text().unwrap(), "to B");
+    for (qq, texts) in [(QQ, ["A 0", "A 1"]), (QQ_B, ["B 0", "B 1"])] {
+        let sent = sim.get(&format!("/sim/sent?qq={qq}")).await;
+        let got: Vec<&str> = sent
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, texts, "sends attributed to {qq}");
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    // check_sig answers with a 302 carrying the login cookies; A logged in first.
+    let check_sigs: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path.ends_with("/check_sig"))
+        .collect();
+    assert_eq!(check_sigs.len(), 2);
+    let p_skey = |s: &Seen| {
+        s.set_cookies
+            .iter()
+            .find_map(|c| c.strip_prefix("p_skey="))
+            .map(|v| v.split(';').next().unwrap().to_string())
+            .expect("check_sig set p_skey")
+    };
+    let mut checked = Vec::new();
+    for (c, p_skey, hop, other_p_skey, other_hop) in [
+        (
+            &a,
+            p_skey(check_sigs[0]),
+            "hop=1",
+            p_skey(check_sigs[1]),
+            "hop=2",
+        ),
+        (
+            &b,
+            p_skey(check_sigs[1]),
+            "hop=2",
+            p_skey(check_sigs[0]),
+            "hop=1",
+        ),
+    ] {
+        let session = c.session();
+        assert!(
+            session.cookies.contains(hop),
+            "the redirect hop's cookie is kept"
+        );
+        // An account's requests after login name it by psessionid or vfwebqq.
+        let mine: Vec<&Seen> = seen
+            .iter()
+            .filter(|s| {
+                let plain = |t: &str| {
+                    url::form_urlencoded::parse(t.as_bytes())
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<String>()
+                };
+                let text = plain(&s.query) + &plain(&s.body);
+                text.contains(&session.psessionid) || text.contains(&session.vfwebqq)
+            })
+            .collect();
+        assert!(mine.len() >= 8, "{}", mine.len());
+        for s in &mine {
+            let cookie = s.header("cookie").unwrap_or("");
+            let has = |kv: &str| cookie.split("; ").any(|c| c == kv);
+            assert!(has(&format!("p_skey={p_skey}")) && has(hop), "{s:?}");
+            assert!(
+                !has(&format!("p_skey={other_p_skey}")) && !has(other_hop),
+                "{s:?}"
+            );
+        }
+        checked.push(
+            mine.iter()
+                .map(|s| s.peer)
+                .collect::<std::collections::HashSet<_>>(),
+        );
+    }
+    assert!(
+        checked[0].intersection(&checked[1]).next().is_some(),
+        "no connection carried requests of both accounts: the pool is not shared ({checked:?})"
+    );
 }
 
 #[tokio::test]

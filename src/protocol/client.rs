@@ -1,4 +1,5 @@
-//! One account's WebQQ client: one `reqwest::Client`, one cookie jar, the session state.
+//! One account's WebQQ client: its own cookie jar and session state, sending through the
+//! connection pool every account shares ([`super::pool`]).
 //!
 //! `Client` is cheap to clone and shared inside: the fleet polls from one actor and sends and
 //! lists from others on clones of the same value. State sits behind std mutexes that are
@@ -9,16 +10,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use reqwest::cookie::CookieStore as _;
 use reqwest_cookie_store::{CookieStore, CookieStoreMutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::contacts::{self, Contacts};
 use super::content::{encode_send, split_text};
-use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID, USER_AGENT};
+use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID};
 use super::error::ProtocolError;
 use super::events::{decode_event, num, PollEvent};
 use super::hash;
+use super::pool;
 use super::ptlogin::{self, QrAnswer};
 use super::retcode::{Action, RetcodeTable};
 use super::session::Session;
@@ -183,8 +186,9 @@ struct State {
 
 struct Inner {
     endpoints: Endpoints,
-    http: reqwest::Client,
-    jar: Arc<CookieStoreMutex>,
+    /// This account's cookies, and no one else's: the pooled HTTP client has no cookie store,
+    /// [`Client::request`] reads and fills this jar on every request (see [`super::pool`]).
+    jar: CookieStoreMutex,
     opts: ClientOptions,
     state: Mutex<State>,
     msg_id: AtomicU64,
@@ -192,8 +196,8 @@ struct Inner {
     page_loaded: Instant,
 }
 
-/// One account's WebQQ client: one reqwest Client and one cookie jar. Cheap to clone (shared
-/// inside), so the Poller and the Sender use the same session.
+/// One account's WebQQ client: one cookie jar and one session, over the shared connection
+/// pool. Cheap to clone (shared inside), so the Poller and the Sender use the same session.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -272,30 +276,11 @@ impl Client {
             }
             _ => CookieStore::default(),
         };
-        let jar = Arc::new(CookieStoreMutex::new(store));
-        let builder = reqwest::Client::builder();
-        // Every client gets the one shared rustls config, simulator clients too: with TLS
-        // compiled in, reqwest otherwise builds a config of its own per Client (measured with
-        // `make bench`: 236 KiB per account instead of 129 KiB at 1,000 accounts).
+        let jar = CookieStoreMutex::new(store);
+        // Every account shares the one rustls config (and, per runtime, one connection pool:
+        // `pool`); fail here, as before the pool existed, when TLS cannot be set up at all.
         #[cfg(feature = "tls")]
-        let builder = builder.tls_backend_preconfigured(
-            shared_tls_config()
-                .ok_or(ProtocolError::TlsUnavailable)?
-                .clone(),
-        );
-        let http = builder
-            .cookie_provider(jar.clone())
-            // check_sig's cookies come on a 302 (§3.5): we take redirects by hand so that
-            // nothing is lost and only URLs of the service are followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT)
-            .connect_timeout(opts.connect_timeout)
-            .pool_max_idle_per_host(2)
-            .build()
-            .map_err(|e| ProtocolError::Transport {
-                endpoint: Endpoint::Xlogin,
-                message: e.without_url().to_string(),
-            })?;
+        shared_tls_config().ok_or(ProtocolError::TlsUnavailable)?;
         let mut state = State::default();
         let mut msg_id = 0;
         if let Some(s) = session {
@@ -319,7 +304,6 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
-                http,
                 jar,
                 opts,
                 state: Mutex::new(state),
@@ -441,10 +425,17 @@ impl Client {
             }
         }
         let e = &self.inner.endpoints;
+        let http = pool::http(ep, self.inner.opts.connect_timeout)?;
+        // The pool is shared by every account and has no cookie store: this account's
+        // cookies for this URL go on the request here, and only here.
+        let cookies = self.inner.jar.cookies(&url);
         let mut req = match ep.method() {
-            Method::Get => self.inner.http.get(url),
-            Method::Post => self.inner.http.post(url),
+            Method::Get => http.get(url),
+            Method::Post => http.post(url),
         };
+        if let Some(cookies) = cookies {
+            req = req.header(reqwest::header::COOKIE, cookies);
+        }
         if let Some(r) = form_r {
             req = req.form(&[("r", r)]);
         }
@@ -462,6 +453,12 @@ impl Client {
             .send()
             .await
             .map_err(|err| ProtocolError::from_reqwest(ep, err, timeout))?;
+        // Every answer's cookies into this account's jar, before the body is read (a body
+        // that fails to arrive keeps them, as reqwest's own cookie store did). Redirects are
+        // followed by hand through this function, so each hop's cookies land here too (the
+        // 302 of check_sig carries the login, §3.5).
+        let mut set_cookies = resp.headers().get_all(reqwest::header::SET_COOKIE).iter();
+        self.inner.jar.set_cookies(&mut set_cookies, resp.url());
         let status = resp.status().as_u16();
         let location = resp
             .headers()

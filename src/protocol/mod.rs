@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod hash;
 pub mod login_cli;
+pub mod pool;
 pub mod ptlogin;
 pub mod retcode;
 pub mod session;

@@ -1,0 +1,180 @@
+//! The HTTP connection pool every account of the process shares.
+//!
+//! Each account used to build its own `reqwest::Client`: its own hyper pool, connector,
+//! resolver and idle connections (two idle per host, per account). Now every account sends
+//! through one `reqwest::Client` per tokio runtime (and per connect timeout, the only
+//! [`ClientOptions`](super::ClientOptions) value reqwest fixes when it builds a client). That
+//! client has NO cookie store: each account keeps its own jar, and
+//! [`Client`](super::Client) puts the jar's `Cookie` header on every request and stores every
+//! answer's `Set-Cookie` into it (redirects are taken by hand, so every hop passes there).
+//!
+//! # Why sharing connections between accounts is sound
+//!
+//! A WebQQ connection carries no identity. The protocol is HTTP/1.1 (reqwest is built without
+//! HTTP/2 here), one request at a time on a connection, no client certificate, no
+//! connection-bound authentication: who is asking is only in the cookies (`skey`, `p_skey`,
+//! `uin`, `ptwebqq`, `qrsig`, ...) and in query or form fields (`psessionid`, `vfwebqq`,
+//! `clientid`, `ptqrtoken`), all of which come from the account's own jar and state on every
+//! request. The servers tell accounts apart by those values only (the simulator checks that
+//! the cookies' login and the psessionid's session are the same QQ number, WEBQQ.md §14.3),
+//! and every account of a process comes from the same address anyway. A connection reused by
+//! another account is therefore indistinguishable, to the server, from a new one.
+//!
+//! # Why one pool per runtime
+//!
+//! hyper drives each connection in a task spawned on the runtime that opened it. Handed to a
+//! request of another runtime, it would run that request's I/O on the first runtime's thread
+//! and die with that runtime ("dispatch task is gone"). The fleet runs its accounts on one
+//! actix Arbiter (one runtime) per core, so it has one pool per core; tests and commands with
+//! their own runtimes get their own pool. When a runtime shuts down, its pool is forgotten.
+//!
+//! # Limits, for thousands of accounts on one pool
+//!
+//! Every online account holds one connection for its long poll (up to the 60 s hold, §5.1), so
+//! N accounts keep about N connections busy, and a poll answered is followed at once by the
+//! next poll, which takes the connection back: in the steady state almost nothing is idle.
+//! Bursts are what idle connections come from: when many requests start together (a fleet
+//! resuming, logins, a storm of answers), every request that finds no idle connection opens
+//! one, and hyper pools the extra ones that lost the race. Per runtime and host at most
+//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves at most that many file descriptors
+//! beyond the connections in use (with N accounts the fleet needs about N + that, where a
+//! pool per account kept up to 2 N); the rest close as they come back. It is large enough
+//! that a storm of answered polls mostly finds its connections again instead of closing and
+//! reopening them (each close leaves a TIME_WAIT port). Idle connections close after
+//! [`POOL_IDLE_TIMEOUT`].
+//!
+//! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
+//! runtime; with a pool per account, each account had its own timer waking every 90 s.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use super::endpoints::{Endpoint, USER_AGENT};
+use super::error::ProtocolError;
+
+/// How long an unused pooled connection is kept. Below the simulator's 30 s (hyper's header
+/// read timeout, which also closes an idle keep-alive connection) and common server
+/// keep-alive windows, so the pool drops a connection before the server does, not while a
+/// request is being written on it.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Idle connections kept per host in one runtime's pool (see the module doc).
+pub const POOL_IDLE_PER_HOST: usize = 256;
+
+/// A runtime (None: called outside of one) and a connect timeout.
+type Key = (Option<tokio::runtime::Id>, Duration);
+
+fn pools() -> MutexGuard<'static, HashMap<Key, reqwest::Client>> {
+    static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
+    POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a runtime's pool when the runtime drops its tasks (at shutdown).
+struct Forget(Key);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let gone = pools().remove(&self.0);
+        // dropped after the lock is released
+        drop(gone);
+    }
+}
+
+/// The shared client of the current runtime for this connect timeout, built on first use.
+/// `ep` only names the request in an error.
+pub(crate) fn http(
+    ep: Endpoint,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, ProtocolError> {
+    let rt = tokio::runtime::Handle::try_current().ok();
+    let key = (rt.as_ref().map(|h| h.id()), connect_timeout);
+    if let Some(c) = pools().get(&key) {
+        return Ok(c.clone());
+    }
+    let client = build(connect_timeout).map_err(|message| ProtocolError::Transport {
+        endpoint: ep,
+        message,
+    })?;
+    let (client, fresh) = {
+        let mut map = pools();
+        match map.get(&key) {
+            // built by another thread meanwhile
+            Some(c) => (c.clone(), false),
+            None => {
+                map.insert(key, client.clone());
+                (client, true)
+            }
+        }
+    };
+    if let (Some(rt), true) = (rt, fresh) {
+        // A task that never wakes: it holds the guard that forgets the pool when the runtime
+        // drops its tasks at shutdown (whether it was ever polled or not).
+        let forget = Forget(key);
+        rt.spawn(async move {
+            let _forget = forget;
+            std::future::pending::<()>().await
+        });
+    }
+    Ok(client)
+}
+
+fn build(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder();
+    // The one rustls config every pool shares (a config per client cost ~100 KiB).
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_backend_preconfigured(
+        super::client::shared_tls_config()
+            .ok_or_else(|| ProtocolError::TlsUnavailable.to_string())?
+            .clone(),
+    );
+    builder
+        // No cookie_provider: the jars are per account (see the module doc).
+        // check_sig's cookies come on a 302 (§3.5): redirects are taken by hand so that
+        // nothing is lost and only URLs of the service are followed.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(USER_AGENT)
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build()
+        .map_err(|e| e.without_url().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pool_per_runtime_forgotten_at_shutdown() {
+        let t = Duration::from_millis(1234);
+        let key = |rt: &tokio::runtime::Runtime| (Some(rt.handle().id()), t);
+        let a = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ka, kb) = (key(&a), key(&b));
+        a.block_on(async {
+            http(Endpoint::Poll2, t).unwrap();
+            http(Endpoint::Poll2, t).unwrap();
+        });
+        b.block_on(async { http(Endpoint::Poll2, t).unwrap() });
+        assert!(pools().contains_key(&ka));
+        assert!(pools().contains_key(&kb));
+        drop(a);
+        assert!(
+            !pools().contains_key(&ka),
+            "the pool of a dropped runtime stays"
+        );
+        assert!(pools().contains_key(&kb));
+        drop(b);
+        assert!(!pools().contains_key(&kb));
+    }
+}
