@@ -180,6 +180,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         crate::config::check_webhook_url(url)
             .map_err(|m| FleetError::Runtime(format!("--qr-webhook-url: {m}")))?;
     }
+    crate::memtrim::spawn();
     // Open (and lock) the store before anything else: a second process fails right here.
     let sled = Arc::new(SledStore::open(&args.data)?);
     let store: Arc<dyn Store> = sled.clone();
