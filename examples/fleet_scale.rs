@@ -557,7 +557,8 @@ async fn throughput(
         }
         // One request each, 32 at a time.
         let mut set = tokio::task::JoinSet::new();
-        for body in chunk.iter().cloned() {
+        for body in chunk {
+            let body = body.clone();
             if set.len() >= 32 {
                 if let Some(Ok(true)) = set.join_next().await {
                     accepted += 1;
