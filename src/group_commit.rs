@@ -24,17 +24,7 @@ struct State {
     flushing: bool,
     /// Flushes run (for tests and the curious).
     flushes: u64,
-    /// Tickets the last successful flush made durable: a busy store's groups are large.
-    last_group: u64,
 }
-
-/// Writers in the last group from which a leader of [`GroupCommit::commit_async`] takes the
-/// store for busy, and gathers for [`GATHER`] before it flushes: fewer, larger flushes under
-/// load. Below it (one message now and then) nothing waits.
-const BUSY_GROUP: u64 = 4;
-
-/// How long a leader gathers writers on a busy store (on its blocking thread).
-const GATHER: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Coalesces flushes of one database.
 #[derive(Debug, Default)]
@@ -52,7 +42,6 @@ impl GroupCommit {
         s.flushing = false;
         s.flushes += 1;
         if ok {
-            s.last_group = covers.saturating_sub(s.done);
             s.done = s.done.max(covers);
         }
         drop(s);
@@ -63,9 +52,7 @@ impl GroupCommit {
     /// [`GroupCommit::commit`] without holding the caller's thread: resolves once a flush
     /// that started after this call has succeeded. A caller that must lead runs `flush` on a
     /// blocking thread of the runtime, which ends the flush even if this future is dropped
-    /// meanwhile. On a busy store (the last group had [`BUSY_GROUP`] writers or more) that
-    /// thread first gathers writers for [`GATHER`]; the flush covers every ticket taken
-    /// before it starts.
+    /// meanwhile.
     pub async fn commit_async<E, F>(self: Arc<Self>, flush: F) -> Result<(), E>
     where
         E: Send + 'static,
@@ -89,29 +76,25 @@ impl GroupCommit {
                     return Ok(());
                 }
                 if s.flushing {
-                    false
+                    None
                 } else {
                     s.flushing = true;
-                    true
+                    Some(s.next)
                 }
             };
-            if !lead {
+            let Some(covers) = lead else {
                 notified.await;
                 continue;
-            }
+            };
             let lead = Lead {
                 gc: self.clone(),
+                covers,
                 ended: false,
             };
             let f = flush.clone();
             let run = move || {
-                if lead.gc.state().last_group >= BUSY_GROUP {
-                    std::thread::sleep(GATHER);
-                }
-                // Every ticket taken so far was taken after its write: this flush covers it.
-                let covers = lead.gc.state().next;
                 let r = f();
-                lead.end(covers, r.is_ok());
+                lead.end(r.is_ok());
                 r
             };
             // On the runtime's blocking threads (a paused test clock waits for them too);
@@ -156,11 +139,7 @@ impl GroupCommit {
 
     /// Flushes run so far.
     pub fn flushes(&self) -> u64 {
-        self.state().flushes
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).flushes
     }
 }
 
@@ -168,20 +147,21 @@ impl GroupCommit {
 /// dropped before it ran or while it panicked, so no waiter waits for it forever.
 struct Lead {
     gc: Arc<GroupCommit>,
+    covers: u64,
     ended: bool,
 }
 
 impl Lead {
-    fn end(mut self, covers: u64, ok: bool) {
+    fn end(mut self, ok: bool) {
         self.ended = true;
-        self.gc.finish(covers, ok);
+        self.gc.finish(self.covers, ok);
     }
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.ended {
-            self.gc.finish(0, false);
+            self.gc.finish(self.covers, false);
         }
     }
 }
