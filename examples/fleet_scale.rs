@@ -12,7 +12,14 @@
 //! * the `/metrics` scrape (time and size);
 //! * the echo round trip (message injected in the simulator → the reply in `/sim/sent`), at
 //!   100 messages a second in total to random accounts, p50 and p99;
-//! * SIGTERM time, and the time until all N are online again after a restart, no scan.
+//! * SIGTERM time, and the time until all N are online again after a restart, no scan;
+//! * on the restarted fleet, every account with the `log` handler and the fleet logging its
+//!   events in JSON: inject → handler (from just before `POST /sim/inject` to the fleet's
+//!   "message received" line, stamped as the handler is handed the message after its
+//!   durable record), 100 messages a second in total, p50 and p99; then fleet-wide
+//!   throughput: `QQFLEET_BENCH_MSGS` (20,000) messages queued at once through
+//!   `/sim/inject/batch`, msg/s from the first inject to the last one handled, and every
+//!   account's log file read back (none lost, none handled twice).
 //!
 //! Then, once, pandolia/qqbot of the fidelity venv (`target/fidelity-venv`, `make
 //! fidelity-deps`) logged in against a simulator: its resident memory for its one account.
@@ -128,6 +135,12 @@ fn start_sim(bin: &str) -> (Kill, String) {
     (Kill(simp), base)
 }
 
+/// The simulator's binary: `QQFLEET_SCALE_SIM_BIN`, else the fleet's. A "before" fleet is
+/// measured against the current simulator (which has `/sim/inject/batch`).
+fn sim_bin(bin: &str) -> String {
+    std::env::var("QQFLEET_SCALE_SIM_BIN").unwrap_or_else(|_| bin.to_string())
+}
+
 /// Whether this binary has the login gate's flags (the "before" binary has not).
 fn has_gate(bin: &str) -> bool {
     Command::new(bin)
@@ -138,8 +151,24 @@ fn has_gate(bin: &str) -> bool {
 }
 
 fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -> (Kill, String) {
+    start_fleet_logged(bin, dir, accounts, data, base, false)
+}
+
+/// `events`: the fleet logs in JSON with its events at info (what an operator's default
+/// `info` shows: "message received" for every message), to `<dir>/<data>.stderr`.
+fn start_fleet_logged(
+    bin: &str,
+    dir: &Path,
+    accounts: &Path,
+    data: &str,
+    base: &str,
+    events: bool,
+) -> (Kill, String) {
     let stderr = dir.join(format!("{data}.stderr"));
     let mut cmd = Command::new(bin);
+    if events {
+        cmd.args(["--log-format", "json"]);
+    }
     cmd.args(["run", "--accounts"])
         .arg(accounts)
         .arg("--data")
@@ -151,8 +180,13 @@ fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -
         // The phone scans at once: a wide gate, paced as a fast operator would.
         cmd.args(["--max-logins", "1000", "--qr-per-second", "500"]);
     }
+    let log = if events {
+        "warn,qqfleet::events=info"
+    } else {
+        "warn"
+    };
     let mut child = cmd
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
@@ -350,10 +384,270 @@ fn spread(k: usize, n: usize) -> usize {
     (k * stride) % n
 }
 
+/// Unix time in seconds (the clock the fleet's log lines are stamped with).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `2026-11-30T13:52:53.123456Z` (the JSON log's timestamps, UTC) as unix seconds.
+fn parse_utc(s: &str) -> Option<f64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, mi) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let sec = t.next()?.parse::<f64>().ok()?;
+    // Days from the civil date (proleptic Gregorian), 1970-01-01 = 0.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + mi * 60.0 + sec)
+}
+
+/// Reads the fleet's JSON log as it grows: the "message received" lines (logged as the
+/// handler is handed the message, after its durable record) by text, with their instants.
+struct LogTail {
+    path: PathBuf,
+    pos: u64,
+    partial: Vec<u8>,
+}
+
+impl LogTail {
+    fn new(path: &Path) -> LogTail {
+        LogTail {
+            path: path.to_path_buf(),
+            pos: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The (text, unix seconds) of every "message received" line since the last call.
+    fn received(&mut self) -> Vec<(String, f64)> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut out = Vec::new();
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return out;
+        };
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return out;
+        }
+        let mut buf = Vec::new();
+        let Ok(got) = f.read_to_end(&mut buf) else {
+            return out;
+        };
+        self.pos += got as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return out;
+        };
+        let rest = self.partial.split_off(last_nl + 1);
+        let lines = std::mem::replace(&mut self.partial, rest);
+        for line in lines.split(|b| *b == b'\n') {
+            if !line.windows(16).any(|w| w == b"message received") {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            let (Some(text), Some(at)) = (
+                v["fields"]["text"].as_str(),
+                v["timestamp"].as_str().and_then(parse_utc),
+            ) else {
+                continue;
+            };
+            out.push((text.to_string(), at));
+        }
+        out
+    }
+}
+
+/// Injects `count` buddy messages `lat K` at `rate` a second in total to accounts in a
+/// scattered order, and times each from just before its inject request to the fleet's
+/// "message received" log line (the handler's turn, after the durable record): the inject
+/// request's own trip is counted in. Returns the latencies in ms (sorted) and the lost count.
+async fn handler_latency(
+    base: &str,
+    n: usize,
+    tail: &mut LogTail,
+    rate: f64,
+    count: usize,
+) -> (Vec<f64>, usize) {
+    let every = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    let client = http();
+    let mut tasks = Vec::new();
+    for k in 0..count {
+        tokio::time::sleep_until(start + every * k as u32).await;
+        let qq = 300_000 + (spread(k, n) as u64);
+        let (base, client) = (base.to_string(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = unix_now();
+            let r = client
+                .post(format!("{base}/sim/inject"))
+                .json(&json!({"qq": qq, "kind": "buddy", "text": format!("lat {k}")}))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some((k, t))
+        }));
+    }
+    let mut sent = std::collections::HashMap::new();
+    for t in tasks {
+        if let Some((k, at)) = t.await.ok().flatten() {
+            sent.insert(format!("lat {k}"), at);
+        }
+    }
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut seen = std::collections::HashSet::new();
+    while Instant::now() < end {
+        for (text, at) in tail.received() {
+            if let Some(t0) = sent.get(&text) {
+                if seen.insert(text) {
+                    got.push((at - t0) * 1000.0);
+                }
+            }
+        }
+        if seen.len() == sent.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got.sort_by(f64::total_cmp);
+    let lost = count - got.len();
+    (got, lost)
+}
+
+/// Queues `total` buddy messages `tp K` across the n accounts (round robin) as fast as the
+/// simulator takes them (`/sim/inject/batch`, or single requests from a simulator without
+/// it), then waits until the fleet has handed every one to its log handler. Fleet-wide
+/// msg/s from the first inject to the last "message received"; then every account's log
+/// file is read back: each message must be there exactly once.
+async fn throughput(
+    base: &str,
+    n: usize,
+    tail: &mut LogTail,
+    handled: &Path,
+    total: usize,
+) -> Value {
+    let _ = tail.received();
+    let tag = format!("tp{} ", unix_now() as u64 % 100_000);
+    let client = http();
+    let bodies: Vec<Value> = (0..total)
+        .map(|k| json!({"qq": 300_000 + (k % n) as u64, "kind": "buddy", "text": format!("{tag}{k}")}))
+        .collect();
+    let t0 = unix_now();
+    let mut accepted = 0usize;
+    let mut batch_ok = true;
+    for chunk in bodies.chunks(2_000) {
+        if batch_ok {
+            let r = client
+                .post(format!("{base}/sim/inject/batch"))
+                .json(&chunk)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => {
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    accepted += v
+                        .as_array()
+                        .map(|a| a.iter().filter(|e| e["msg_id"].is_u64()).count())
+                        .unwrap_or(0);
+                    continue;
+                }
+                _ => batch_ok = false,
+            }
+        }
+        // One request each, 32 at a time.
+        let mut set = tokio::task::JoinSet::new();
+        for body in chunk {
+            let body = body.clone();
+            if set.len() >= 32 {
+                if let Some(Ok(true)) = set.join_next().await {
+                    accepted += 1;
+                }
+            }
+            let (client, base) = (client.clone(), base.to_string());
+            set.spawn(async move {
+                client
+                    .post(format!("{base}/sim/inject"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(true) = r {
+                accepted += 1;
+            }
+        }
+    }
+    let queued_s = unix_now() - t0;
+    let mut received = 0usize;
+    let mut last = t0;
+    let end = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < end && received < accepted {
+        for (text, at) in tail.received() {
+            if text.starts_with(&tag) {
+                received += 1;
+                last = last.max(at);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the last handler writes land, then every log file is read back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut counts = vec![0u32; total];
+    for e in std::fs::read_dir(handled).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let Some(k) = v["text"]
+                .as_str()
+                .and_then(|t| t.strip_prefix(tag.as_str()))
+                .and_then(|k| k.parse::<usize>().ok())
+                .filter(|k| *k < total)
+            {
+                counts[k] += 1;
+            }
+        }
+    }
+    let lost = counts
+        .iter()
+        .filter(|c| **c == 0)
+        .count()
+        .saturating_sub(total - accepted);
+    let twice = counts.iter().filter(|c| **c > 1).count();
+    let secs = last - t0;
+    json!({
+        "throughput_messages": total,
+        "throughput_accepted": accepted,
+        "throughput_queued_s": queued_s,
+        "throughput_s": secs,
+        "throughput_msgs_per_s": (received as f64 / secs.max(1e-6)).round(),
+        "throughput_lost": lost,
+        "throughput_handled_twice": twice,
+        "throughput_lost_or_twice": format!("{lost} / {twice}"),
+    })
+}
+
 async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     println!("== {n} accounts ==");
     let dir = tempfile::tempdir().unwrap();
-    let (sim, base) = start_sim(bin);
+    let (sim, base) = start_sim(&sim_bin(bin));
     let sim_pid = sim.0.id();
     for i in 0..n {
         write_account(
@@ -444,8 +738,20 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     sigterm(&fleet.0);
     let st = wait_exit(&mut fleet.0, Duration::from_secs(30));
     let stop_s = t_stop.elapsed().as_secs_f64();
+    // The restarted fleet runs the `log` handler (the message path measured below): the
+    // handler changes nothing of the login, and the files are rewritten while no fleet runs.
+    for i in 0..n {
+        write_account(
+            dir.path(),
+            &format!("acc{i:05}"),
+            &format!(
+                "qq = {}\nhandler = \"log\"\n[supervision]\nqr_check_secs = 2\n",
+                300_000 + i
+            ),
+        );
+    }
     let t1 = Instant::now();
-    let (fleet2, api2) = start_fleet(bin, dir.path(), &accounts, "data", &base);
+    let (fleet2, api2) = start_fleet_logged(bin, dir.path(), &accounts, "data", &base, true);
     let mut resume_s = None;
     while t1.elapsed() < Duration::from_secs(300) {
         let s = count_states(&api2).await;
@@ -457,6 +763,41 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     }
     let stats2 = get(&format!("{base}/sim/stats")).await;
     let qr_after_restart = stats2["requests"]["ptqrshow"].as_u64().unwrap_or(0) - qr_issued;
+    // The message path, on the restarted fleet (log handler): inject → handler at 100
+    // messages a second in total, then many messages queued at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fleet_log = dir.path().join("data.stderr");
+    let mut tail = LogTail::new(&fleet_log);
+    let (lat, lat_lost) = handler_latency(&base, n, &mut tail, 100.0, count).await;
+    println!(
+        "  inject → handler: p50 {:?} ms, p99 {:?} ms, {lat_lost} lost",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    );
+    let total: usize = std::env::var("QQFLEET_BENCH_MSGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+        .min(n * 500);
+    let tp = throughput(&base, n, &mut tail, &dir.path().join("data/handled"), total).await;
+    println!("  throughput: {tp}");
+    if let Ok(pdir) = std::env::var("QQFLEET_BENCH_PERF") {
+        // The message path under the throughput load, outside the measured run.
+        let rec = Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
+            .arg(fleet2.0.id().to_string())
+            .arg("-o")
+            .arg(PathBuf::from(pdir).join(format!("messages-{n}.data")))
+            .args(["--", "sleep", "8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut p) = rec {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = throughput(&base, n, &mut tail, &dir.path().join("data/handled"), total).await;
+            let _ = p.wait();
+        }
+    }
     drop(fleet2);
     println!("  SIGTERM exit {st:?} in {stop_s:.2} s; all online again in {resume_s:?} s, {qr_after_restart} new QR codes");
     // An empty fleet of the same binary.
@@ -485,6 +826,14 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     r["echo_rtt_p50_ms"] = json!(percentile(&rtt, 0.5));
     r["echo_rtt_p99_ms"] = json!(percentile(&rtt, 0.99));
     r["echo_lost"] = json!(lost);
+    r["handler_messages"] = json!(count);
+    r["handler_rate_per_s"] = json!(100);
+    r["handler_latency_p50_ms"] = json!(percentile(&lat, 0.5));
+    r["handler_latency_p99_ms"] = json!(percentile(&lat, 0.99));
+    r["handler_latency_lost"] = json!(lat_lost);
+    for (k, v) in tp.as_object().into_iter().flatten() {
+        r[k.as_str()] = v.clone();
+    }
     r["sigterm_exit_s"] = json!(stop_s);
     r["sigterm_exit_ok"] = json!(st.is_some_and(|s| s.success()));
     r["restart_online_s"] = json!(resume_s);
@@ -730,6 +1079,7 @@ fn cell(v: &Value, key: &str) -> String {
                 format!("{f:.2}")
             }
         }
+        Value::String(text) => text.clone(),
         other => other.to_string(),
     }
 }
@@ -747,7 +1097,7 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         m["nofile"].as_str().unwrap_or(""),
         report["command"].as_str().unwrap_or("")
     ));
-    let rows: [(&str, &str, &str); 20] = [
+    let rows: [(&str, &str, &str); 26] = [
         ("accounts online", "online", "N"),
         (
             "cold start to all online, every QR scanned at once (s)",
@@ -782,6 +1132,32 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         ),
         ("echo round trip p99 (ms)", "echo_rtt_p99_ms", ""),
         ("echo messages lost (10 s window)", "echo_lost", "0"),
+        (
+            "inject → handler p50 (ms), log handler, 100 msg/s in total",
+            "handler_latency_p50_ms",
+            "",
+        ),
+        ("inject → handler p99 (ms)", "handler_latency_p99_ms", "< 5"),
+        (
+            "inject → handler messages lost",
+            "handler_latency_lost",
+            "0",
+        ),
+        (
+            "received, recorded and handled (log handler), fleet-wide (msg/s)",
+            "throughput_msgs_per_s",
+            "≥ 5000",
+        ),
+        (
+            "messages of the throughput run (queued at once)",
+            "throughput_messages",
+            "",
+        ),
+        (
+            "throughput run: lost / handled twice",
+            "throughput_lost_or_twice",
+            "0 / 0",
+        ),
         ("`/metrics` scrape (ms)", "metrics_scrape_ms", "< 1000"),
         ("`/metrics` size (bytes)", "metrics_bytes", "< 20 MB"),
         ("SIGTERM to exit (s)", "sigterm_exit_s", ""),

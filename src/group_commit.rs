@@ -6,8 +6,13 @@
 //! flush is already running waits for the next one, which covers its write and those of
 //! every writer that arrived meanwhile: one flush for the group, and still no caller returns
 //! before a flush that started after its write has finished.
+//!
+//! [`GroupCommit::commit_async`] is the same for the actors: a waiter holds no thread (an
+//! account on an Arbiter thread that blocked in a flush held up every account of that
+//! thread, and at most one writer per thread could join a group), and a leader runs the
+//! flush on a blocking thread. Both forms share the same tickets and the same flushes.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 #[derive(Debug, Default)]
 struct State {
@@ -26,9 +31,87 @@ struct State {
 pub struct GroupCommit {
     state: Mutex<State>,
     cv: Condvar,
+    /// Wakes the waiters of [`GroupCommit::commit_async`] when a flush ends.
+    notify: tokio::sync::Notify,
 }
 
 impl GroupCommit {
+    /// Ends the running flush, which covered every ticket below `covers`.
+    fn finish(&self, covers: u64, ok: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.flushing = false;
+        s.flushes += 1;
+        if ok {
+            s.done = s.done.max(covers);
+        }
+        drop(s);
+        self.cv.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// [`GroupCommit::commit`] without holding the caller's thread: resolves once a flush
+    /// that started after this call has succeeded. A caller that must lead runs `flush` on a
+    /// blocking thread of the runtime, which ends the flush even if this future is dropped
+    /// meanwhile.
+    pub async fn commit_async<E, F>(self: Arc<Self>, flush: F) -> Result<(), E>
+    where
+        E: Send + 'static,
+        F: Fn() -> Result<(), E> + Send + Sync + 'static,
+    {
+        let flush = Arc::new(flush);
+        let mine = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = s.next;
+            s.next += 1;
+            mine
+        };
+        loop {
+            // Registered before the state is read, so the end of a flush is never missed.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let lead = {
+                let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if s.done > mine {
+                    return Ok(());
+                }
+                if s.flushing {
+                    None
+                } else {
+                    s.flushing = true;
+                    Some(s.next)
+                }
+            };
+            let Some(covers) = lead else {
+                notified.await;
+                continue;
+            };
+            let lead = Lead {
+                gc: self.clone(),
+                covers,
+                ended: false,
+            };
+            let f = flush.clone();
+            let run = move || {
+                let r = f();
+                lead.end(r.is_ok());
+                r
+            };
+            // On the runtime's blocking threads (a paused test clock waits for them too);
+            // without a runtime, here.
+            let r = match tokio::runtime::Handle::try_current() {
+                Ok(rt) => match rt.spawn_blocking(run).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled with its runtime before it ran: the Lead ended it; again.
+                    Err(_) => continue,
+                },
+                Err(_) => run(),
+            };
+            r?;
+        }
+    }
+
     /// Returns once a flush (`flush`) that started after this call has succeeded; the call
     /// that runs it returns its error, and the callers it covered try again on their own.
     pub fn commit<E>(&self, flush: impl Fn() -> Result<(), E>) -> Result<(), E> {
@@ -45,14 +128,9 @@ impl GroupCommit {
                 let covers = s.next;
                 drop(s);
                 let r = flush();
-                s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                s.flushing = false;
-                s.flushes += 1;
-                if r.is_ok() {
-                    s.done = s.done.max(covers);
-                }
-                self.cv.notify_all();
+                self.finish(covers, r.is_ok());
                 r?;
+                s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
             }
             s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -62,6 +140,29 @@ impl GroupCommit {
     /// Flushes run so far.
     pub fn flushes(&self) -> u64 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).flushes
+    }
+}
+
+/// The flush a leader of [`GroupCommit::commit_async`] started: ended (as failed) if it is
+/// dropped before it ran or while it panicked, so no waiter waits for it forever.
+struct Lead {
+    gc: Arc<GroupCommit>,
+    covers: u64,
+    ended: bool,
+}
+
+impl Lead {
+    fn end(mut self, ok: bool) {
+        self.ended = true;
+        self.gc.finish(self.covers, ok);
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.gc.finish(self.covers, false);
+        }
     }
 }
 
@@ -117,6 +218,73 @@ mod tests {
             "{} flushes for {total} writes",
             gc.flushes()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_and_blocking_writers_share_flushes_and_each_waits_for_one_after_its_write() {
+        let gc = Arc::new(GroupCommit::default());
+        let written = Arc::new(AtomicU64::new(0));
+        let durable = Arc::new(AtomicU64::new(0));
+        let flush = {
+            let (w, d) = (written.clone(), durable.clone());
+            move || {
+                let upto = w.load(Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_micros(500));
+                d.fetch_max(upto, Ordering::SeqCst);
+                Ok::<(), ()>(())
+            }
+        };
+        let (tasks, threads, per) = (40, 2, 10);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..tasks {
+            let (gc, w, d, f) = (gc.clone(), written.clone(), durable.clone(), flush.clone());
+            set.spawn(async move {
+                for _ in 0..per {
+                    let mine = w.fetch_add(1, Ordering::SeqCst) + 1;
+                    gc.clone().commit_async(f.clone()).await.unwrap();
+                    assert!(
+                        d.load(Ordering::SeqCst) >= mine,
+                        "acknowledged before durable"
+                    );
+                }
+            });
+        }
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let (gc, w, d, f) = (gc.clone(), written.clone(), durable.clone(), flush.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..per {
+                        let mine = w.fetch_add(1, Ordering::SeqCst) + 1;
+                        gc.commit(&f).unwrap();
+                        assert!(
+                            d.load(Ordering::SeqCst) >= mine,
+                            "acknowledged before durable"
+                        );
+                    }
+                })
+            })
+            .collect();
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        let total = ((tasks + threads) * per) as u64;
+        assert_eq!(durable.load(Ordering::SeqCst), total);
+        assert!(
+            gc.flushes() < total / 2,
+            "{} flushes for {total} writes",
+            gc.flushes()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_async_flush_is_reported_and_the_next_caller_flushes_again() {
+        let gc = Arc::new(GroupCommit::default());
+        assert_eq!(gc.clone().commit_async(|| Err("disk")).await, Err("disk"));
+        assert_eq!(gc.clone().commit_async(|| Ok::<(), &str>(())).await, Ok(()));
+        assert_eq!(gc.flushes(), 2);
     }
 
     #[test]

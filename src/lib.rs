@@ -19,7 +19,7 @@
 //! | [`shard`] | `--shard I/N`: the owner of each account among N processes (jump hash of a fixed FNV-1a of the id) |
 //! | [`store`] | `trait Store` and its sled implementation: session, msg_id counter, outbox, dedup window, contacts |
 //! | [`transfer`] | one account's whole durable state as one checked file: `qqfleet account export/import`, the shard handoff |
-//! | [`group_commit`] | one flush shared by the durable writes of several accounts (the store's group commit) |
+//! | [`group_commit`] | one flush shared by the durable writes of several accounts (the store's group commit), waited for by a blocked thread or, without holding one, by an actor |
 //! | [`fdlimit`] | the open-file limit: raised to the hard limit at start, a fleet that cannot fit refused |
 //! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
 //! | [`scanwin`] | the scan window (`[scan] window`, `--scan-window`): its parsing and the arithmetic of a renewal's instant, in local time |

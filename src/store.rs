@@ -147,6 +147,29 @@ pub trait Store: Send + Sync + 'static {
         payload: &[u8],
         now: u64,
     ) -> Result<Option<u64>, StoreError>;
+    /// [`Store::accept_incoming`] without the flush: the record is durable once a flush that
+    /// starts after this call has ended ([`Store::durable_async`], [`Store::flush`]). An
+    /// account records every message of a poll answer this way and waits for one flush,
+    /// shared with the other accounts, before any handler sees them.
+    fn record_incoming(
+        &self,
+        id: &str,
+        key: &DedupKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Makes every write made before this call durable, like [`Store::flush`], without
+    /// holding the caller's thread while it waits (one flush serves every writer waiting).
+    fn durable_async(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+    /// Marks an inbox entry whose handler gave no replies handled, without a flush of its
+    /// own: the mark becomes durable with the next flush (any account's, or sled's own within
+    /// half a second). A crash before that replays the message, exactly as a crash between
+    /// the handler and [`Store::inbox_done`] does, and handlers already expect that replay
+    /// (the `log` handler finds its line, OneBot its event under the same inbox `seq`).
+    /// Nothing waits on this mark: no reply is accepted with it.
+    fn inbox_done_quiet(&self, id: &str, seq: u64) -> Result<(), StoreError>;
     /// Events recorded but not yet handled, oldest first.
     fn inbox(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Marks an inbox entry handled and, in the same transaction, accepts the handler's
@@ -182,7 +205,7 @@ pub struct SledStore {
     /// every operation after its first failed write until it is opened again).
     trees: std::sync::RwLock<Option<Arc<Trees>>>,
     /// Flushes shared by concurrent writers (a sled flush covers every tree).
-    group: crate::group_commit::GroupCommit,
+    group: Arc<crate::group_commit::GroupCommit>,
     /// Kept open: closing it would release the lock. Dropped after `trees`.
     _lock: std::fs::File,
 }
@@ -664,6 +687,41 @@ impl Store for SledStore {
         payload: &[u8],
         now: u64,
     ) -> Result<Option<u64>, StoreError> {
+        let seq = self.record_incoming(id, key, payload, now)?;
+        if seq.is_some() {
+            self.durable()?;
+        }
+        Ok(seq)
+    }
+
+    fn durable_async(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>> {
+        let t = match self.t() {
+            Ok(t) => t,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let group = self.group.clone();
+        Box::pin(async move {
+            group
+                .commit_async(move || t.db.flush().map(|_| ()).map_err(StoreError::from))
+                .await
+        })
+    }
+
+    fn inbox_done_quiet(&self, id: &str, seq: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
+        t.inbox.remove(seq_key(id, seq))?;
+        Ok(())
+    }
+
+    fn record_incoming(
+        &self,
+        id: &str,
+        key: &DedupKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let t = self.t()?;
         let dk = dedup_key(id, key);
         if t.dedup.contains_key(&dk)? {
@@ -686,7 +744,6 @@ impl Store for SledStore {
         if !fresh {
             return Ok(None);
         }
-        self.durable()?;
         Ok(Some(seq))
     }
 
@@ -1028,6 +1085,33 @@ mod tests {
             .accept_incoming("a", &key(1), b"late", 5000)
             .unwrap()
             .is_some());
+    }
+
+    /// The batched path of a poll answer: records without a flush each, one awaited flush,
+    /// then the quiet marks of handled messages; what was recorded survives a reopen and a
+    /// marked message is no longer replayed.
+    #[tokio::test]
+    async fn recorded_then_made_durable_once_and_marked_quietly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s1, s2);
+        {
+            let st = SledStore::open(dir.path()).unwrap();
+            s1 = st
+                .record_incoming("a", &key(1), b"one", 100)
+                .unwrap()
+                .unwrap();
+            s2 = st
+                .record_incoming("a", &key(2), b"two", 100)
+                .unwrap()
+                .unwrap();
+            assert_eq!(st.record_incoming("a", &key(1), b"one", 100).unwrap(), None);
+            st.durable_async().await.unwrap();
+            st.inbox_done_quiet("a", s1).unwrap();
+            st.durable_async().await.unwrap();
+        }
+        let st = SledStore::open(dir.path()).unwrap();
+        assert_eq!(st.inbox("a").unwrap(), vec![(s2, b"two".to_vec())]);
+        assert_eq!(st.accept_incoming("a", &key(1), b"one", 101).unwrap(), None);
     }
 
     /// A dropped store is closed for good: reopening the folder at once always works, even

@@ -1316,3 +1316,30 @@ async fn cli_prints_listening_first() {
         .unwrap();
     assert!(!st.success());
 }
+
+#[tokio::test]
+async fn inject_batch_queues_each_message_in_order_and_judges_each_alone() {
+    let sim = start(cfg()).await;
+    let base = sim.base_url();
+    let c = login(&base, 4564564).await;
+    c.online_buddies().await;
+    let body = json!([
+        {"qq": 4564564, "kind": "buddy", "text": "one"},
+        {"qq": 999, "kind": "buddy", "text": "nobody"},
+        {"qq": 4564564, "kind": "buddy", "text": "two"},
+    ]);
+    let (s, v) = control(&c, "POST", "inject/batch", Some(body)).await;
+    assert_eq!(s, 200, "{v}");
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 3, "{v}");
+    assert!(a[0]["msg_id"].is_u64() && a[2]["msg_id"].is_u64(), "{v}");
+    assert_eq!(a[1], json!({"error": "unknown account"}));
+    for want in ["one", "two"] {
+        let ev = c.poll_event().await;
+        assert_eq!(ev["poll_type"], "message", "{ev}");
+        assert_eq!(ev["value"]["content"][1], want, "{ev}");
+    }
+    let (s, _) = control(&c, "POST", "inject/batch", Some(json!({"qq": 4564564}))).await;
+    assert!((400..500).contains(&s), "{s}");
+    sim.shutdown().await;
+}

@@ -679,8 +679,19 @@ impl Account {
         self.login(ctx, method);
     }
 
-    /// Records a received message, then hands it to the handler.
+    /// Records a received message (flushed), then hands it to the handler.
     fn accept(&mut self, msg: Incoming) {
+        if let Some((seq, msg)) = self.record(msg, true) {
+            super::crash::at("before_handler", self.id());
+            self.handle_one(seq, msg);
+        }
+    }
+
+    /// Records a received message in the inbox and the dedup window; `flush`: durable before
+    /// this returns, else once the caller's [`crate::store::Store::durable_async`] resolves.
+    /// `Some` for a fresh message, to be handled (only once durable); `None` for a duplicate
+    /// or when the store refused it (then kept in memory until it recovers).
+    fn record(&mut self, msg: Incoming, flush: bool) -> Option<(u64, Incoming)> {
         if msg.self_echo {
             // The Sender confirms uncertain sends with these (on_uncertain = "confirm").
             if let Some(s) = &self.sender {
@@ -693,32 +704,84 @@ impl Account {
         }
         let payload = match serde_json::to_vec(&msg) {
             Ok(p) => p,
-            Err(_) => return,
+            Err(_) => return None,
         };
         if self.store_down {
             self.unrecorded.push_back(msg);
-            return;
+            return None;
         }
-        match self
-            .deps
-            .store
-            .accept_incoming(self.id(), &msg.dedup_key(), &payload, now_secs())
-        {
-            Ok(Some(seq)) => {
-                super::crash::at("before_handler", self.id());
-                self.handle_one(seq, msg);
+        let store = &self.deps.store;
+        let (key, now) = (msg.dedup_key(), now_secs());
+        let recorded = if flush {
+            store.accept_incoming(self.id(), &key, &payload, now)
+        } else {
+            store.record_incoming(self.id(), &key, &payload, now)
+        };
+        match recorded {
+            Ok(Some(seq)) => Some((seq, msg)),
+            Ok(None) => {
+                emit(DuplicateDropped {
+                    account: self.id(),
+                    poll_type: &msg.poll_type,
+                });
+                None
             }
-            Ok(None) => emit(DuplicateDropped {
-                account: self.id(),
-                poll_type: &msg.poll_type,
-            }),
             Err(e) => {
                 // Not handled without its record (a crash could then handle it twice), and
                 // not dropped: kept until the store takes writes again; polling pauses.
                 self.store_fault(&e.to_string());
                 self.unrecorded.push_back(msg);
+                None
             }
         }
+    }
+
+    /// A poll answer of messages only (the usual one): each recorded without a flush of its
+    /// own, then one flush awaited, shared with every account writing meanwhile, before the
+    /// handler sees them, in order. The flush blocked the Arbiter thread before, holding up
+    /// every account of that thread, and at most one writer per thread could join a flush.
+    /// The mailbox still waits ([`PollAnswer::Atomic`]): nothing else of this account runs
+    /// between the record and the handler.
+    fn record_answer(&mut self, events: Vec<Decoded>, ctx: &mut Context<Self>) -> PollAnswer {
+        let mut recorded = Vec::new();
+        for ev in events {
+            if let Decoded::Message(m) = ev {
+                recorded.extend(self.record(m, false));
+            }
+        }
+        if recorded.is_empty() {
+            return PollAnswer::Now(self.after_events(ctx));
+        }
+        let durable = self.deps.store.durable_async();
+        PollAnswer::Atomic(Box::pin(durable.into_actor(self).map(
+            move |res, act, ctx| {
+                match res {
+                    Ok(()) => {
+                        for (seq, msg) in recorded {
+                            super::crash::at("before_handler", act.id());
+                            act.handle_one(seq, msg);
+                        }
+                    }
+                    Err(e) => {
+                        // As `accept`: kept until the store takes writes again (their records
+                        // are found then, as duplicates, and replayed from the inbox).
+                        act.store_fault(&e.to_string());
+                        act.unrecorded.extend(recorded.into_iter().map(|(_, m)| m));
+                    }
+                }
+                act.after_events(ctx)
+            },
+        )))
+    }
+
+    /// What the Poller does after a poll answer's events were taken.
+    fn after_events(&mut self, ctx: &mut Context<Self>) -> PollDirective {
+        if self.store_down {
+            // Paused: what was received is kept until the store recovers.
+            self.watch_store(ctx);
+            return PollDirective::Stop;
+        }
+        PollDirective::Continue(Duration::ZERO)
     }
 
     /// The store refused a write: stop taking sends and events until it recovers.
@@ -799,6 +862,13 @@ impl Account {
                 text: r.text,
             })
             .collect();
+        if replies.is_empty() {
+            // Nothing waits on this mark: it rides on the next flush (see `inbox_done_quiet`).
+            if let Err(e) = self.deps.store.inbox_done_quiet(self.id(), seq) {
+                tracing::error!(account = %self.id(), error = %e, "store");
+            }
+            return;
+        }
         match self.deps.store.inbox_done(self.id(), seq, &replies) {
             Ok(out) if !out.is_empty() => self.outbox_changed(),
             Ok(_) => {}
@@ -1320,8 +1390,36 @@ impl Handler<LoginReport> for Account {
     }
 }
 
+/// The Account's answer to a poll report: at once, or once the messages of the answer are
+/// durable and handled (the mailbox waits meanwhile, the thread does not).
+pub enum PollAnswer {
+    Now(PollDirective),
+    Atomic(ResponseActFuture<Account, PollDirective>),
+}
+
+impl actix::dev::MessageResponse<Account, PollReport> for PollAnswer {
+    fn handle(
+        self,
+        ctx: &mut Context<Account>,
+        tx: Option<actix::dev::OneshotSender<PollDirective>>,
+    ) {
+        match self {
+            PollAnswer::Now(d) => actix::dev::MessageResponse::<Account, PollReport>::handle(
+                MessageResult(d),
+                ctx,
+                tx,
+            ),
+            PollAnswer::Atomic(f) => actix::dev::MessageResponse::<Account, PollReport>::handle(
+                AtomicResponse::new(f),
+                ctx,
+                tx,
+            ),
+        }
+    }
+}
+
 impl Handler<PollReport> for Account {
-    type Result = MessageResult<PollReport>;
+    type Result = PollAnswer;
     fn handle(&mut self, r: PollReport, ctx: &mut Context<Self>) -> Self::Result {
         let current = match &r {
             PollReport::Idle { gen }
@@ -1330,7 +1428,7 @@ impl Handler<PollReport> for Account {
             | PollReport::Failed { gen, .. } => *gen == self.gen,
         };
         if !current || self.shutting_down || self.state != Some(AccountState::Online) {
-            return MessageResult(PollDirective::Stop);
+            return PollAnswer::Now(PollDirective::Stop);
         }
         // The watchdog looks at the Sender only at its deadline: a dead one is restarted at
         // the next poll answer, before the replies of this one reach the outbox.
@@ -1340,38 +1438,36 @@ impl Handler<PollReport> for Account {
                 self.start_sender(ctx, &client);
             }
         }
-        MessageResult(match r {
+        PollAnswer::Now(match r {
             PollReport::Idle { .. } => {
                 self.polled();
                 if self.store_down {
                     // Paused until the store takes writes again (see `try_recover`).
                     self.watch_store(ctx);
-                    return MessageResult(PollDirective::Stop);
+                    return PollAnswer::Now(PollDirective::Stop);
                 }
                 PollDirective::Continue(Duration::ZERO)
             }
             PollReport::Events { events, .. } => {
                 self.polled();
+                if !self.store_down && !events.iter().any(|e| matches!(e, Decoded::Kick(_))) {
+                    return self.record_answer(events, ctx);
+                }
                 for ev in events {
                     match ev {
                         Decoded::Message(m) => self.accept(m),
                         // The renewal's new login ended the old channel (§12): expected.
                         Decoded::Kick(_) if self.renewal_expects_kick() => {
-                            return MessageResult(PollDirective::Stop);
+                            return PollAnswer::Now(PollDirective::Stop);
                         }
                         Decoded::Kick(reason) => {
                             self.hold(AccountState::Stopped, format!("kicked: {reason}"));
-                            return MessageResult(PollDirective::Stop);
+                            return PollAnswer::Now(PollDirective::Stop);
                         }
                         Decoded::Other(_) => {}
                     }
                 }
-                if self.store_down {
-                    // Paused: what was received is kept until the store recovers.
-                    self.watch_store(ctx);
-                    return MessageResult(PollDirective::Stop);
-                }
-                PollDirective::Continue(Duration::ZERO)
+                self.after_events(ctx)
             }
             PollReport::Retcode { retcode, .. }
                 if retcode != 0 && retcode != 102 && self.renewal_expects_kick() =>

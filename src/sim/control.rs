@@ -233,6 +233,34 @@ pub async fn post_inject(State(sim): S, Json(b): Json<InjectRequest>) -> Respons
     }
 }
 
+/// The most messages one `POST /sim/inject/batch` takes (a bound on the time the world's
+/// lock is held by one request).
+pub const MAX_INJECT_BATCH: usize = 10_000;
+
+/// `POST /sim/inject/batch`: an array of `/sim/inject` bodies → an array of `{"msg_id":n}`
+/// or `{"error":".."}`, in the same order. A load-testing aid (the bench's fleet-wide
+/// throughput): thousands of messages queued in one request, where one request each would
+/// make the injector the bottleneck. Each entry is judged alone; one refused entry does not
+/// refuse the others.
+pub async fn post_inject_batch(State(sim): S, Json(b): Json<Vec<InjectRequest>>) -> Response {
+    if b.len() > MAX_INJECT_BATCH {
+        return bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_INJECT_BATCH} messages per batch"),
+        );
+    }
+    let now = sim.now();
+    let mut w = sim.world();
+    let out: Vec<Value> = b
+        .iter()
+        .map(|r| match inject(&mut w, r, now, sim.lifetime_ms()) {
+            Ok(id) => json!({"msg_id": id}),
+            Err(e) => json!({"error": e.message()}),
+        })
+        .collect();
+    Json(out).into_response()
+}
+
 /// Query of `GET /sim/sent`.
 #[derive(Debug, Deserialize)]
 pub struct SentQuery {

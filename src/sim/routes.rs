@@ -125,6 +125,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/qr/scan", post(control::qr_scan))
         .route("/sim/qr/confirm", post(control::qr_confirm))
         .route("/sim/inject", post(control::post_inject))
+        .route("/sim/inject/batch", post(control::post_inject_batch))
         .route("/sim/sent", get(control::get_sent))
         .route(
             "/sim/faults",
