@@ -233,47 +233,58 @@ async fn cold_start(
         if t0.elapsed() > deadline {
             return (None, count_states(api).await);
         }
-        let waiting: Vec<(String, u64, String)> = list
+        // Each code is scanned once, known by its token: the list shows every waiting
+        // account's QR URL (`qr.url`, with the `k=` token). A binary without it is read
+        // through the PNG, known by (id, since).
+        let token_of = |url: &str| {
+            url.split("k=")
+                .nth(1)
+                .and_then(|s| s.split('&').next())
+                .map(String::from)
+        };
+        let waiting: Vec<(String, u64, String, Option<String>)> = list
             .iter()
             .filter(|a| a["state"] == "awaiting_scan")
             .map(|a| {
-                (
-                    a["id"].as_str().unwrap_or("").to_string(),
-                    a["qq"].as_u64().unwrap_or(0),
-                    a["since"].as_str().unwrap_or("").to_string(),
-                )
+                let id = a["id"].as_str().unwrap_or("").to_string();
+                let token = a["qr"]["url"].as_str().and_then(token_of);
+                let key = token
+                    .clone()
+                    .unwrap_or_else(|| format!("{id}@{}", a["since"].as_str().unwrap_or("")));
+                (id, a["qq"].as_u64().unwrap_or(0), key, token)
             })
-            .filter(|k| !scanned.lock().unwrap().contains(k))
+            .filter(|k| !scanned.lock().unwrap().contains(&k.2))
             .collect();
         let mut tasks = Vec::new();
         for chunk in waiting.chunks(waiting.len().div_ceil(8).max(1)) {
             let chunk = chunk.to_vec();
             let (api, base, scanned) = (api.to_string(), base.to_string(), scanned.clone());
             tasks.push(tokio::spawn(async move {
-                for key in chunk {
-                    let (id, qq, _) = &key;
-                    let Ok(r) = http()
-                        .get(format!("{api}/api/accounts/{id}/qr"))
-                        .send()
-                        .await
-                    else {
-                        continue;
-                    };
-                    if r.status() != 200 {
-                        continue;
-                    }
-                    let png = r.bytes().await.unwrap_or_default().to_vec();
-                    let url =
-                        tokio::task::spawn_blocking(move || qqfleet::fleet::login::decode_qr(&png))
+                for (id, qq, key, token) in chunk {
+                    let token = match token {
+                        Some(t) => t,
+                        None => {
+                            let Ok(r) = http()
+                                .get(format!("{api}/api/accounts/{id}/qr"))
+                                .send()
+                                .await
+                            else {
+                                continue;
+                            };
+                            if r.status() != 200 {
+                                continue;
+                            }
+                            let png = r.bytes().await.unwrap_or_default().to_vec();
+                            let url = tokio::task::spawn_blocking(move || {
+                                qqfleet::fleet::login::decode_qr(&png)
+                            })
                             .await
                             .unwrap();
-                    let Some(token) = url
-                        .as_deref()
-                        .and_then(|u| u.split("k=").nth(1))
-                        .and_then(|s| s.split('&').next())
-                        .map(String::from)
-                    else {
-                        continue;
+                            let Some(t) = url.as_deref().and_then(token_of) else {
+                                continue;
+                            };
+                            t
+                        }
                     };
                     let r = post(
                         &format!("{base}/sim/qr/scan"),
@@ -281,7 +292,7 @@ async fn cold_start(
                     )
                     .await;
                     if r.status().is_success() {
-                        scanned.lock().unwrap().insert(key.clone());
+                        scanned.lock().unwrap().insert(key);
                     }
                 }
             }));
@@ -998,7 +1009,7 @@ async fn run() {
         "machine": machine(),
         "binary": bin,
         "command": format!(
-            "QQFLEET_SCALE_SIZES={} QQFLEET_SCALE_BIN={bin} cargo run --release --example fleet_scale",
+            "make bench BENCH_SIZES={} (QQFLEET_SCALE_BIN={bin} target/release/examples/fleet_scale)",
             sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
         ),
         "runs": runs,
