@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -42,43 +42,14 @@ use serde_json::{json, Value};
 mod fleet_common;
 #[path = "support/plot.rs"]
 mod plot;
+#[path = "support/procs.rs"]
+mod procs;
 use fleet_common::{get, http, post, sigterm, token_file, wait_exit, write_account};
+use procs::{cpu_ticks, fds, rss_kib, start_sim, Kill};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     run().await;
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime in clock ticks (100 a second: ticks/s = % of one core).
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The accounts in each state: `/api/summary` (the counts alone), else the whole list (a
@@ -105,34 +76,6 @@ async fn count_states(api: &str) -> BTreeMap<String, usize> {
         }
     }
     m
-}
-
-fn start_sim(bin: &str) -> (Kill, String) {
-    let mut simp = Command::new(bin)
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--hold",
-            "60",
-            "--send-min-interval-ms",
-            "0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(simp.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("simulator listening line")
-        .to_string();
-    (Kill(simp), base)
 }
 
 /// The simulator's binary: `QQFLEET_SCALE_SIM_BIN`, else the fleet's. A "before" fleet is

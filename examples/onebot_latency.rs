@@ -9,7 +9,7 @@
 //! `target/release/qqfleet`). Every wait is bounded; every process is killed at the end.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -20,14 +20,9 @@ use fleet_common::{get, http, post, token_file, write_account};
 
 const ROUNDS: usize = 3;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "support/procs.rs"]
+mod procs;
+use procs::Kill;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

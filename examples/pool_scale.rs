@@ -12,58 +12,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 #[path = "../tests/fleet_common/mod.rs"]
 mod fleet_common;
+#[path = "support/procs.rs"]
+mod procs;
 use fleet_common::{http, post, sigterm, token_file, wait_exit, write_account};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn start_sim(bin: &str) -> (Kill, String) {
-    let mut c = Command::new(bin)
-        .args(["sim", "--listen", "127.0.0.1:0", "--hold", "60"])
-        .args(["--send-min-interval-ms", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    (Kill(c), base)
-}
+use procs::{fds, rss_kib, start_sim, Kill};
 
 fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -> (Kill, String) {
     let mut child = Command::new(bin)
