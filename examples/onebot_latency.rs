@@ -22,7 +22,7 @@ const ROUNDS: usize = 3;
 
 #[path = "support/procs.rs"]
 mod procs;
-use procs::Kill;
+use procs::{start_sim_with, Kill};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -34,30 +34,17 @@ async fn main() {
         .unwrap_or_else(|_| "target/release/qqfleet".to_string());
     let root = env!("CARGO_MANIFEST_DIR");
     let dir = tempfile::tempdir().unwrap();
-    let mut simp = Command::new(&bin)
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
+    let (_sim, base) = start_sim_with(
+        &bin,
+        &[
             "--send-min-interval-ms",
             "0",
-        ])
-        .args(["--target-burst-per-min", "0", "--hold", "30"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(simp.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _sim = Kill(simp);
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+            "--target-burst-per-min",
+            "0",
+            "--hold",
+            "30",
+        ],
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

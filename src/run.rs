@@ -144,13 +144,14 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     }
     // Every parked poll is a socket: the fleet meets the open-file limit first. Raise the
     // soft limit to the hard one, and refuse a fleet that cannot fit.
-    // The folder is read once here; later looks (and the watcher's first sync) only stat the
-    // files, so a start of 10,000 accounts parses each file once.
+    // The folder is read once here: its ids serve the start, and the watcher's first sync
+    // only stats the files, so a start of 10,000 accounts parses each file once.
     let mut dirscan = crate::config::DirScan::default();
-    let accounts = dirscan
+    let ids: Vec<String> = dirscan
         .scan(&args.accounts)
-        .map(|s| s.len() as u64)
-        .unwrap_or(0);
+        .map(|s| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    let accounts = ids.len() as u64;
     match crate::fdlimit::raise() {
         Ok((before, after)) => {
             tracing::info!(
@@ -195,7 +196,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             )
             .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             let gone = h
-                .export_unowned(&account_ids(&mut dirscan, &args.accounts))
+                .export_unowned(&ids.iter().cloned().collect())
                 .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
             if !gone.is_empty() {
                 tracing::info!(
@@ -226,7 +227,7 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
         shard,
         handoff,
         onebot,
-        dirscan,
+        (dirscan, ids),
     ));
     let _ = store.flush();
     result
@@ -239,7 +240,7 @@ async fn serve(
     shard: crate::shard::Shard,
     handoff: Option<Arc<crate::fleet::handoff::Handoff>>,
     onebot: Arc<crate::onebot::OneBot>,
-    mut dirscan: crate::config::DirScan,
+    (dirscan, ids): (crate::config::DirScan, Vec<String>),
 ) -> Result<(), FleetError> {
     let status: status::StatusMap = Default::default();
     onebot.set_runtime(tokio::runtime::Handle::current(), status.clone());
@@ -262,7 +263,7 @@ async fn serve(
             message: e.to_string(),
         })?;
     let local = listener.local_addr().unwrap_or(args.listen);
-    let account_count = dirscan.scan(&args.accounts).map(|s| s.len()).unwrap_or(0);
+    let account_count = ids.len();
     let breaker = if args.no_outage_breaker {
         breaker::Breaker::disabled()
     } else {
@@ -312,11 +313,7 @@ async fn serve(
         .with_shard(shard, gate)
         .start();
     onebot.set_supervisor(sup.clone());
-    let owned: Vec<String> = dirscan
-        .scan(&args.accounts)
-        .map(|s| s.into_iter().map(|s| s.id).collect())
-        .unwrap_or_default();
-    let owned: Vec<String> = owned.into_iter().filter(|id| shard.owns(id)).collect();
+    let owned: Vec<String> = ids.into_iter().filter(|id| shard.owns(id)).collect();
     if let Some(h) = &handoff {
         h.write_ledger(&owned)
             .map_err(|e| FleetError::Runtime(format!("--handoff: {e}")))?;
@@ -384,8 +381,7 @@ async fn serve(
     store.flush()?;
     if let Some(h) = &handoff {
         // Anything this shard holds but does not own (normally handed off at start already).
-        let mut dirscan = crate::config::DirScan::default();
-        if let Err(e) = h.export_unowned(&account_ids(&mut dirscan, &args.accounts)) {
+        if let Err(e) = h.export_unowned(&account_ids(&args.accounts)) {
             tracing::error!(error = %e, "handoff at shutdown");
         }
     }
@@ -399,11 +395,8 @@ async fn serve(
 }
 
 /// The ids of the account files in `dir` (valid or not).
-fn account_ids(
-    scan: &mut crate::config::DirScan,
-    dir: &std::path::Path,
-) -> std::collections::HashSet<String> {
-    scan.scan(dir)
+fn account_ids(dir: &std::path::Path) -> std::collections::HashSet<String> {
+    crate::config::scan_dir(dir)
         .map(|s| s.into_iter().map(|s| s.id).collect())
         .unwrap_or_default()
 }

@@ -45,9 +45,14 @@ pub fn fds(pid: u32) -> usize {
 /// `qqfleet sim` on a free loopback port, holding polls 60 s as the service did, with no
 /// send pacing (the bench measures the fleet); returns it and its base URL.
 pub fn start_sim(bin: &str) -> (Kill, String) {
+    start_sim_with(bin, &["--hold", "60", "--send-min-interval-ms", "0"])
+}
+
+/// `qqfleet sim` on a free loopback port with these knobs; returns it and its base URL.
+pub fn start_sim_with(bin: &str, knobs: &[&str]) -> (Kill, String) {
     let mut c = Command::new(bin)
-        .args(["sim", "--listen", "127.0.0.1:0", "--hold", "60"])
-        .args(["--send-min-interval-ms", "0"])
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .args(knobs)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
