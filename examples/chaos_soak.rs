@@ -53,9 +53,6 @@ async fn main() {
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
-    // The memory plot goes here once examples/support/plot.rs is merged:
-    // plot::line_plot(&out.join("memory.png"), "fleet RSS during the soak", "s", "KiB",
-    //                 &[("RSS", samples from report["rss_kib"])]).
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     if report["failures"] != serde_json::json!([]) {
         std::process::exit(1);

@@ -733,8 +733,49 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000)
         .min(n * 500);
-    let tp = throughput(&base, n, &mut tail, &dir.path().join("data/handled"), total).await;
+    let handled = dir.path().join("data/handled");
+    let fleet_pid = fleet2.0.id();
+    // Where the CPU went during a run: the fleet's and the simulator's share (of one core).
+    let cpu_share = |tp: &mut Value, prefix: &str, ticks: (u64, u64), t: Instant| {
+        let secs = t.elapsed().as_secs_f64().max(1e-3);
+        let fleet = ((cpu_ticks(fleet_pid) - ticks.0) as f64 / secs).round();
+        let sim = ((cpu_ticks(sim_pid) - ticks.1) as f64 / secs).round();
+        tp[format!("{prefix}fleet_cpu_pct")] = json!(fleet);
+        tp[format!("{prefix}sim_cpu_pct")] = json!(sim);
+        tp[format!("{prefix}cpu")] = json!(format!("{fleet} / {sim}"));
+    };
+    let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
+    let mut tp = throughput(&base, n, &mut tail, &handled, total).await;
+    cpu_share(&mut tp, "throughput_", ticks, t);
     println!("  throughput: {tp}");
+    // The same with the simulator answering up to `batch` queued events per poll, as the
+    // real service did when events had queued up (docs/SIMULATOR.md, `poll_batch`).
+    let batch: usize = std::env::var("QQFLEET_BENCH_POLL_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let set = http()
+        .post(format!("{base}/sim/poll-batch"))
+        .json(&json!({"poll_batch": batch}))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if set {
+        let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
+        let mut b = throughput(&base, n, &mut tail, &handled, total).await;
+        cpu_share(&mut b, "throughput_", ticks, t);
+        println!("  throughput, up to {batch} events per poll: {b}");
+        for (k, v) in b.as_object().into_iter().flatten() {
+            let k = k.replacen("throughput_", "batched_throughput_", 1);
+            tp[k] = v.clone();
+        }
+        tp["batched_poll_batch"] = json!(batch);
+        let _ = http()
+            .post(format!("{base}/sim/poll-batch"))
+            .json(&json!({"poll_batch": 1}))
+            .send()
+            .await;
+    }
     if let Ok(pdir) = std::env::var("QQFLEET_BENCH_PERF") {
         // The message path under the throughput load, outside the measured run.
         let rec = Command::new("perf")
@@ -1051,7 +1092,7 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         m["nofile"].as_str().unwrap_or(""),
         report["command"].as_str().unwrap_or("")
     ));
-    let rows: [(&str, &str, &str); 26] = [
+    let rows: [(&str, &str, &str); 31] = [
         ("accounts online", "online", "N"),
         (
             "cold start to all online, every QR scanned at once (s)",
@@ -1111,6 +1152,31 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
             "throughput run: lost / handled twice",
             "throughput_lost_or_twice",
             "0 / 0",
+        ),
+        (
+            "throughput run: fleet / simulator CPU (% of one core)",
+            "throughput_cpu",
+            "",
+        ),
+        (
+            "the same, the simulator answering up to `poll_batch` queued events per poll",
+            "batched_poll_batch",
+            "",
+        ),
+        (
+            "received, recorded and handled, batched answers (msg/s)",
+            "batched_throughput_msgs_per_s",
+            "≥ 5000",
+        ),
+        (
+            "batched run: lost / handled twice",
+            "batched_throughput_lost_or_twice",
+            "0 / 0",
+        ),
+        (
+            "batched run: fleet / simulator CPU (% of one core)",
+            "batched_throughput_cpu",
+            "",
         ),
         ("`/metrics` scrape (ms)", "metrics_scrape_ms", "< 1000"),
         ("`/metrics` size (bytes)", "metrics_bytes", "< 20 MB"),

@@ -566,6 +566,27 @@ impl Event for ServiceHealth {
     }
 }
 
+/// The heap was trimmed (`memtrim`, twice a minute): what the allocator holds for live
+/// objects, apart from what it keeps free. RSS alone cannot tell a leak (this grows) from
+/// freed memory kept for reuse (this stays flat).
+pub struct HeapTrimmed {
+    pub in_use_bytes: u64,
+    pub free_bytes: u64,
+}
+
+impl Event for HeapTrimmed {
+    fn emit(self) {
+        tracing::debug!(
+            in_use_bytes = self.in_use_bytes,
+            free_bytes = self.free_bytes,
+            "heap trimmed"
+        );
+        let m = metrics();
+        m.heap_in_use.set(self.in_use_bytes as i64);
+        m.heap_free.set(self.free_bytes as i64);
+    }
+}
+
 /// An uncertain send (1202 or a timeout) under `on_uncertain = "confirm"` moved on:
 /// `echo_seen` (delivered), `resent` (no echo: the one resend with the same msg_id), `held`
 /// or `assumed_delivered` (no echo after the resend either: the `on_unconfirmed` fallback).
@@ -688,6 +709,9 @@ pub struct Metrics {
     messages_held: IntCounterVec,
     /// Fleet-wide: 0 while the outage breaker is open.
     service_up: IntGauge,
+    /// The allocator's live and kept-free bytes after the last trim.
+    heap_in_use: IntGauge,
+    heap_free: IntGauge,
     /// The OneBot families (all fleet-wide).
     onebot: OneBotMetrics,
     /// Every account we have heard of: its current state and the label values of its series
@@ -823,6 +847,18 @@ impl Metrics {
         .expect("valid metric");
         service_up.set(1);
         reg(Box::new(service_up.clone()));
+        let heap_in_use = IntGauge::with_opts(opts(
+            "qqfleet_heap_in_use_bytes",
+            "Bytes the allocator holds for live objects, read after each heap trim (every 30 s). Grows with a leak; RSS also grows with freed memory kept for reuse.",
+        ))
+        .expect("valid metric");
+        reg(Box::new(heap_in_use.clone()));
+        let heap_free = IntGauge::with_opts(opts(
+            "qqfleet_heap_free_bytes",
+            "Bytes the allocator keeps free for reuse after each heap trim (fragmentation: freed memory it could not give back).",
+        ))
+        .expect("valid metric");
+        reg(Box::new(heap_free.clone()));
         let build_info = gauge_vec(
             "qqfleet_build_info",
             "Always 1; the version label says which qqfleet is running.",
@@ -910,6 +946,8 @@ impl Metrics {
             duplicates_dropped,
             messages_held,
             service_up,
+            heap_in_use,
+            heap_free,
             onebot,
             accounts: Mutex::new(HashMap::new()),
         }

@@ -9,16 +9,27 @@
 
 use std::time::Duration;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+use crate::events::{emit, HeapTrimmed};
+
 /// How often the heap is trimmed.
 pub const EVERY: Duration = Duration::from_secs(30);
 
-/// Trims now. A no-op where the allocator is not glibc's.
+/// Trims now, then reports the heap's live and free bytes ([`HeapTrimmed`]). A no-op where
+/// the allocator is not glibc's.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own arenas, under its locks.
-    unsafe {
+    // SAFETY: malloc_trim and mallinfo2 only walk the allocator's own arenas, under its locks.
+    let info = unsafe {
         libc::malloc_trim(0);
-    }
+        libc::mallinfo2()
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    emit(HeapTrimmed {
+        // Small blocks in use plus the large ones glibc gave their own mappings.
+        in_use_bytes: (info.uordblks + info.hblkhd) as u64,
+        free_bytes: info.fordblks as u64,
+    });
 }
 
 /// Starts the trimming thread (it runs until the process exits).

@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// lower only against a simulator that holds less (`qqfleet sim --hold`).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..=600))]
     pub poll_timeout_secs: u64,
+    /// Bound of the store's page cache (sled), in MiB: what the store keeps in memory
+    /// beyond what the accounts are doing now.
+    #[arg(long, default_value_t = crate::store::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub store_cache_mb: u64,
 }
 
 impl RunArgs {
@@ -183,7 +187,10 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     }
     crate::memtrim::spawn();
     // Open (and lock) the store before anything else: a second process fails right here.
-    let sled = Arc::new(SledStore::open(&args.data)?);
+    let sled = Arc::new(SledStore::open_with_cache(
+        &args.data,
+        args.store_cache_mb << 20,
+    )?);
     let store: Arc<dyn Store> = sled.clone();
     // Before any account runs: hand off what this shard no longer owns.
     let handoff = match &args.handoff {

@@ -198,9 +198,14 @@ pub trait Store: Send + Sync + 'static {
     fn recover(&self) -> Result<(), StoreError>;
 }
 
+/// sled's page cache bound by default, in MiB (`qqfleet run --store-cache-mb`).
+pub const DEFAULT_CACHE_MB: u64 = 64;
+
 /// The sled store. Holds an exclusive `flock` on `<data>/LOCK` for its whole life.
 pub struct SledStore {
     dir: PathBuf,
+    /// sled's page cache bound, in bytes (kept for a reopen).
+    cache_bytes: u64,
     /// The open database; replaced by [`Store::recover`] after an IO error (sled refuses
     /// every operation after its first failed write until it is opened again).
     trees: std::sync::RwLock<Option<Arc<Trees>>>,
@@ -368,9 +373,15 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl SledStore {
-    /// Opens (creating, mode 0700) the data directory. A second process on the same
-    /// directory gets [`StoreError::Locked`].
+    /// Opens (creating, mode 0700) the data directory with the default page cache. A second
+    /// process on the same directory gets [`StoreError::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_MB << 20)
+    }
+
+    /// [`SledStore::open`] with sled's page cache bounded to `cache_bytes`
+    /// (`qqfleet run --store-cache-mb`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         let io = |e: std::io::Error| StoreError::Io {
             path: dir.to_path_buf(),
             message: e.to_string(),
@@ -395,19 +406,20 @@ impl SledStore {
                 return Err(StoreError::Locked(dir.to_path_buf()));
             }
         }
-        let trees = Self::open_trees(dir)?;
+        let trees = Self::open_trees(dir, cache_bytes)?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
+            cache_bytes,
             trees: std::sync::RwLock::new(Some(Arc::new(trees))),
             group: Default::default(),
             _lock: lock,
         })
     }
 
-    fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
+    fn open_trees(dir: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| {
                 let s = e.to_string();
@@ -867,7 +879,7 @@ impl Store for SledStore {
             // The last handle closes the database (and waits for sled to let go of it).
             drop(old);
         }
-        *slot = Some(Arc::new(Self::open_trees(&self.dir)?));
+        *slot = Some(Arc::new(Self::open_trees(&self.dir, self.cache_bytes)?));
         drop(slot);
         self.probe()
     }

@@ -975,3 +975,202 @@ async fn a_read_only_data_directory_is_named_and_nothing_is_lost() {
     let acc = get(&format!("{}/sim/accounts/21951", sim.base)).await;
     assert_eq!(acc["logins"], 1, "no new scan: {acc}");
 }
+
+/// An ext4 filesystem in a file on a loop device, mounted `errors=remount-ro` for one test:
+/// the kernel's own way for a data directory to turn read-only under a running process (a
+/// remount cannot, while files are open for writing). Unmounted and detached on drop.
+struct Ext4 {
+    image: PathBuf,
+    path: PathBuf,
+    dev: String,
+}
+
+impl Ext4 {
+    fn mount(image: &Path, path: &Path, size_mb: u64) -> Ext4 {
+        std::fs::create_dir_all(path).unwrap();
+        let f = std::fs::File::create(image).unwrap();
+        f.set_len(size_mb << 20).unwrap();
+        drop(f);
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image)
+            .status()
+            .expect("mkfs.ext4 (e2fsprogs)");
+        assert!(st.success(), "mkfs.ext4: {st}");
+        let mut disk = Ext4 {
+            image: image.to_path_buf(),
+            path: path.to_path_buf(),
+            dev: String::new(),
+        };
+        disk.attach_and_mount();
+        disk
+    }
+
+    /// A loop device for the image, mounted at `path`.
+    fn attach_and_mount(&mut self) {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&self.image)
+            .output()
+            .expect("losetup(8)");
+        assert!(out.status.success(), "losetup needs root: {out:?}");
+        self.dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let st = Command::new("mount")
+            .args(["-t", "ext4", "-o", "errors=remount-ro", &self.dev])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {}: {st}", self.dev);
+    }
+
+    /// The filesystem reports an error and the kernel turns it read-only (ext4's own test
+    /// hook): every write, to open files too, fails with EROFS from now on.
+    fn turn_read_only(&self) {
+        let name = self.dev.trim_start_matches("/dev/");
+        std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1")
+            .expect("ext4's trigger_fs_error");
+        let probe = std::fs::write(self.path.join("probe"), b"x");
+        assert!(probe.is_err(), "the filesystem is read-only now");
+    }
+
+    /// What an operator does: detach the broken mount (the fleet still holds its files),
+    /// check the filesystem, and mount it again at the same place.
+    fn repair(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+        let out = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .expect("e2fsck");
+        // 0: clean, 1: errors corrected.
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        self.attach_and_mount();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// The data directory turns read-only while the fleet runs (the filesystem hit an error and
+/// the kernel remounted it read-only): sends are refused with 503 and a clear error, polling
+/// pauses and what was received is kept, not handled without its record; once an operator
+/// has repaired the filesystem and mounted it again, the account resumes by itself (every
+/// message answered exactly once, no new scan), and a restart finds everything intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_turned_read_only_pauses_the_account_and_a_repair_resumes_it() {
+    let sim = sim_with(quiet_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut disk = Ext4::mount(&dir.path().join("data.img"), &data, 32);
+    write_account(dir.path(), "a", &fast_account(21961, ""));
+    let mut f = start_fleet(dir.path(), &data, &sim, &[]);
+    login(&f, &sim.base, "a", 21961).await;
+    let uin = contacts(&sim, 21961).await["friends"][0]["uin"]
+        .as_u64()
+        .unwrap();
+    inject(
+        &sim,
+        json!({"qq": 21961, "kind": "buddy", "text": "before"}),
+    )
+    .await;
+    until_sent(&sim, 21961, "before", Duration::from_secs(15)).await;
+    let mut accepted = vec!["before".to_string()];
+
+    disk.turn_read_only();
+    let end = Instant::now() + Duration::from_secs(15);
+    let err = loop {
+        let text = format!("send-{}", accepted.len());
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": uin, "text": text}),
+        )
+        .await;
+        match r.status().as_u16() {
+            202 => accepted.push(text),
+            503 => break r.json::<Value>().await.unwrap(),
+            s => panic!("send answered {s}: {:?}", r.text().await),
+        }
+        assert!(Instant::now() < end, "no 503 on a read-only data directory");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let msg = err["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("refuses writes") && msg.contains("`a`"),
+        "the error says what is wrong: {err}"
+    );
+    for t in ["during-1", "during-2"] {
+        inject(&sim, json!({"qq": 21961, "kind": "buddy", "text": t})).await;
+        accepted.push(t.to_string());
+    }
+    let why = eventually("the account says why", Duration::from_secs(15), || async {
+        let a = account(&f, "a").await?;
+        let e = a["error"].as_str()?.to_string();
+        e.contains("store unwritable").then_some(e)
+    })
+    .await;
+    assert!(why.to_lowercase().contains("read-only"), "{why}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = sent_texts(&sim, 21961).await;
+    assert!(
+        !during.iter().any(|t| t.starts_with("during")),
+        "handled without a record: {during:?}"
+    );
+
+    disk.repair();
+    eventually(
+        "the kept messages answered",
+        Duration::from_secs(30),
+        || async {
+            let got = sent_texts(&sim, 21961).await;
+            accepted.iter().all(|t| got.contains(t)).then_some(())
+        },
+    )
+    .await;
+    let r = post(
+        &format!("{}/api/accounts/a/send", f.api),
+        json!({"kind": "buddy", "to": uin, "text": "after"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    accepted.push("after".into());
+    until_sent(&sim, 21961, "after", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_once(
+        &sent_texts(&sim, 21961).await,
+        &accepted,
+        "after the repair",
+    );
+    assert!(account(&f, "a").await.unwrap()["error"].is_null());
+
+    fleet_common::sigterm(&f.child);
+    fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
+    drop(f);
+    let f = start_fleet(dir.path(), &data, &sim, &[]);
+    wait_state(&f, "a", "online", Duration::from_secs(30)).await;
+    inject(
+        &sim,
+        json!({"qq": 21961, "kind": "buddy", "text": "restarted"}),
+    )
+    .await;
+    accepted.push("restarted".into());
+    until_sent(&sim, 21961, "restarted", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_once(
+        &sent_texts(&sim, 21961).await,
+        &accepted,
+        "after the restart",
+    );
+    let acc = get(&format!("{}/sim/accounts/21961", sim.base)).await;
+    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
+    drop(f);
+    drop(disk);
+}

@@ -1343,3 +1343,87 @@ async fn inject_batch_queues_each_message_in_order_and_judges_each_alone() {
     assert!((400..500).contains(&s), "{s}");
     sim.shutdown().await;
 }
+
+/// `poll_batch`: events that queued up come in one answer, oldest first, at most that many;
+/// the default answers one event per poll (§5.1).
+#[tokio::test]
+async fn poll_batch_answers_queued_events_together_oldest_first() {
+    let sim = start(SimConfig {
+        poll_batch: 2,
+        ..cfg()
+    })
+    .await;
+    let c = login(&sim.base_url(), 4565656).await;
+    c.online_buddies().await;
+    let body = json!([
+        {"qq": 4565656, "kind": "buddy", "text": "one"},
+        {"qq": 4565656, "kind": "group", "text": "two"},
+        {"qq": 4565656, "kind": "buddy", "text": "three"},
+    ]);
+    let (s, v) = control(&c, "POST", "inject/batch", Some(body)).await;
+    assert_eq!(s, 200, "{v}");
+    let texts = |r: &Value| -> Vec<(String, String)> {
+        r["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("events: {r}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["poll_type"].as_str().unwrap().to_string(),
+                    e["value"]["content"][1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = c.poll().await;
+    assert_eq!(first["retcode"], 0, "{first}");
+    assert_eq!(
+        texts(&first),
+        [
+            ("message".to_string(), "one".to_string()),
+            ("group_message".to_string(), "two".to_string())
+        ],
+        "{first}"
+    );
+    let second = c.poll().await;
+    assert_eq!(
+        texts(&second),
+        [("message".to_string(), "three".to_string())],
+        "{second}"
+    );
+    sim.shutdown().await;
+
+    // The default: one event per answer, even with several queued; `POST /sim/poll-batch`
+    // changes it while the simulator runs.
+    let sim = start(cfg()).await;
+    let c = login(&sim.base_url(), 4565657).await;
+    c.online_buddies().await;
+    let body = json!([
+        {"qq": 4565657, "kind": "buddy", "text": "a"},
+        {"qq": 4565657, "kind": "buddy", "text": "b"},
+        {"qq": 4565657, "kind": "buddy", "text": "c"},
+    ]);
+    control(&c, "POST", "inject/batch", Some(body)).await;
+    let r = c.poll().await;
+    assert_eq!(texts(&r), [("message".to_string(), "a".to_string())], "{r}");
+    let (s, v) = control(&c, "POST", "poll-batch", Some(json!({"poll_batch": 5}))).await;
+    assert_eq!((s, v), (200, json!({"poll_batch": 5})));
+    let r = c.poll().await;
+    assert_eq!(
+        texts(&r),
+        [
+            ("message".to_string(), "b".to_string()),
+            ("message".to_string(), "c".to_string())
+        ],
+        "{r}"
+    );
+    for bad in [
+        json!({"poll_batch": 0}),
+        json!({"poll_batch": 101}),
+        json!({}),
+    ] {
+        let (s, v) = control(&c, "POST", "poll-batch", Some(bad.clone())).await;
+        assert!((400..500).contains(&s), "{bad} → {s} {v}");
+    }
+    sim.shutdown().await;
+}

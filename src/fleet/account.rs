@@ -1595,6 +1595,11 @@ impl Account {
         if let Err(e) = self.deps.store.flush() {
             tracing::error!(account = %self.id(), error = %e, "flush at shutdown");
         }
+        if !self.unrecorded.is_empty() {
+            // Held in memory only, as the store never took writes again: said, not silent.
+            tracing::error!(account = %self.id(), messages = self.unrecorded.len(),
+                "received messages never recorded (the store refused writes until this stop) are lost");
+        }
         ctx.stop();
     }
 

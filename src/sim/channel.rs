@@ -35,7 +35,19 @@ fn err(endpoint: &str, code: i64, qq: Option<u64>) -> Outcome {
 
 /// `{"retcode":0,"result":[event]}` with `retcode` first, as the real answers were.
 fn event_answer(ev: &Value, qq: u64) -> Outcome {
-    let body = format!("{{\"retcode\":0,\"result\":[{ev}]}}\n");
+    events_answer(std::slice::from_ref(ev), qq)
+}
+
+/// Several events in one answer, in the order given (oldest first).
+fn events_answer(evs: &[Value], qq: u64) -> Outcome {
+    let mut body = String::from("{\"retcode\":0,\"result\":[");
+    for (i, ev) in evs.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&ev.to_string());
+    }
+    body.push_str("]}\n");
     Outcome::new(raw_json(body), Some(qq), Some(0))
 }
 
@@ -250,7 +262,7 @@ enum Step {
     Wait(Arc<tokio::sync::Notify>),
 }
 
-/// `poll2` (§5): one event per answer; holds up to `hold` and then gives the idle answer.
+/// `poll2` (§5): one event per answer (or up to `poll_batch` queued ones); holds up to `hold` and then gives the idle answer.
 /// 103 until `get_online_buddies2` was called (§3.8). Of two polls on one session the newer
 /// one gets the events and the older is answered idle at once (§12).
 pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
@@ -376,17 +388,23 @@ fn poll_step(sim: &Sim, ctx: SessionCtx, my_gen: u64) -> Step {
         drop(w);
         return Step::Answer(idle(sim, ctx.qq));
     }
-    if let Some(ev) = s.queue.pop_front() {
+    if !s.queue.is_empty() {
+        // One event per answer unless `poll_batch` allows more of those queued.
+        let n = s
+            .queue
+            .len()
+            .min(sim.poll_batch.load(Ordering::Relaxed).max(1));
+        let evs: Vec<Value> = s.queue.drain(..n).collect();
         drop(w);
-        // Fault `duplicate`: the same event goes back to the front of the queue, so the next
-        // answer repeats it with the same msg_id.
+        // Fault `duplicate`: the first event goes back to the front of the queue, so the
+        // next answer repeats it with the same msg_id.
         if sim.faults().take_duplicate(ctx.qq) {
             let mut w = sim.world();
             if let Some(s) = w.sessions.get_mut(&ctx.sid) {
-                s.queue.push_front(ev.clone());
+                s.queue.push_front(evs[0].clone());
             }
         }
-        return Step::Answer(event_answer(&ev, ctx.qq));
+        return Step::Answer(events_answer(&evs, ctx.qq));
     }
     Step::Wait(s.notify.clone())
 }

@@ -20,6 +20,9 @@ pub enum IdleAnswer {
     Retcode102,
 }
 
+/// The most events one poll2 answer carries (`poll_batch`).
+pub const MAX_POLL_BATCH: usize = 100;
+
 /// Every knob of the simulator. `Default` gives the documented defaults (docs/SIMULATOR.md).
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -68,6 +71,11 @@ pub struct SimConfig {
     pub default_discus: u32,
     /// Members of each generated group besides the account itself.
     pub group_members: u32,
+    /// At most this many queued events in one poll2 answer, oldest first. 1 (the default) is
+    /// the usual answer (§5.1); the real service also put several events in one `result`
+    /// when they had queued up (fixture `poll2_messages_2015_scienjus.json`), which clients
+    /// that read only `result[0]` lose.
+    pub poll_batch: usize,
 }
 
 impl Default for SimConfig {
@@ -92,6 +100,7 @@ impl Default for SimConfig {
             default_groups: 2,
             default_discus: 1,
             group_members: 4,
+            poll_batch: 1,
         }
     }
 }
@@ -120,6 +129,7 @@ pub struct SimConfigFile {
     pub default_groups: Option<u32>,
     pub default_discus: Option<u32>,
     pub group_members: Option<u32>,
+    pub poll_batch: Option<usize>,
 }
 
 /// Seconds from a config value; negative or non-finite values are rejected by the caller.
@@ -221,6 +231,9 @@ impl SimConfig {
         }
         if let Some(v) = file.group_members {
             c.group_members = v.min(500);
+        }
+        if let Some(v) = file.poll_batch {
+            c.poll_batch = v.clamp(1, MAX_POLL_BATCH);
         }
         Ok(c)
     }

@@ -67,6 +67,29 @@ pub struct AccountRequest {
     pub discus: Option<u32>,
 }
 
+/// Body of `POST /sim/poll-batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollBatchRequest {
+    pub poll_batch: usize,
+}
+
+/// `POST /sim/poll-batch {"poll_batch":N}` (addition): from now on a poll2 answer carries up
+/// to N queued events (1..=100; 1 is the usual answer). Answers `{"poll_batch":N}`.
+pub async fn post_poll_batch(State(sim): S, Json(b): Json<PollBatchRequest>) -> Response {
+    if !(1..=crate::sim::config::MAX_POLL_BATCH).contains(&b.poll_batch) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "poll_batch must be 1 to {}",
+                crate::sim::config::MAX_POLL_BATCH
+            ),
+        );
+    }
+    sim.poll_batch.store(b.poll_batch, Ordering::Relaxed);
+    Json(json!({"poll_batch": b.poll_batch})).into_response()
+}
+
 /// `POST /sim/accounts`: creates the account, or regenerates its contacts with new counts.
 pub async fn create_account(State(sim): S, Json(b): Json<AccountRequest>) -> Response {
     if b.qq < 10_000 || b.qq > 9_999_999_999 {

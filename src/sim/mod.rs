@@ -75,6 +75,10 @@ pub struct SimArgs {
     /// Do not echo an account's own sends back to its poll.
     #[arg(long)]
     pub no_echo: bool,
+    /// At most this many queued events in one poll2 answer, oldest first (default 1, the
+    /// usual answer; the real service batched events that had queued up).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=config::MAX_POLL_BATCH as u64))]
+    pub poll_batch: Option<u64>,
 }
 
 /// Errors of the simulator layer.
@@ -256,6 +260,9 @@ pub fn config_from_args(args: &SimArgs) -> Result<SimConfig, SimError> {
     }
     if args.no_echo {
         c.echo = false;
+    }
+    if let Some(v) = args.poll_batch {
+        c.poll_batch = v as usize;
     }
     Ok(c)
 }

@@ -134,6 +134,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
                 .delete(control::delete_faults),
         )
         .route("/sim/outage", post(control::post_outage))
+        .route("/sim/poll-batch", post(control::post_poll_batch))
         .route("/sim/kick", post(control::kick))
         .route("/sim/expire", post(control::expire))
         .route("/sim/clock/advance", post(control::clock_advance))

@@ -21,11 +21,14 @@ pub struct Sim {
     pub pending_polls: AtomicUsize,
     /// Where the simulator listens; the fallback for URLs it hands out.
     pub addr: SocketAddr,
+    /// Most events per poll2 answer: `cfg.poll_batch` at start, `POST /sim/poll-batch` after.
+    pub poll_batch: AtomicUsize,
 }
 
 impl Sim {
     pub fn new(cfg: SimConfig, addr: SocketAddr) -> Sim {
         Sim {
+            poll_batch: AtomicUsize::new(cfg.poll_batch.max(1)),
             cfg,
             clock: Clock::new(),
             world: Mutex::new(World::default()),

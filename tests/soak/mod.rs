@@ -86,6 +86,22 @@ impl SoakConfig {
     }
 }
 
+/// `qqfleet_heap_in_use_bytes` from the fleet's `/metrics`, in KiB.
+async fn heap_kib(api: &str) -> Option<u64> {
+    let text = http()
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("qqfleet_heap_in_use_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|b| (b / 1024.0) as u64)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -142,6 +158,10 @@ fn start_fleet(cfg: &SoakConfig, dir: &Path, base: &str) -> (Proc, String) {
         .stderr(std::fs::File::create(cfg.out_dir.join("fleet.stderr")).unwrap());
     if !cfg.breaker {
         cmd.arg("--no-outage-breaker");
+    }
+    // Extra `qqfleet run` flags for an experiment (`SOAK_FLEET_ARGS="--store-cache-mb 8"`).
+    if let Ok(extra) = std::env::var("SOAK_FLEET_ARGS") {
+        cmd.args(extra.split_whitespace());
     }
     let mut child = cmd.spawn().expect("start qqfleet run");
     let out = child.stdout.take().unwrap();
@@ -448,6 +468,10 @@ pub async fn run(cfg: SoakConfig) -> Value {
     let mut inject_refused = 0u64;
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut rss: Vec<(f64, u64)> = Vec::new();
+    // The allocator's live bytes (`qqfleet_heap_in_use_bytes`, read after each trim): tells a
+    // leak (it grows) from freed memory kept for reuse (RSS grows, it does not).
+    let mut heap: Vec<(f64, u64)> = Vec::new();
+    let mut next_heap = 0.0;
     let mut outage: Option<(u64, f64)> = None;
     let mut outage_requests: Option<u64> = None;
     let mut requests_per_sec: Vec<(f64, u64)> = Vec::new();
@@ -544,6 +568,12 @@ pub async fn run(cfg: SoakConfig) -> Value {
         if t >= next_rss {
             next_rss += 2.0;
             rss.push(((t * 10.0).round() / 10.0, rss_kib(pid)));
+        }
+        if t >= next_heap {
+            next_heap += 10.0;
+            if let Some(h) = heap_kib(&api).await {
+                heap.push(((t * 10.0).round() / 10.0, h));
+            }
         }
         if t >= next_req {
             next_req += 1.0;
@@ -742,6 +772,26 @@ pub async fn run(cfg: SoakConfig) -> Value {
     } else {
         0.0
     };
+    // The same for the heap's live bytes (a figure, not a check: RSS is what the goal bounds).
+    let heap_half: Vec<u64> = heap
+        .iter()
+        .filter(|(t, _)| *t >= half)
+        .map(|x| x.1)
+        .collect();
+    let heap_growth = if heap_half.len() >= 2 {
+        let k = (heap_half.len() / 10).max(1);
+        let (a, b) = (
+            median(&heap_half[..k]),
+            median(&heap_half[heap_half.len() - k..]),
+        );
+        if a > 0 {
+            (b as f64 - a as f64) / a as f64 * 100.0
+        } else {
+            0.0
+        }
+    } else {
+        0.0
+    };
     if growth >= 5.0 {
         failures.push(format!(
             "resident memory grew {growth:.1} % over the second half ({mid} → {end} KiB)"
@@ -804,6 +854,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
         "actor_restarts": restarts,
         "final_states": count(&final_states),
         "rss_kib": rss, "rss_growth_second_half_pct": (growth * 100.0).round() / 100.0,
+        "heap_in_use_kib": heap, "heap_growth_second_half_pct": (heap_growth * 100.0).round() / 100.0,
         "panics": panics,
         "examples": examples,
         "failures": failures,
@@ -814,13 +865,15 @@ pub async fn run(cfg: SoakConfig) -> Value {
     )
     .unwrap();
     // Memory over time, drawn by the soak itself (docs/RELIABILITY.md shows one).
-    let points: Vec<(f64, f64)> = rss.iter().map(|&(t, k)| (t, k as f64 / 1024.0)).collect();
+    let mib = |xs: &[(f64, u64)]| -> Vec<(f64, f64)> {
+        xs.iter().map(|&(t, k)| (t, k as f64 / 1024.0)).collect()
+    };
     plot::line_plot(
         &cfg.out_dir.join("memory.png"),
         "qqfleet resident memory during the chaos soak",
         "seconds",
         "MiB",
-        &[("fleet RSS", points)],
+        &[("fleet RSS", mib(&rss)), ("heap in use", mib(&heap))],
     )
     .expect("memory plot written");
     report
