@@ -578,3 +578,22 @@ fn an_account_run_elsewhere_is_counted_but_has_no_series() {
     }
     assert_eq!(count(), before);
 }
+
+/// Each heap trim reports the allocator's live and kept-free bytes, so a soak can tell a
+/// leak (live bytes grow) from freed memory kept for reuse (RSS grows, live bytes do not).
+#[test]
+fn heap_gauges_are_set_by_each_trim() {
+    // A live allocation of 8 MiB is counted while it lives.
+    let big = vec![1u8; 8 << 20];
+    qqfleet::memtrim::trim();
+    let with = value(&render_metrics(), "qqfleet_heap_in_use_bytes", &[]).expect("set by a trim");
+    assert!(with >= (8 << 20) as f64, "{with}");
+    assert!(value(&render_metrics(), "qqfleet_heap_free_bytes", &[]).is_some());
+    drop(std::hint::black_box(big));
+    qqfleet::memtrim::trim();
+    let without = value(&render_metrics(), "qqfleet_heap_in_use_bytes", &[]).unwrap();
+    assert!(
+        without <= with - (6 << 20) as f64,
+        "freed memory no longer counts as in use: {with} → {without}"
+    );
+}
