@@ -24,7 +24,20 @@ struct State {
     flushing: bool,
     /// Flushes run (for tests and the curious).
     flushes: u64,
+    /// Tickets the last successful flush made durable: the load on the store.
+    last_group: u64,
 }
+
+/// A leader of [`GroupCommit::commit_async`] waits this long before it flushes when the last
+/// flush covered at least [`GATHER_FROM`] writes: under load the writers that arrive meanwhile
+/// share its flush instead of starting the next one (each flush is a write and a sync of the
+/// log; at 1,000 accounts receiving at once, sled's IO threads and the kernel's disk path were
+/// about half of the fleet's samples). Measured at 1,000 accounts, 20,000 queued messages:
+/// 2,293-2,594 msg/s in five runs with it, 1,949-2,214 in three without. Under light load
+/// (a writer or a few per flush) nobody waits, so latency at 100 msg/s is unchanged.
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+/// See [`GATHER`].
+pub const GATHER_FROM: u64 = 8;
 
 /// Coalesces flushes of one database.
 #[derive(Debug, Default)]
@@ -42,6 +55,7 @@ impl GroupCommit {
         s.flushing = false;
         s.flushes += 1;
         if ok {
+            s.last_group = covers.saturating_sub(s.done);
             s.done = s.done.max(covers);
         }
         drop(s);
@@ -79,18 +93,24 @@ impl GroupCommit {
                     None
                 } else {
                     s.flushing = true;
-                    Some(s.next)
+                    Some(s.last_group >= GATHER_FROM)
                 }
             };
-            let Some(covers) = lead else {
+            let Some(gather) = lead else {
                 notified.await;
                 continue;
             };
-            let lead = Lead {
+            // Ends the flush (as failed) if this future is dropped from here on.
+            let mut lead = Lead {
                 gc: self.clone(),
-                covers,
+                covers: 0,
                 ended: false,
             };
+            if gather && tokio::runtime::Handle::try_current().is_ok() {
+                tokio::time::sleep(GATHER).await;
+            }
+            // Every ticket taken so far was taken after its write: the flush covers them.
+            lead.covers = self.state.lock().unwrap_or_else(|e| e.into_inner()).next;
             let f = flush.clone();
             let run = move || {
                 let r = f();
@@ -277,6 +297,30 @@ mod tests {
             "{} flushes for {total} writes",
             gc.flushes()
         );
+    }
+
+    /// Under load (the last flush covered many writes) a leader waits [`GATHER`] before it
+    /// flushes, and a writer that arrives meanwhile shares its flush; under light load it
+    /// flushes at once and the late writer needs a flush of its own.
+    #[tokio::test]
+    async fn under_load_a_leader_gathers_the_writers_that_arrive_before_it_flushes() {
+        for (last_group, want_flushes) in [(GATHER_FROM, 1), (1, 2)] {
+            let gc = Arc::new(GroupCommit::default());
+            gc.state.lock().unwrap().last_group = last_group;
+            let flush = || Ok::<(), ()>(());
+            let a = tokio::spawn(gc.clone().commit_async(flush));
+            // The first writer takes its ticket and leads (then gathers, or flushes at once).
+            tokio::task::yield_now().await;
+            let b = tokio::spawn(gc.clone().commit_async(flush));
+            tokio::task::yield_now().await;
+            a.await.unwrap().unwrap();
+            b.await.unwrap().unwrap();
+            assert_eq!(
+                gc.flushes(),
+                want_flushes,
+                "last flush covered {last_group} writes"
+            );
+        }
     }
 
     #[tokio::test]
