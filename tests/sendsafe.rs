@@ -765,6 +765,58 @@ fn fill(dir: &Path) -> PathBuf {
     p
 }
 
+/// After a storage fault: SIGTERM, a restart on the same data, and one more message. Account
+/// `a` (QQ `qq`) is online again without a new scan and every accepted reply, that one too,
+/// was delivered exactly once.
+async fn restart_finds_everything_intact(
+    mut f: Fleet,
+    dir: &Path,
+    data: &Path,
+    sim: &Sim,
+    qq: u64,
+    accepted: &mut Vec<String>,
+) {
+    fleet_common::sigterm(&f.child);
+    fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
+    drop(f);
+    let f = start_fleet(dir, data, sim, &[]);
+    wait_state(&f, "a", "online", Duration::from_secs(30)).await;
+    inject(sim, json!({"qq": qq, "kind": "buddy", "text": "restarted"})).await;
+    accepted.push("restarted".into());
+    until_sent(sim, qq, "restarted", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_once(&sent_texts(sim, qq).await, accepted, "after the restart");
+    let acc = get(&format!("{}/sim/accounts/{qq}", sim.base)).await;
+    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
+}
+
+/// Sends to account `a` through the admin API until one is refused with 503 (within 15 s),
+/// adding each accepted text to `accepted`; the refusal must say what is wrong and name the
+/// account.
+async fn sends_until_refused(f: &Fleet, uin: u64, accepted: &mut Vec<String>, fault: &str) {
+    let end = Instant::now() + Duration::from_secs(15);
+    let err = loop {
+        let text = format!("send-{}", accepted.len());
+        let r = post(
+            &format!("{}/api/accounts/a/send", f.api),
+            json!({"kind": "buddy", "to": uin, "text": text}),
+        )
+        .await;
+        match r.status().as_u16() {
+            202 => accepted.push(text),
+            503 => break r.json::<Value>().await.unwrap(),
+            s => panic!("send answered {s}: {:?}", r.text().await),
+        }
+        assert!(Instant::now() < end, "no 503 on {fault}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let msg = err["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("refuses writes") && msg.contains("`a`"),
+        "the error says what is wrong: {err}"
+    );
+}
+
 /// A full disk: the account refuses sends with 503 and a clear error, polling pauses and
 /// what it received meanwhile is kept, not lost; when space returns it recovers by itself
 /// (every message answered exactly once, sends accepted again), and a restart on the same
@@ -783,7 +835,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
         "b",
         &fast_account(21902, "handler = \"onebot\""),
     );
-    let mut f = start_fleet(dir.path(), &data, &sim, &[]);
+    let f = start_fleet(dir.path(), &data, &sim, &[]);
     login(&f, &sim.base, "a", 21901).await;
     login(&f, &sim.base, "b", 21902).await;
     let uin = contacts(&sim, 21901).await["friends"][0]["uin"]
@@ -803,27 +855,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     // Sends are refused with 503 and a clear error (one may still slip into a buffer that
     // was flushed before the disk filled: it must then be delivered like any other).
     let mut accepted = vec!["before".to_string()];
-    let end = Instant::now() + Duration::from_secs(15);
-    let err = loop {
-        let text = format!("send-{}", accepted.len());
-        let r = post(
-            &format!("{}/api/accounts/a/send", f.api),
-            json!({"kind": "buddy", "to": uin, "text": text}),
-        )
-        .await;
-        match r.status().as_u16() {
-            202 => accepted.push(text),
-            503 => break r.json::<Value>().await.unwrap(),
-            s => panic!("send answered {s}: {:?}", r.text().await),
-        }
-        assert!(Instant::now() < end, "no 503 on a full disk");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let msg = err["error"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("refuses writes") && msg.contains("`a`"),
-        "the error says what is wrong: {err}"
-    );
+    sends_until_refused(&f, uin, &mut accepted, "a full disk").await;
     // Messages arriving now are kept, not handled (nothing can record them) and not lost.
     for t in ["during-1", "during-2"] {
         inject(&sim, json!({"qq": 21901, "kind": "buddy", "text": t})).await;
@@ -896,27 +928,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
     until_sent(&sim, 21902, "bot after recovery", Duration::from_secs(20)).await;
 
     // Nothing stored is corrupted: a restart on the same data resumes, replays nothing.
-    fleet_common::sigterm(&f.child);
-    fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
-    drop(f);
-    let f = start_fleet(dir.path(), &data, &sim, &[]);
-    wait_state(&f, "a", "online", Duration::from_secs(30)).await;
-    inject(
-        &sim,
-        json!({"qq": 21901, "kind": "buddy", "text": "restarted"}),
-    )
-    .await;
-    accepted.push("restarted".into());
-    until_sent(&sim, 21901, "restarted", Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_once(
-        &sent_texts(&sim, 21901).await,
-        &accepted,
-        "after the restart",
-    );
-    let acc = get(&format!("{}/sim/accounts/21901", sim.base)).await;
-    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
-    drop(f);
+    restart_finds_everything_intact(f, dir.path(), &data, &sim, 21901, &mut accepted).await;
     drop(disk);
 }
 
@@ -1072,7 +1084,7 @@ async fn a_data_directory_turned_read_only_pauses_the_account_and_a_repair_resum
     let data = dir.path().join("data");
     let mut disk = Ext4::mount(&dir.path().join("data.img"), &data, 32);
     write_account(dir.path(), "a", &fast_account(21961, ""));
-    let mut f = start_fleet(dir.path(), &data, &sim, &[]);
+    let f = start_fleet(dir.path(), &data, &sim, &[]);
     login(&f, &sim.base, "a", 21961).await;
     let uin = contacts(&sim, 21961).await["friends"][0]["uin"]
         .as_u64()
@@ -1086,27 +1098,7 @@ async fn a_data_directory_turned_read_only_pauses_the_account_and_a_repair_resum
     let mut accepted = vec!["before".to_string()];
 
     disk.turn_read_only();
-    let end = Instant::now() + Duration::from_secs(15);
-    let err = loop {
-        let text = format!("send-{}", accepted.len());
-        let r = post(
-            &format!("{}/api/accounts/a/send", f.api),
-            json!({"kind": "buddy", "to": uin, "text": text}),
-        )
-        .await;
-        match r.status().as_u16() {
-            202 => accepted.push(text),
-            503 => break r.json::<Value>().await.unwrap(),
-            s => panic!("send answered {s}: {:?}", r.text().await),
-        }
-        assert!(Instant::now() < end, "no 503 on a read-only data directory");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let msg = err["error"].as_str().unwrap_or_default();
-    assert!(
-        msg.contains("refuses writes") && msg.contains("`a`"),
-        "the error says what is wrong: {err}"
-    );
+    sends_until_refused(&f, uin, &mut accepted, "a read-only data directory").await;
     for t in ["during-1", "during-2"] {
         inject(&sim, json!({"qq": 21961, "kind": "buddy", "text": t})).await;
         accepted.push(t.to_string());
@@ -1151,26 +1143,6 @@ async fn a_data_directory_turned_read_only_pauses_the_account_and_a_repair_resum
     );
     assert!(account(&f, "a").await.unwrap()["error"].is_null());
 
-    fleet_common::sigterm(&f.child);
-    fleet_common::wait_exit(&mut f.child, Duration::from_secs(10)).expect("stops");
-    drop(f);
-    let f = start_fleet(dir.path(), &data, &sim, &[]);
-    wait_state(&f, "a", "online", Duration::from_secs(30)).await;
-    inject(
-        &sim,
-        json!({"qq": 21961, "kind": "buddy", "text": "restarted"}),
-    )
-    .await;
-    accepted.push("restarted".into());
-    until_sent(&sim, 21961, "restarted", Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_once(
-        &sent_texts(&sim, 21961).await,
-        &accepted,
-        "after the restart",
-    );
-    let acc = get(&format!("{}/sim/accounts/21961", sim.base)).await;
-    assert_eq!(acc["logins"], 1, "no new scan: {acc}");
-    drop(f);
+    restart_finds_everything_intact(f, dir.path(), &data, &sim, 21961, &mut accepted).await;
     drop(disk);
 }
