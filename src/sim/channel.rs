@@ -262,9 +262,10 @@ enum Step {
     Wait(Arc<tokio::sync::Notify>),
 }
 
-/// `poll2` (§5): one event per answer (or up to `poll_batch` queued ones); holds up to `hold` and then gives the idle answer.
-/// 103 until `get_online_buddies2` was called (§3.8). Of two polls on one session the newer
-/// one gets the events and the older is answered idle at once (§12).
+/// `poll2` (§5): one event per answer (up to `poll_batch` queued ones when that is raised);
+/// holds up to `hold` and then gives the idle answer. 103 until `get_online_buddies2` was
+/// called (§3.8). Of two polls on one session the newer one gets the events and the older is
+/// answered idle at once (§12).
 pub async fn poll2(sim: Arc<Sim>, req: Req) -> Outcome {
     const EP: &str = "poll2";
     let qq_hint = req.qq_hint();
