@@ -40,12 +40,12 @@ fn event_answer(ev: &Value, qq: u64) -> Outcome {
 
 /// Several events in one answer, in the order given (oldest first).
 fn events_answer(evs: &[Value], qq: u64) -> Outcome {
+    use std::fmt::Write;
     let mut body = String::from("{\"retcode\":0,\"result\":[");
     for (i, ev) in evs.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(&ev.to_string());
+        let sep = if i > 0 { "," } else { "" };
+        // Written in place: no string of its own per event.
+        let _ = write!(body, "{sep}{ev}");
     }
     body.push_str("]}\n");
     Outcome::new(raw_json(body), Some(qq), Some(0))
@@ -391,10 +391,7 @@ fn poll_step(sim: &Sim, ctx: SessionCtx, my_gen: u64) -> Step {
     }
     if !s.queue.is_empty() {
         // One event per answer unless `poll_batch` allows more of those queued.
-        let n = s
-            .queue
-            .len()
-            .min(sim.poll_batch.load(Ordering::Relaxed).max(1));
+        let n = s.queue.len().min(sim.poll_batch.load(Ordering::Relaxed));
         let evs: Vec<Value> = s.queue.drain(..n).collect();
         drop(w);
         // Fault `duplicate`: the first event goes back to the front of the queue, so the

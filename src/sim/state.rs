@@ -21,7 +21,8 @@ pub struct Sim {
     pub pending_polls: AtomicUsize,
     /// Where the simulator listens; the fallback for URLs it hands out.
     pub addr: SocketAddr,
-    /// Most events per poll2 answer: `cfg.poll_batch` at start, `POST /sim/poll-batch` after.
+    /// Most events per poll2 answer, never 0: `cfg.poll_batch` (at least 1) at start, `POST
+    /// /sim/poll-batch` (checked to 1..=100) after.
     pub poll_batch: AtomicUsize,
 }
 

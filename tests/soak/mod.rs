@@ -102,6 +102,32 @@ async fn heap_kib(api: &str) -> Option<u64> {
         .map(|b| (b / 1024.0) as u64)
 }
 
+/// Growth in % of a series (`(seconds, KiB)`) over its samples from `half` on, with the
+/// KiB at each end. Each end is the median of a few samples (a tenth of the half, at least
+/// three): the fleet gives freed memory back every 30 s (`memtrim`), so one sample taken just
+/// after a trim and one just before the next differ by what was allocated in between.
+fn second_half_growth(series: &[(f64, u64)], half: f64) -> (f64, u64, u64) {
+    let second: Vec<u64> = series
+        .iter()
+        .filter(|(t, _)| *t >= half)
+        .map(|x| x.1)
+        .collect();
+    let k = (second.len() / 10).max(3).min(second.len());
+    let median = |xs: &[u64]| {
+        let mut v = xs.to_vec();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let mid = median(&second[..k]);
+    let end = median(&second[second.len() - k..]);
+    let growth = if mid > 0 {
+        (end as f64 - mid as f64) / mid as f64 * 100.0
+    } else {
+        0.0
+    };
+    (growth, mid, end)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -749,49 +775,11 @@ pub async fn run(cfg: SoakConfig) -> Value {
             "{replies_pending} replies still pending in an outbox"
         ));
     }
-    // Memory over the second half of the chaos.
-    // Each end is the median of a few samples (a tenth of the half, at least three): the
-    // fleet gives freed memory back every 30 s (`memtrim`), so one sample taken just after a
-    // trim and one just before the next differ by what was allocated in between.
+    // Memory over the second half of the chaos; the same for the heap's live bytes (a
+    // figure, not a check: RSS is what the goal bounds).
     let half = secs / 2.0;
-    let second: Vec<u64> = rss
-        .iter()
-        .filter(|(t, _)| *t >= half)
-        .map(|x| x.1)
-        .collect();
-    let k = (second.len() / 10).max(3).min(second.len());
-    let median = |xs: &[u64]| {
-        let mut v = xs.to_vec();
-        v.sort_unstable();
-        v.get(v.len() / 2).copied().unwrap_or(0)
-    };
-    let mid = median(&second[..k]);
-    let end = median(&second[second.len() - k..]);
-    let growth = if mid > 0 {
-        (end as f64 - mid as f64) / mid as f64 * 100.0
-    } else {
-        0.0
-    };
-    // The same for the heap's live bytes (a figure, not a check: RSS is what the goal bounds).
-    let heap_half: Vec<u64> = heap
-        .iter()
-        .filter(|(t, _)| *t >= half)
-        .map(|x| x.1)
-        .collect();
-    let heap_growth = if heap_half.len() >= 2 {
-        let k = (heap_half.len() / 10).max(1);
-        let (a, b) = (
-            median(&heap_half[..k]),
-            median(&heap_half[heap_half.len() - k..]),
-        );
-        if a > 0 {
-            (b as f64 - a as f64) / a as f64 * 100.0
-        } else {
-            0.0
-        }
-    } else {
-        0.0
-    };
+    let (growth, mid, end) = second_half_growth(&rss, half);
+    let (heap_growth, _, _) = second_half_growth(&heap, half);
     if growth >= 5.0 {
         failures.push(format!(
             "resident memory grew {growth:.1} % over the second half ({mid} → {end} KiB)"
