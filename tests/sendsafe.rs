@@ -790,6 +790,33 @@ async fn restart_finds_everything_intact(
     assert_eq!(acc["logins"], 1, "no new scan: {acc}");
 }
 
+/// After a storage fault is over: every accepted message reaches the simulator, and a new send
+/// ("after") is accepted again.
+async fn kept_answered_then_one_more(
+    sim: &Sim,
+    qq: u64,
+    f: &Fleet,
+    uin: u64,
+    accepted: &mut Vec<String>,
+) {
+    eventually(
+        "the kept messages answered",
+        Duration::from_secs(30),
+        || async {
+            let got = sent_texts(sim, qq).await;
+            accepted.iter().all(|t| got.contains(t)).then_some(())
+        },
+    )
+    .await;
+    let r = post(
+        &format!("{}/api/accounts/a/send", f.api),
+        json!({"kind": "buddy", "to": uin, "text": "after"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    accepted.push("after".into());
+}
+
 /// Sends to account `a` through the admin API until one is refused with 503 (within 15 s),
 /// adding each accepted text to `accepted`; the refusal must say what is wrong and name the
 /// account.
@@ -878,22 +905,7 @@ async fn a_full_disk_pauses_the_account_and_it_recovers_by_itself() {
 
     // Space returns: it recovers by itself.
     std::fs::remove_file(&filler).unwrap();
-    eventually(
-        "the kept messages answered",
-        Duration::from_secs(30),
-        || async {
-            let got = sent_texts(&sim, 21901).await;
-            accepted.iter().all(|t| got.contains(t)).then_some(())
-        },
-    )
-    .await;
-    let r = post(
-        &format!("{}/api/accounts/a/send", f.api),
-        json!({"kind": "buddy", "to": uin, "text": "after"}),
-    )
-    .await;
-    assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    accepted.push("after".into());
+    kept_answered_then_one_more(&sim, 21901, &f, uin, &mut accepted).await;
     inject(
         &sim,
         json!({"qq": 21901, "kind": "buddy", "text": "after-2"}),
@@ -1118,22 +1130,7 @@ async fn a_data_directory_turned_read_only_pauses_the_account_and_a_repair_resum
     );
 
     disk.repair();
-    eventually(
-        "the kept messages answered",
-        Duration::from_secs(30),
-        || async {
-            let got = sent_texts(&sim, 21961).await;
-            accepted.iter().all(|t| got.contains(t)).then_some(())
-        },
-    )
-    .await;
-    let r = post(
-        &format!("{}/api/accounts/a/send", f.api),
-        json!({"kind": "buddy", "to": uin, "text": "after"}),
-    )
-    .await;
-    assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    accepted.push("after".into());
+    kept_answered_then_one_more(&sim, 21961, &f, uin, &mut accepted).await;
     until_sent(&sim, 21961, "after", Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_once(
