@@ -106,13 +106,20 @@ impl GroupCommit {
                 covers: 0,
                 ended: false,
             };
-            if gather && tokio::runtime::Handle::try_current().is_ok() {
-                tokio::time::sleep(GATHER).await;
-            }
-            // Every ticket taken so far was taken after its write: the flush covers them.
+            // Every ticket taken so far was taken after its write: the flush covers them (and,
+            // when it gathers, those taken until it starts).
             lead.covers = self.state.lock().unwrap_or_else(|e| e.into_inner()).next;
             let f = flush.clone();
+            // The gathering wait is part of the flush, on the thread that runs it, never an
+            // await here: while this leader holds `flushing`, a blocking writer
+            // ([`GroupCommit::commit`]) on the same runtime thread waits for its end, and a
+            // leader parked in a timer on that thread would never be polled again (every
+            // account's writes stalled; seen once in five chaos soaks).
             let run = move || {
+                if gather {
+                    std::thread::sleep(GATHER);
+                    lead.covers = lead.gc.state.lock().unwrap_or_else(|e| e.into_inner()).next;
+                }
                 let r = f();
                 lead.end(r.is_ok());
                 r
@@ -321,6 +328,35 @@ mod tests {
                 "last flush covered {last_group} writes"
             );
         }
+    }
+
+    /// A leader that gathers and a blocking writer on the same single-threaded runtime (an
+    /// actor's Arbiter): the writer blocks the thread until the leader's flush ends, so that
+    /// flush must end without this thread. It once waited in a timer here, and both hung.
+    #[test]
+    fn a_blocking_writer_on_the_thread_of_a_gathering_leader_does_not_hang_it() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let gc = Arc::new(GroupCommit::default());
+                gc.state.lock().unwrap().last_group = GATHER_FROM;
+                let flush = || Ok::<(), ()>(());
+                let leader = tokio::spawn(gc.clone().commit_async(flush));
+                // The leader takes `flushing` and starts to gather.
+                tokio::task::yield_now().await;
+                assert!(gc.state.lock().unwrap().flushing, "the first writer leads");
+                // A blocking writer on this very thread.
+                gc.commit(flush).unwrap();
+                leader.await.unwrap().unwrap();
+            });
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the blocking writer and the gathering leader hung each other");
     }
 
     #[tokio::test]
