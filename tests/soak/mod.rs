@@ -42,7 +42,7 @@ pub struct SoakConfig {
     pub secs: u64,
     /// Messages injected per second, fleet-wide.
     pub msgs_per_sec: u32,
-    /// One poll fault every this many milliseconds.
+    /// One poll fault every this many milliseconds (0: none).
     pub fault_every_ms: u64,
     /// Length of the outage of every endpoint (0: none).
     pub outage_secs: u64,
@@ -179,7 +179,11 @@ fn start_fleet(cfg: &SoakConfig, dir: &Path, base: &str) -> (Proc, String) {
         .arg(token_file(dir))
         .arg("--poll-timeout-secs")
         .arg(cfg.poll_timeout_secs.to_string())
-        .env("RUST_LOG", "warn")
+        // `SOAK_LOG=debug` to chase a stall; the default keeps the log to warnings.
+        .env(
+            "RUST_LOG",
+            std::env::var("SOAK_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(cfg.out_dir.join("fleet.stderr")).unwrap());
     if !cfg.breaker {
@@ -535,7 +539,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
             }
         }
         let in_outage = outage.is_some_and(|(_, at)| t < at + cfg.outage_secs as f64);
-        if t >= next_fault {
+        if cfg.fault_every_ms > 0 && t >= next_fault {
             next_fault += cfg.fault_every_ms as f64 / 1000.0;
             if !in_outage {
                 let i = rng.random_range(0..n);
@@ -635,13 +639,25 @@ pub async fn run(cfg: SoakConfig) -> Value {
             let h = handled_texts(&data, &id_of(*i));
             missing += msgs.iter().filter(|m| !h.contains_key(&m.text)).count();
         }
+        // An echo account is done when its outbox is empty and each of its messages got its
+        // reply or a held one (those of accounts the chaos touched may be lost with a hung
+        // poll): a message it had not handled yet would put a reply in the outbox later.
         let mut pending = 0;
         if all_online && missing == 0 {
-            for i in by_acc
-                .keys()
-                .filter(|i| is_echo(**i) && !kicked.contains(*i))
+            for (i, msgs) in by_acc
+                .iter()
+                .filter(|(i, _)| is_echo(**i) && !kicked.contains(*i))
             {
-                pending += outbox(&api, &id_of(*i)).await.1.len();
+                let (held, queued) = outbox(&api, &id_of(*i)).await;
+                pending += queued.len();
+                if expired.contains(i) || slowed.contains(i) {
+                    continue;
+                }
+                let sent = sent_texts(&base, qq_of(*i)).await;
+                pending += msgs
+                    .iter()
+                    .filter(|m| !sent.contains_key(&m.text) && !held.contains_key(&m.text))
+                    .count();
             }
         }
         if all_online && missing == 0 && pending == 0 {
@@ -801,6 +817,9 @@ pub async fn run(cfg: SoakConfig) -> Value {
     }
     if !settled {
         failures.push(format!("not settled within {} s", cfg.settle_secs));
+        // What each account was doing when the soak gave up, for the post-mortem.
+        let accounts = get(&format!("{api}/api/accounts")).await;
+        let _ = std::fs::write(cfg.out_dir.join("accounts.json"), accounts.to_string());
     }
     *stop_phone.lock().unwrap() = true;
     let _ = tokio::time::timeout(Duration::from_secs(5), phone_task).await;
@@ -814,6 +833,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
         .filter(|l| l.starts_with("qqfleet_actor_restarts_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
+    let _ = std::fs::write(cfg.out_dir.join("metrics.txt"), &metrics);
     drop(fleet);
     let report = json!({
         "config": {
