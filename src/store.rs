@@ -792,9 +792,8 @@ impl Store for SledStore {
                 n += 1;
             }
         }
-        if n > 0 {
-            self.durable()?;
-        }
+        // No flush: a prune lost in a crash forgets nothing that matters and is done again by
+        // the next one; a flush here would block the account's thread for nothing.
         Ok(n)
     }
 
