@@ -24,7 +24,7 @@
 //! | [`limits`] | governor limiters with named quotas: the friend-list guard, sends per account and per target |
 //! | [`scanwin`] | the scan window (`[scan] window`, `--scan-window`): its parsing and the arithmetic of a renewal's instant, in local time |
 //! | [`config`] | account files (`accounts/<id>.toml`), their validation and `qqfleet check` |
-//! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics |
+//! | [`events`] | typed events; each `emit()` writes its log line and moves its Prometheus metrics: `registry` (the process-wide registry, `/metrics` text), `per_account` (every account's own series, kept compactly and exported by one collector) |
 //! | [`onebot`] | OneBot v11 for `handler = "onebot"` accounts, beside `api`: `ids` (stable user/group ids, message ids), `message` (CQ codes, segments), `event` (event shapes, the durable per-account queue), `action` (the API), `delivery` (delivery loop, webhook), `ws` (forward and reverse WebSockets), `http` (routes, access token) |
 //! | [`api`] | the admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`; `auth` (the admin bearer token, and the desk's cookie); `ready` (`/readyz`); `events` (`/api/events`, server-sent events of the status snapshot's changes), `desk` (`/desk`, the operator's page, embedded from `src/api/desk/`) |
 //! | [`run`] | `qqfleet run`: the process wiring (store, actix System, one Arbiter per core, supervisor, admin API with the OneBot routes merged, watcher, `--sim`, signals), above both the actors and the API |

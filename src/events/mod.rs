@@ -17,16 +17,15 @@
 //! [`AccountRemoved`] deletes every series of the account, so a fleet that churns accounts
 //! does not grow its `/metrics` forever.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use prometheus::core::Collector;
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
-
 use crate::state::AccountState;
+
+mod per_account;
+mod registry;
+
+use per_account::Family;
+pub use registry::{metrics, render_metrics, Metrics};
 
 /// Something worth a log line and a metric.
 pub trait Event {
@@ -265,7 +264,8 @@ impl Event for PollCompleted<'_> {
 /// A non-zero retcode came back from an endpoint.
 pub struct RetcodeReceived<'a> {
     pub account: &'a str,
-    pub endpoint: &'a str,
+    /// One of the protocol's endpoint names (a static string: it is kept as a label value).
+    pub endpoint: &'static str,
     pub retcode: i64,
 }
 
@@ -278,10 +278,10 @@ impl Event for RetcodeReceived<'_> {
             "retcode received"
         );
         let m = metrics();
-        m.inc_tracked(
-            &m.retcodes,
+        m.inc(
             Family::Retcodes,
-            &[self.account, self.endpoint, retcode_label(self.retcode)],
+            self.account,
+            &[self.endpoint, retcode_label(self.retcode)],
         );
     }
 }
@@ -313,10 +313,10 @@ impl Event for LoginFinished<'_> {
         }
         let result = if self.ok { "ok" } else { "failed" };
         let m = metrics();
-        m.inc_tracked(
-            &m.logins,
+        m.inc(
             Family::Logins,
-            &[self.account, self.method.as_str(), result],
+            self.account,
+            &[self.method.as_str(), result],
         );
     }
 }
@@ -337,11 +337,7 @@ impl Event for ReconnectStarted<'_> {
             "reconnecting"
         );
         let m = metrics();
-        m.inc_tracked(
-            &m.reconnects,
-            Family::Reconnects,
-            &[self.account, self.kind.as_str()],
-        );
+        m.inc(Family::Reconnects, self.account, &[self.kind.as_str()]);
     }
 }
 
@@ -376,11 +372,7 @@ impl Event for MessageReceived<'_> {
             );
         }
         let m = metrics();
-        m.inc_tracked(
-            &m.messages_received,
-            Family::MessagesReceived,
-            &[self.account, self.kind],
-        );
+        m.inc(Family::MessagesReceived, self.account, &[self.kind]);
     }
 }
 
@@ -403,10 +395,10 @@ impl Event for MessageSent<'_> {
             "message sent"
         );
         let m = metrics();
-        m.inc_tracked(
-            &m.messages_sent,
+        m.inc(
             Family::MessagesSent,
-            &[self.account, self.kind, self.result],
+            self.account,
+            &[self.kind, self.result],
         );
     }
 }
@@ -420,12 +412,7 @@ pub struct OutboxDepth<'a> {
 impl Event for OutboxDepth<'_> {
     fn emit(self) {
         tracing::trace!(account = self.account, depth = self.depth, "outbox depth");
-        let m = metrics();
-        let mut accounts = m.lock();
-        accounts.entry(self.account.to_owned()).or_default();
-        m.outbox
-            .with_label_values(&[self.account])
-            .set(i64::try_from(self.depth).unwrap_or(i64::MAX));
+        metrics().set_outbox(self.account, i64::try_from(self.depth).unwrap_or(i64::MAX));
     }
 }
 
@@ -445,17 +432,11 @@ impl Event for SessionForecast<'_> {
             "session expiry forecast"
         );
         let m = metrics();
-        let mut accounts = m.lock();
-        accounts.entry(self.account.to_owned()).or_default();
-        match self.expires_at {
-            Some(t) => m
-                .session_expiry
-                .with_label_values(&[self.account])
-                .set(i64::try_from(t).unwrap_or(i64::MAX)),
-            None => {
-                let _ = m.session_expiry.remove_label_values(&[self.account]);
-            }
-        }
+        m.set_session_expiry(
+            self.account,
+            self.expires_at
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        );
     }
 }
 
@@ -475,11 +456,7 @@ impl Event for RateLimited<'_> {
             "rate limited"
         );
         let m = metrics();
-        m.inc_tracked(
-            &m.rate_limited,
-            Family::RateLimited,
-            &[self.account, self.limiter],
-        );
+        m.inc(Family::RateLimited, self.account, &[self.limiter]);
     }
 }
 
@@ -539,11 +516,7 @@ impl Event for OutgoingHeld<'_> {
             "outgoing message held for an operator"
         );
         let m = metrics();
-        m.inc_tracked(
-            &m.messages_held,
-            Family::MessagesHeld,
-            &[self.account, self.reason],
-        );
+        m.inc(Family::MessagesHeld, self.account, &[self.reason]);
     }
 }
 
@@ -633,21 +606,6 @@ impl std::fmt::Display for Excerpt<'_> {
     }
 }
 
-/// The Prometheus text exposition of every qqfleet metric (served on `/metrics`).
-///
-/// Includes the process metrics (`process_*`) read from `/proc` at each call.
-pub fn render_metrics() -> String {
-    let families = metrics().registry.gather();
-    TextEncoder::new()
-        .encode_to_string(&families)
-        .unwrap_or_else(|e| {
-            // Encoding our own well-formed families cannot fail; if it ever does, the scrape
-            // must say so rather than serve a truncated page that looks healthy.
-            tracing::error!(error = %e, "encoding metrics failed");
-            String::new()
-        })
-}
-
 /// The `reason` values of [`OutgoingHeld`], created at 0 for every account.
 pub const HELD_REASONS: [&str; 2] = ["uncertain", "refused"];
 
@@ -681,428 +639,6 @@ pub fn retcode_label(code: i64) -> &'static str {
         .iter()
         .position(|&c| c == code)
         .map_or("other", |i| LABELS[i])
-}
-
-/// Every metric handle, resolved once, in one process-wide registry.
-///
-/// A custom registry rather than the crate's default one, so that nothing a dependency
-/// registers leaks onto our `/metrics`; the process collector, which the crate only adds to its
-/// default registry, is registered here by hand.
-pub struct Metrics {
-    registry: Registry,
-    /// `qqfleet_accounts{state}`, one handle per state in [`AccountState::ALL`] order.
-    per_state: [IntGauge; AccountState::ALL.len()],
-    account_up: IntGaugeVec,
-    account_state: IntGaugeVec,
-    poll_duration: HistogramVec,
-    reconnects: IntCounterVec,
-    retcodes: IntCounterVec,
-    logins: IntCounterVec,
-    messages_received: IntCounterVec,
-    messages_sent: IntCounterVec,
-    outbox: IntGaugeVec,
-    session_expiry: IntGaugeVec,
-    rate_limited: IntCounterVec,
-    actor_restarts: IntCounterVec,
-    /// Fleet-wide: the log line says which account and poll type.
-    duplicates_dropped: prometheus::IntCounter,
-    messages_held: IntCounterVec,
-    /// Fleet-wide: 0 while the outage breaker is open.
-    service_up: IntGauge,
-    /// The allocator's live and kept-free bytes after the last trim.
-    heap_in_use: IntGauge,
-    heap_free: IntGauge,
-    /// The OneBot families (all fleet-wide).
-    onebot: OneBotMetrics,
-    /// Every account we have heard of: its current state and the label values of its series
-    /// (see [`AccountSeries`]).
-    accounts: Mutex<HashMap<String, AccountSeries>>,
-}
-
-/// The process-wide metrics (built and registered on first use).
-pub fn metrics() -> &'static Metrics {
-    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-    &METRICS
-}
-
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
-}
-
-impl Metrics {
-    fn new() -> Metrics {
-        let registry = Registry::new();
-        let reg = |c: Box<dyn Collector>| {
-            registry
-                .register(c)
-                .expect("qqfleet metric names are unique and valid");
-        };
-
-        let accounts_vec = IntGaugeVec::new(
-            opts("qqfleet_accounts", "Accounts in each state."),
-            &["state"],
-        )
-        .expect("valid metric");
-        reg(Box::new(accounts_vec.clone()));
-        // Every state is present from the start (at 0), so "how many are parked" is a number,
-        // never an empty result.
-        let accounts = AccountState::ALL.map(|s| accounts_vec.with_label_values(&[s.as_str()]));
-
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let v = IntGaugeVec::new(opts(name, help), labels).expect("valid metric");
-            reg(Box::new(v.clone()));
-            v
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let v = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
-            reg(Box::new(v.clone()));
-            v
-        };
-
-        let account_up = gauge_vec(
-            "qqfleet_account_up",
-            "1 while the account is online (polling and able to send), else 0.",
-            &["account"],
-        );
-        let account_state = gauge_vec(
-            "qqfleet_account_state",
-            "1 for the current state of each account (one series per account).",
-            &["account", "state"],
-        );
-        let poll_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "qqfleet_poll_duration_seconds",
-                "Duration of poll2 long polls, fleet-wide, by outcome.",
-            )
-            .buckets(POLL_BUCKETS.to_vec()),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        reg(Box::new(poll_duration.clone()));
-        let reconnects = counter_vec(
-            "qqfleet_reconnects_total",
-            "Reconnects started, by kind (relink, relogin, resume).",
-            &["account", "kind"],
-        );
-        let retcodes = counter_vec(
-            "qqfleet_retcodes_total",
-            "Non-zero retcodes received, by endpoint and code (unknown codes as other).",
-            &["account", "endpoint", "retcode"],
-        );
-        let logins = counter_vec(
-            "qqfleet_logins_total",
-            "Login attempts finished, by method (qr, resume, relink) and result (ok, failed).",
-            &["account", "method", "result"],
-        );
-        let messages_received = counter_vec(
-            "qqfleet_messages_received_total",
-            "Incoming messages handed to the account's handler, by kind.",
-            &["account", "kind"],
-        );
-        let messages_sent = counter_vec(
-            "qqfleet_messages_sent_total",
-            "Outgoing messages finished, by kind and result (delivered, uncertain, failed).",
-            &["account", "kind", "result"],
-        );
-        let outbox = gauge_vec(
-            "qqfleet_outbox_messages",
-            "Messages accepted into the account's durable outbox and not yet finished.",
-            &["account"],
-        );
-        let session_expiry = gauge_vec(
-            "qqfleet_session_expiry_forecast_timestamp_seconds",
-            "When the account's QR login is expected to die (unix seconds; about 48 h after the scan): a new scan is needed by then. Absent while no login is held.",
-            &["account"],
-        );
-        let rate_limited = counter_vec(
-            "qqfleet_rate_limited_total",
-            "Calls a limiter made wait, by limiter (friend_list, send, send_target).",
-            &["account", "limiter"],
-        );
-        let actor_restarts = counter_vec(
-            "qqfleet_actor_restarts_total",
-            "Actors restarted or rebuilt, by actor (account, login, poller, sender).",
-            &["actor"],
-        );
-        let duplicates_dropped = prometheus::IntCounter::with_opts(opts(
-            "qqfleet_duplicates_dropped_total",
-            "Received events dropped because they were already recorded (a duplicate delivery or a replay).",
-        ))
-        .expect("valid metric");
-        reg(Box::new(duplicates_dropped.clone()));
-        let messages_held = counter_vec(
-            "qqfleet_messages_held_total",
-            "Outgoing messages set aside for an operator instead of being sent again, by reason (uncertain, refused).",
-            &["account", "reason"],
-        );
-        // Fleet-wide and few: every actor kind exists at 0, so the restarts panel and rate()
-        // see the first restart.
-        for actor in ["account", "login", "poller", "sender"] {
-            actor_restarts.with_label_values(&[actor]).inc_by(0);
-        }
-        let service_up = IntGauge::with_opts(opts(
-            "qqfleet_service_up",
-            "1 while the WebQQ service answers; 0 while the outage breaker is open (most accounts saw transport errors or 5xx, calls pause, one probe at a time tests the service).",
-        ))
-        .expect("valid metric");
-        service_up.set(1);
-        reg(Box::new(service_up.clone()));
-        let heap_in_use = IntGauge::with_opts(opts(
-            "qqfleet_heap_in_use_bytes",
-            "Bytes the allocator holds for live objects, read after each heap trim (every 30 s). Grows with a leak; RSS also grows with freed memory kept for reuse.",
-        ))
-        .expect("valid metric");
-        reg(Box::new(heap_in_use.clone()));
-        let heap_free = IntGauge::with_opts(opts(
-            "qqfleet_heap_free_bytes",
-            "Bytes the allocator keeps free for reuse after each heap trim (fragmentation: freed memory it could not give back).",
-        ))
-        .expect("valid metric");
-        reg(Box::new(heap_free.clone()));
-        let build_info = gauge_vec(
-            "qqfleet_build_info",
-            "Always 1; the version label says which qqfleet is running.",
-            &["version"],
-        );
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-
-        let onebot = OneBotMetrics {
-            queued: counter_vec(
-                "qqfleet_onebot_events_queued_total",
-                "OneBot events written to an account's durable queue, fleet-wide.",
-                &[],
-            )
-            .with_label_values::<&str>(&[]),
-            dropped: counter_vec(
-                "qqfleet_onebot_events_dropped_total",
-                "OneBot events dropped because the account's queue was full, fleet-wide.",
-                &[],
-            )
-            .with_label_values::<&str>(&[]),
-            delivered: counter_vec(
-                "qqfleet_onebot_events_delivered_total",
-                "OneBot events a bot took, by transport (ws, http_post).",
-                &["transport"],
-            ),
-            failures: counter_vec(
-                "qqfleet_onebot_delivery_failures_total",
-                "OneBot delivery attempts that failed, by transport (ws, http_post, ws_reverse_connect).",
-                &["transport"],
-            ),
-            connections: gauge_vec(
-                "qqfleet_onebot_connections",
-                "OneBot WebSocket connections open now, by transport (ws_forward, ws_reverse).",
-                &["transport"],
-            ),
-            actions: counter_vec(
-                "qqfleet_onebot_actions_total",
-                "OneBot actions answered, by retcode (0 ok, 1 async, 100, 103, 1400, 1404, other).",
-                &["retcode"],
-            ),
-            queue_depth: gauge_vec(
-                "qqfleet_onebot_queue_events",
-                "OneBot events waiting in the durable queues of all accounts.",
-                &[],
-            )
-            .with_label_values::<&str>(&[]),
-            depths: Mutex::new(HashMap::new()),
-        };
-        for t in ["ws", "http_post"] {
-            onebot.delivered.with_label_values(&[t]).inc_by(0);
-        }
-        for t in ["ws", "http_post", "ws_reverse_connect"] {
-            onebot.failures.with_label_values(&[t]).inc_by(0);
-        }
-        for t in ["ws_forward", "ws_reverse"] {
-            onebot.connections.with_label_values(&[t]).set(0);
-        }
-        for r in ONEBOT_RETCODES {
-            onebot.actions.with_label_values(&[r]).inc_by(0);
-        }
-
-        // The crate registers its process collector only on its default registry.
-        #[cfg(target_os = "linux")]
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
-
-        Metrics {
-            registry,
-            per_state: accounts,
-            account_up,
-            account_state,
-            poll_duration,
-            reconnects,
-            retcodes,
-            logins,
-            messages_received,
-            messages_sent,
-            outbox,
-            session_expiry,
-            rate_limited,
-            actor_restarts,
-            duplicates_dropped,
-            messages_held,
-            service_up,
-            heap_in_use,
-            heap_free,
-            onebot,
-            accounts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn state_index(state: AccountState) -> usize {
-        AccountState::ALL
-            .iter()
-            .position(|&s| s == state)
-            .expect("ALL lists every state")
-    }
-
-    /// The account map, even after a panic elsewhere poisoned it (its data stays consistent:
-    /// every update is a single insert or remove).
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountSeries>> {
-        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Increments the series `labels` (account first) of `vec`, noting its label values for
-    /// the account's removal. Under the account lock, so a removal cannot miss a series being
-    /// created at the same moment.
-    fn inc_tracked(&self, vec: &IntCounterVec, family: Family, labels: &[&str]) {
-        let mut accounts = self.lock();
-        let entry = accounts.entry(labels[0].to_owned()).or_default();
-        entry.note(family, &labels[1..]);
-        vec.with_label_values(labels).inc();
-    }
-
-    /// Moves the per-state counts and the account's own series to `to`.
-    fn state_changed(&self, account: &str, to: AccountState) {
-        let mut accounts = self.lock();
-        let entry = accounts.entry(account.to_owned()).or_default();
-        let previous = entry.state.replace(to);
-        if previous == Some(to) {
-            return;
-        }
-        if to == AccountState::Elsewhere {
-            // Another shard runs it and exports its series: here it only counts in
-            // `qqfleet_accounts{state="elsewhere"}`, so fleet-wide sums and the per-account
-            // alerts see each account once, from its owner.
-            let series = std::mem::take(&mut entry.series);
-            if let Some(p) = previous {
-                self.per_state[Self::state_index(p)].dec();
-            }
-            self.per_state[Self::state_index(to)].inc();
-            self.remove_series(account, previous, &series);
-            return;
-        }
-        match previous.filter(|&p| p != AccountState::Elsewhere) {
-            Some(p) => {
-                self.per_state[Self::state_index(p)].dec();
-                let _ = self
-                    .account_state
-                    .remove_label_values(&[account, p.as_str()]);
-            }
-            None => {
-                // A new account: the series an operator graphs for every account exist from
-                // its first moment, so that the first reconnect or held message shows in
-                // increase() and the backlog table lists idle accounts at 0.
-                for kind in [
-                    ReconnectKind::Relink,
-                    ReconnectKind::Relogin,
-                    ReconnectKind::Resume,
-                ] {
-                    entry.note(Family::Reconnects, &[kind.as_str()]);
-                    self.reconnects
-                        .with_label_values(&[account, kind.as_str()])
-                        .inc_by(0);
-                }
-                for reason in HELD_REASONS {
-                    entry.note(Family::MessagesHeld, &[reason]);
-                    self.messages_held
-                        .with_label_values(&[account, reason])
-                        .inc_by(0);
-                }
-                self.outbox.with_label_values(&[account]).set(0);
-            }
-        }
-        self.per_state[Self::state_index(to)].inc();
-        self.account_state
-            .with_label_values(&[account, to.as_str()])
-            .set(1);
-        self.account_up
-            .with_label_values(&[account])
-            .set(i64::from(to == AccountState::Online));
-    }
-
-    /// Forgets an account: its state leaves the per-state counts and every series labelled
-    /// with it is deleted, by the label values noted when each was created (the crate can
-    /// only delete a series by its full label set; scanning every family instead cost 87 ms
-    /// per removal at 10,000 accounts).
-    fn remove_account(&self, account: &str) {
-        let mut accounts = self.lock();
-        let Some(entry) = accounts.remove(account) else {
-            return;
-        };
-        if let Some(p) = entry.state {
-            self.per_state[Self::state_index(p)].dec();
-        }
-        self.remove_series(account, entry.state, &entry.series);
-    }
-
-    /// Deletes the per-account series of `account` (in state `state`), by their noted labels.
-    fn remove_series(
-        &self,
-        account: &str,
-        state: Option<AccountState>,
-        series: &[(Family, Vec<String>)],
-    ) {
-        if let Some(p) = state {
-            let _ = self
-                .account_state
-                .remove_label_values(&[account, p.as_str()]);
-        }
-        let _ = self.account_up.remove_label_values(&[account]);
-        let _ = self.outbox.remove_label_values(&[account]);
-        let _ = self.session_expiry.remove_label_values(&[account]);
-        for (family, rest) in series {
-            let mut labels: Vec<&str> = Vec::with_capacity(rest.len() + 1);
-            labels.push(account);
-            labels.extend(rest.iter().map(String::as_str));
-            let vec = match family {
-                Family::Reconnects => &self.reconnects,
-                Family::Retcodes => &self.retcodes,
-                Family::Logins => &self.logins,
-                Family::MessagesReceived => &self.messages_received,
-                Family::MessagesSent => &self.messages_sent,
-                Family::RateLimited => &self.rate_limited,
-                Family::MessagesHeld => &self.messages_held,
-            };
-            let _ = vec.remove_label_values(&labels);
-        }
-    }
-}
-
-/// The OneBot families: fleet-wide (a label per account would cost more series than the
-/// per-account budget allows); the log lines name the account.
-struct OneBotMetrics {
-    queued: prometheus::IntCounter,
-    dropped: prometheus::IntCounter,
-    delivered: IntCounterVec,
-    failures: IntCounterVec,
-    connections: IntGaugeVec,
-    actions: IntCounterVec,
-    queue_depth: IntGauge,
-    /// Last known queue depth of each account, so the fleet-wide gauge is their sum.
-    depths: Mutex<HashMap<String, usize>>,
-}
-
-impl OneBotMetrics {
-    fn depth(&self, account: &str, depth: usize) {
-        let mut d = self.depths.lock().unwrap_or_else(|p| p.into_inner());
-        let old = d.insert(account.to_owned(), depth).unwrap_or(0);
-        self.queue_depth.add(depth as i64 - old as i64);
-    }
 }
 
 /// The retcode label values of `qqfleet_onebot_actions_total`.
@@ -1265,41 +801,5 @@ impl Event for OneBotActionDone<'_> {
             tracing::debug!(account = self.account, action = %Excerpt(self.action), retcode = self.retcode, "onebot: action");
         }
         metrics().onebot.actions.with_label_values(&[label]).inc();
-    }
-}
-
-/// The per-account counter families whose other label values are open-ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
-    Reconnects,
-    Retcodes,
-    Logins,
-    MessagesReceived,
-    MessagesSent,
-    RateLimited,
-    MessagesHeld,
-}
-
-/// What the registry knows of one account.
-#[derive(Default)]
-struct AccountSeries {
-    /// The current state. The per-state counts are derived from it, not from the `from` field
-    /// of the events, so they stay exact even if an event is lost or arrives twice.
-    state: Option<AccountState>,
-    /// The label values (after `account`) of each counter series of the account: at most a
-    /// few dozen, so a linear scan is cheaper than hashing.
-    series: Vec<(Family, Vec<String>)>,
-}
-
-impl AccountSeries {
-    fn note(&mut self, family: Family, rest: &[&str]) {
-        let known = self
-            .series
-            .iter()
-            .any(|(f, l)| *f == family && l.iter().map(String::as_str).eq(rest.iter().copied()));
-        if !known {
-            self.series
-                .push((family, rest.iter().map(|s| (*s).to_owned()).collect()));
-        }
     }
 }
