@@ -84,34 +84,7 @@ impl Handler<LoginReport> for Account {
         };
         match r {
             LoginReport::QrReady { gen, png, qrsig } if gen == self.gen => {
-                emit(QrWaiting {
-                    account: self.id(),
-                    qq: self.cfg.qq,
-                });
-                if self.deps.show_qr {
-                    crate::fleet::login::print_qr(self.id(), self.cfg.qq, &png);
-                }
-                // The URL the code carries, for the API and the desk (the image stays the
-                // server's; this only reads it back).
-                let url = crate::fleet::login::decode_qr(&png);
-                let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
-                let hook = self
-                    .cfg
-                    .notify
-                    .qr_webhook_url
-                    .clone()
-                    .or_else(|| self.deps.qr_webhook_url.clone());
-                if let Some(hook) = hook {
-                    let notice = crate::fleet::notify::QrNotice {
-                        account: self.id().to_string(),
-                        qq: self.cfg.qq,
-                        desk_url: self.deps.desk_url.clone(),
-                        qr_url: url.clone(),
-                        png_base64: crate::fleet::notify::QrNotice::png(&png),
-                        expires_at: expires_at.clone(),
-                    };
-                    tokio::spawn(crate::fleet::notify::post_qr(hook, notice));
-                }
+                let (url, expires_at) = self.announce_qr(&png);
                 let png = Arc::new(png);
                 self.set_state(
                     AccountState::AwaitingScan,

@@ -24,10 +24,10 @@ use actix::prelude::*;
 
 use super::Account;
 use crate::events::LoginMethod;
-use crate::events::{emit, LoginFinished, QrWaiting, ReconnectKind, ReconnectStarted};
+use crate::events::{emit, LoginFinished, ReconnectKind, ReconnectStarted};
 use crate::fleet::login::Login;
 use crate::fleet::messages::{Drain, LoginReport, Stop};
-use crate::fleet::status::{rfc3339, QrInfo, QR_LIFETIME_SECS, SESSION_LIFETIME_SECS};
+use crate::fleet::status::{rfc3339, QrInfo, SESSION_LIFETIME_SECS};
 use crate::fleet::webqq::WebQq;
 use crate::protocol::Session;
 use crate::store::now_secs;
@@ -260,32 +260,7 @@ impl Account {
     /// A renewal QR code: shown like any other (terminal, webhook, API, desk), while the
     /// account stays `online`.
     fn renewal_qr(&mut self, png: Vec<u8>, qrsig: String) {
-        emit(QrWaiting {
-            account: self.id(),
-            qq: self.cfg.qq,
-        });
-        if self.deps.show_qr {
-            crate::fleet::login::print_qr(self.id(), self.cfg.qq, &png);
-        }
-        let url = crate::fleet::login::decode_qr(&png);
-        let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
-        let hook = self
-            .cfg
-            .notify
-            .qr_webhook_url
-            .clone()
-            .or_else(|| self.deps.qr_webhook_url.clone());
-        if let Some(hook) = hook {
-            let notice = crate::fleet::notify::QrNotice {
-                account: self.id().to_string(),
-                qq: self.cfg.qq,
-                desk_url: self.deps.desk_url.clone(),
-                qr_url: url.clone(),
-                png_base64: crate::fleet::notify::QrNotice::png(&png),
-                expires_at: expires_at.clone(),
-            };
-            tokio::spawn(crate::fleet::notify::post_qr(hook, notice));
-        }
+        let (url, expires_at) = self.announce_qr(&png);
         let png = Arc::new(png);
         self.status(|s| {
             s.renewing = true;
