@@ -31,6 +31,7 @@ pub enum Family {
 }
 
 impl Family {
+    /// In declaration order, so a family's index here is `family as usize`.
     const ALL: [Family; 7] = [
         Family::Reconnects,
         Family::Retcodes,
@@ -205,15 +206,14 @@ impl PerAccount {
         self.accounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The account's entry, created empty if new (without allocating when it exists).
-    pub fn entry<'a>(
-        map: &'a mut HashMap<Box<str>, AccountSeries>,
-        account: &str,
-    ) -> &'a mut AccountSeries {
+    /// Runs `f` on the account's entry under the lock, the entry created empty if new
+    /// (without allocating when it exists).
+    pub fn update<R>(&self, account: &str, f: impl FnOnce(&mut AccountSeries) -> R) -> R {
+        let mut map = self.lock();
         if !map.contains_key(account) {
             map.insert(account.into(), AccountSeries::default());
         }
-        map.get_mut(account).expect("just inserted")
+        f(map.get_mut(account).expect("just inserted"))
     }
 
     /// Copies every account's series out of the lock (emitters wait only for the copy, not
@@ -247,10 +247,7 @@ impl PerAccount {
         let mut metrics: Vec<Vec<Metric>> = vec![Vec::new(); self.descs.len()];
         for (account, s) in &snapshot {
             for c in &s.counters {
-                let i = Family::ALL
-                    .iter()
-                    .position(|f| *f == c.family)
-                    .expect("ALL lists every family");
+                let i = c.family as usize;
                 let mut labels = vec![pair("account", account)];
                 for (name, value) in c.family.spec().2.iter().zip(c.labels) {
                     labels.push(pair(name, value));
@@ -313,6 +310,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_family_sits_at_its_own_index() {
+        for (i, f) in Family::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{f:?}");
+        }
+    }
+
+    #[test]
     fn a_series_is_created_once_and_counts_up() {
         let mut s = AccountSeries::default();
         s.add(Family::Retcodes, &["poll2", "103"], 1);
@@ -330,15 +334,12 @@ mod tests {
     #[test]
     fn the_exposition_has_every_label_sorted_and_derives_up_and_state() {
         let p = PerAccount::new();
-        {
-            let mut map = p.lock();
-            let a = PerAccount::entry(&mut map, "a1");
+        p.update("a1", |a| {
             a.state = Some(AccountState::Online);
             a.add(Family::MessagesSent, &["buddy", "delivered"], 3);
             a.outbox = Some(2);
-            let b = PerAccount::entry(&mut map, "b2");
-            b.state = Some(AccountState::Elsewhere);
-        }
+        });
+        p.update("b2", |b| b.state = Some(AccountState::Elsewhere));
         let fams = p.families();
         let by_name = |n: &str| fams.iter().find(|f| f.name() == n).unwrap();
         let sent = by_name("qqfleet_messages_sent_total");

@@ -231,26 +231,27 @@ impl Metrics {
 
     /// Adds one to the series `family{account, rest}`, creating it if new.
     pub(super) fn inc(&self, family: Family, account: &str, rest: &[&'static str]) {
-        let mut map = self.per_account.lock();
-        PerAccount::entry(&mut map, account).add(family, rest, 1);
+        self.per_account.update(account, |e| e.add(family, rest, 1));
     }
 
     /// Sets `qqfleet_outbox_messages{account}`.
     pub(super) fn set_outbox(&self, account: &str, depth: i64) {
-        let mut map = self.per_account.lock();
-        PerAccount::entry(&mut map, account).outbox = Some(depth);
+        self.per_account.update(account, |e| e.outbox = Some(depth));
     }
 
     /// Sets (or, with `None`, deletes) the account's expiry forecast.
     pub(super) fn set_session_expiry(&self, account: &str, at: Option<i64>) {
-        let mut map = self.per_account.lock();
-        PerAccount::entry(&mut map, account).session_expiry = at;
+        self.per_account.update(account, |e| e.session_expiry = at);
     }
 
-    /// Moves the per-state counts and the account's own series to `to`.
+    /// Moves the per-state counts and the account's own series to `to` (under the account
+    /// lock, so a removal cannot interleave).
     pub(super) fn state_changed(&self, account: &str, to: AccountState) {
-        let mut map = self.per_account.lock();
-        let entry: &mut AccountSeries = PerAccount::entry(&mut map, account);
+        self.per_account
+            .update(account, |entry| self.move_state(entry, to));
+    }
+
+    fn move_state(&self, entry: &mut AccountSeries, to: AccountState) {
         let previous = entry.state.replace(to);
         if previous == Some(to) {
             return;
