@@ -617,6 +617,15 @@ pub async fn run(cfg: SoakConfig) -> Value {
     let chaos_secs = t0.elapsed().as_secs_f64();
     let _ = http().delete(format!("{base}/sim/faults")).send().await;
 
+    // The injected messages by account, and whether the chaos threw an account's server
+    // session away (kicked, expired, or a poll answered after the client gave up on it): its
+    // queued events may be lost with it, so its messages count apart.
+    let mut by_acc: HashMap<usize, Vec<&Injected>> = HashMap::new();
+    for m in &injected {
+        by_acc.entry(m.account).or_default().push(m);
+    }
+    let touched = |i: &usize| kicked.contains(i) || expired.contains(i) || slowed.contains(i);
+
     // Settle: every account not kicked online, every message handled (bounded).
     let data = dir.path().join("data");
     let settle_start = Instant::now();
@@ -628,12 +637,8 @@ pub async fn run(cfg: SoakConfig) -> Value {
             kicked.contains(&i) || final_states.get(&id_of(i)).is_some_and(|s| s == "online")
         });
         let mut missing = 0;
-        let mut by_acc: HashMap<usize, Vec<&Injected>> = HashMap::new();
-        for m in &injected {
-            by_acc.entry(m.account).or_default().push(m);
-        }
         for (i, msgs) in &by_acc {
-            if is_echo(*i) || kicked.contains(i) || expired.contains(i) || slowed.contains(i) {
+            if is_echo(*i) || touched(i) {
                 continue;
             }
             let h = handled_texts(&data, &id_of(*i));
@@ -650,7 +655,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
             {
                 let (held, queued) = outbox(&api, &id_of(*i)).await;
                 pending += queued.len();
-                if expired.contains(i) || slowed.contains(i) {
+                if touched(i) {
                     continue;
                 }
                 let sent = sent_texts(&base, qq_of(*i)).await;
@@ -700,10 +705,6 @@ pub async fn run(cfg: SoakConfig) -> Value {
     // Messages: exactly once for accounts whose server session was never thrown away;
     // at most once where the simulator itself dropped queued events (kick, expiry, a poll
     // answered after the client gave up on it).
-    let mut by_acc: HashMap<usize, Vec<&Injected>> = HashMap::new();
-    for m in &injected {
-        by_acc.entry(m.account).or_default().push(m);
-    }
     let (mut handled_once, mut handled_twice, mut missing_clean, mut missing_affected) =
         (0u64, 0u64, 0u64, 0u64);
     let (mut replies_once, mut replies_twice, mut replies_held, mut replies_pending) =
@@ -711,7 +712,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
     let mut held_reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut examples: Vec<String> = Vec::new();
     for (i, msgs) in &by_acc {
-        let affected = kicked.contains(i) || expired.contains(i) || slowed.contains(i);
+        let affected = touched(i);
         let id = id_of(*i);
         if is_echo(*i) {
             let sent = sent_texts(&base, qq_of(*i)).await;
