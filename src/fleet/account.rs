@@ -254,39 +254,6 @@ impl Account {
 
     /// Updates this account's status entry (if it still exists: a removed account's late
     /// writes must not resurrect it).
-    /// A new QR code, shown wherever an operator may look: the log line and metrics, the
-    /// terminal (`show_qr`), the QR webhook. Returns the URL the code carries (read back from
-    /// the image, for the API and the desk) and when it expires.
-    fn announce_qr(&self, png: &[u8]) -> (Option<String>, String) {
-        emit(QrWaiting {
-            account: self.id(),
-            qq: self.cfg.qq,
-        });
-        if self.deps.show_qr {
-            super::login::print_qr(self.id(), self.cfg.qq, png);
-        }
-        let url = super::login::decode_qr(png);
-        let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
-        let hook = self
-            .cfg
-            .notify
-            .qr_webhook_url
-            .clone()
-            .or_else(|| self.deps.qr_webhook_url.clone());
-        if let Some(hook) = hook {
-            let notice = super::notify::QrNotice {
-                account: self.id().to_string(),
-                qq: self.cfg.qq,
-                desk_url: self.deps.desk_url.clone(),
-                qr_url: url.clone(),
-                png_base64: super::notify::QrNotice::png(png),
-                expires_at: expires_at.clone(),
-            };
-            tokio::spawn(super::notify::post_qr(hook, notice));
-        }
-        (url, expires_at)
-    }
-
     fn status(&self, f: impl FnOnce(&mut AccountStatus)) {
         super::status::update(&self.deps.status, self.id(), f);
     }

@@ -444,3 +444,38 @@ impl Handler<Retire> for Account {
         }))
     }
 }
+
+impl Account {
+    /// A new QR code, shown wherever an operator may look: the log line and metrics, the
+    /// terminal (`show_qr`), the QR webhook. Returns the URL the code carries (read back from
+    /// the image, for the API and the desk) and when it expires.
+    pub(super) fn announce_qr(&self, png: &[u8]) -> (Option<String>, String) {
+        emit(QrWaiting {
+            account: self.id(),
+            qq: self.cfg.qq,
+        });
+        if self.deps.show_qr {
+            crate::fleet::login::print_qr(self.id(), self.cfg.qq, png);
+        }
+        let url = crate::fleet::login::decode_qr(png);
+        let expires_at = rfc3339(now_secs() as i64 + QR_LIFETIME_SECS as i64, 0);
+        let hook = self
+            .cfg
+            .notify
+            .qr_webhook_url
+            .clone()
+            .or_else(|| self.deps.qr_webhook_url.clone());
+        if let Some(hook) = hook {
+            let notice = crate::fleet::notify::QrNotice {
+                account: self.id().to_string(),
+                qq: self.cfg.qq,
+                desk_url: self.deps.desk_url.clone(),
+                qr_url: url.clone(),
+                png_base64: crate::fleet::notify::QrNotice::png(png),
+                expires_at: expires_at.clone(),
+            };
+            tokio::spawn(crate::fleet::notify::post_qr(hook, notice));
+        }
+        (url, expires_at)
+    }
+}
