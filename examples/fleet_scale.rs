@@ -629,6 +629,39 @@ async fn throughput(
     })
 }
 
+/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent).
+async fn flush_totals(api: &str) -> (f64, f64, f64) {
+    let text = match http().get(format!("{api}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    (
+        read("qqfleet_store_flush_writes_count"),
+        read("qqfleet_store_flush_writes_sum"),
+        read("qqfleet_store_flush_duration_seconds_sum"),
+    )
+}
+
+/// What the store's flushes did during a run (the difference of two [`flush_totals`]).
+fn flush_share(tp: &mut Value, prefix: &str, before: (f64, f64, f64), after: (f64, f64, f64)) {
+    let flushes = after.0 - before.0;
+    let per = (after.1 - before.1) / flushes.max(1.0);
+    let ms = (after.2 - before.2) * 1000.0 / flushes.max(1.0);
+    tp[format!("{prefix}flushes")] = json!(flushes);
+    tp[format!("{prefix}flush")] = json!(format!("{flushes} / {per:.1} / {ms:.2}"));
+}
+
 async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     println!("== {n} accounts ==");
     let dir = tempfile::tempdir().unwrap();
@@ -775,9 +808,11 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         tp[format!("{prefix}sim_cpu_pct")] = json!(sim);
         tp[format!("{prefix}cpu")] = json!(format!("{fleet} / {sim}"));
     };
+    let flushed = flush_totals(&api2).await;
     let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
     let mut tp = throughput(&base, n, &mut tail, &handled, total).await;
     cpu_share(&mut tp, "throughput_", ticks, t);
+    flush_share(&mut tp, "throughput_", flushed, flush_totals(&api2).await);
     println!("  throughput: {tp}");
     // The same with the simulator answering up to `batch` queued events per poll, as the
     // real service did when events had queued up (docs/SIMULATOR.md, `poll_batch`).
@@ -792,9 +827,11 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         .await
         .is_ok_and(|r| r.status().is_success());
     if set {
+        let flushed = flush_totals(&api2).await;
         let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
         let mut b = throughput(&base, n, &mut tail, &handled, total).await;
         cpu_share(&mut b, "throughput_", ticks, t);
+        flush_share(&mut b, "throughput_", flushed, flush_totals(&api2).await);
         println!("  throughput, up to {batch} events per poll: {b}");
         for (k, v) in b.as_object().into_iter().flatten() {
             let k = k.replacen("throughput_", "batched_throughput_", 1);
@@ -1120,7 +1157,7 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         m["nofile"].as_str().unwrap_or(""),
         report["command"].as_str().unwrap_or("")
     ));
-    let rows: [(&str, &str, &str); 33] = [
+    let rows: [(&str, &str, &str); 35] = [
         ("accounts online", "online", "N"),
         (
             "cold start to all online, every QR scanned at once (s)",
@@ -1192,6 +1229,11 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
             "",
         ),
         (
+            "throughput run: store flushes / writes per flush / mean flush (ms)",
+            "throughput_flush",
+            "",
+        ),
+        (
             "the same, the simulator answering up to `poll_batch` queued events per poll",
             "batched_poll_batch",
             "",
@@ -1214,6 +1256,11 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         (
             "batched run: half / 90 % / 99 % handled after (s)",
             "batched_throughput_handled_by_s",
+            "",
+        ),
+        (
+            "batched run: store flushes / writes per flush / mean flush (ms)",
+            "batched_throughput_flush",
             "",
         ),
         ("`/metrics` scrape (ms)", "metrics_scrape_ms", "< 1000"),

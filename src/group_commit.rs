@@ -12,7 +12,20 @@
 //! thread, and at most one writer per thread could join a group), and a leader runs the
 //! flush on a blocking thread. Both forms share the same tickets and the same flushes.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Told of every successful flush: how long it took and how many durable writes it covered.
+/// Set once by the process wiring (`run.rs` points it at the metrics), since this floor
+/// knows nothing of the layers above it.
+pub type FlushObserver = fn(Duration, u64);
+
+static OBSERVER: OnceLock<FlushObserver> = OnceLock::new();
+
+/// Sets the process's [`FlushObserver`] (the first call wins).
+pub fn observe_flushes(f: FlushObserver) {
+    let _ = OBSERVER.set(f);
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -30,14 +43,22 @@ struct State {
 
 /// A leader of [`GroupCommit::commit_async`] waits this long before it flushes when the last
 /// flush covered at least [`GATHER_FROM`] writes: under load the writers that arrive meanwhile
-/// share its flush instead of starting the next one (each flush is a write and a sync of the
-/// log; at 1,000 accounts receiving at once, sled's IO threads and the kernel's disk path were
-/// about half of the fleet's samples). Measured at 1,000 accounts, 20,000 queued messages:
-/// 2,293-2,594 msg/s in five runs with it, 1,949-2,214 in three without. Under light load
-/// (a writer or a few per flush) nobody waits, so latency at 100 msg/s is unchanged.
-pub const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+/// share its flush instead of starting the next one. Each flush seals sled's log buffer and
+/// hands its write to sled's IO threads, and in an off-CPU profile at 1,000 accounts under
+/// load, the Arbiter threads' waits were mostly on the queue lock of that hand-off and on
+/// sled's process-wide lock: fewer, larger flushes are less of both. Under load a message
+/// waits hundreds of milliseconds for its Arbiter thread anyway, so the gather costs no
+/// latency there; under light load (one writer per flush) nobody waits, so latency at
+/// 100 msg/s is unchanged.
+///
+/// Measured at 1,000 accounts, 20,000 queued messages, one event per poll answer (quick runs
+/// of `make bench`, one after another): 1,956-2,645 msg/s (median 2,160, nine runs) with the
+/// earlier 1 ms from 8 writes; 2,427-2,731 with 2 ms from 2; **2,779-2,829 with 3 ms from 2**;
+/// 2,771-2,895 with 5 ms from 2 (two runs each). With up to 10 events per answer:
+/// 3,292-4,402 (median 3,630, seven runs); 4,503-5,412; **4,896-4,924**; 4,066-4,130.
+pub const GATHER: Duration = Duration::from_millis(3);
 /// See [`GATHER`].
-pub const GATHER_FROM: u64 = 8;
+pub const GATHER_FROM: u64 = 2;
 
 /// Coalesces flushes of one database.
 #[derive(Debug, Default)]
@@ -49,18 +70,24 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Ends the running flush, which covered every ticket below `covers`.
-    fn finish(&self, covers: u64, ok: bool) {
+    /// Ends the running flush, which covered every ticket below `covers` and took `took`
+    /// (`None`: it never ran).
+    fn finish(&self, covers: u64, ok: bool, took: Option<Duration>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.flushing = false;
         s.flushes += 1;
+        let mut group = 0;
         if ok {
-            s.last_group = covers.saturating_sub(s.done);
+            group = covers.saturating_sub(s.done);
+            s.last_group = group;
             s.done = s.done.max(covers);
         }
         drop(s);
         self.cv.notify_all();
         self.notify.notify_waiters();
+        if let (true, Some(took), Some(f)) = (ok, took, OBSERVER.get()) {
+            f(took, group);
+        }
     }
 
     /// [`GroupCommit::commit`] without holding the caller's thread: resolves once a flush
@@ -120,8 +147,9 @@ impl GroupCommit {
                     std::thread::sleep(GATHER);
                     lead.covers = lead.gc.state.lock().unwrap_or_else(|e| e.into_inner()).next;
                 }
+                let t = Instant::now();
                 let r = f();
-                lead.end(r.is_ok());
+                lead.end(r.is_ok(), t.elapsed());
                 r
             };
             // On the runtime's blocking threads (a paused test clock waits for them too);
@@ -154,8 +182,9 @@ impl GroupCommit {
                 // Everything up to here was written before this flush starts.
                 let covers = s.next;
                 drop(s);
+                let t = Instant::now();
                 let r = flush();
-                self.finish(covers, r.is_ok());
+                self.finish(covers, r.is_ok(), Some(t.elapsed()));
                 r?;
                 s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -179,16 +208,16 @@ struct Lead {
 }
 
 impl Lead {
-    fn end(mut self, ok: bool) {
+    fn end(mut self, ok: bool, took: Duration) {
         self.ended = true;
-        self.gc.finish(self.covers, ok);
+        self.gc.finish(self.covers, ok, Some(took));
     }
 }
 
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.ended {
-            self.gc.finish(self.covers, false);
+            self.gc.finish(self.covers, false, None);
         }
     }
 }
@@ -373,5 +402,38 @@ mod tests {
         assert_eq!(gc.commit(|| Err("disk")), Err("disk"));
         assert_eq!(gc.commit(|| Ok::<(), &str>(())), Ok(()));
         assert_eq!(gc.flushes(), 2);
+    }
+
+    /// The observer (the metrics, in the process) hears of each successful flush with its
+    /// duration and the writes it covered, and of no failed one. Other tests of this module
+    /// flush too, in parallel, so this looks for its own flushes by their distinctive length.
+    #[test]
+    fn the_observer_hears_of_each_successful_flush_and_not_of_a_failed_one() {
+        static SEEN: Mutex<Vec<(Duration, u64)>> = Mutex::new(Vec::new());
+        observe_flushes(|took, writes| SEEN.lock().unwrap().push((took, writes)));
+        let gc = GroupCommit::default();
+        gc.commit(|| {
+            std::thread::sleep(Duration::from_millis(40));
+            Ok::<(), &str>(())
+        })
+        .unwrap();
+        assert_eq!(
+            gc.commit(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                Err("disk")
+            }),
+            Err("disk")
+        );
+        let seen = SEEN.lock().unwrap().clone();
+        assert!(
+            seen.iter().any(|(t, w)| *t >= Duration::from_millis(40)
+                && *t < Duration::from_millis(300)
+                && *w == 1),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().all(|(t, _)| *t < Duration::from_millis(300)),
+            "a failed flush was reported: {seen:?}"
+        );
     }
 }

@@ -186,6 +186,10 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
             .map_err(|m| FleetError::Runtime(format!("--qr-webhook-url: {m}")))?;
     }
     crate::memtrim::spawn();
+    // The store's flushes reach the metrics (the group commit sits below the events).
+    crate::group_commit::observe_flushes(|took, writes| {
+        crate::events::emit(crate::events::StoreFlushed { took, writes })
+    });
     // Open (and lock) the store before anything else: a second process fails right here.
     let sled = Arc::new(SledStore::open_with_cache(
         &args.data,

@@ -141,6 +141,17 @@ fn a_real_prometheus_evaluates_every_panel_and_alert_over_qqfleet_run_sim() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Every received message and accepted reply was made durable by a flush of the store:
+    // the flush histograms have counted them, each flush covering at least one write.
+    prom.wait_for(
+        "qqfleet_store_flush_writes_count > 0 and on (instance) qqfleet_store_flush_writes_sum >= on (instance) qqfleet_store_flush_writes_count",
+        Duration::from_secs(30),
+    );
+    prom.wait_for(
+        "qqfleet_store_flush_duration_seconds_count > 0",
+        Duration::from_secs(30),
+    );
+
     // Faults: a lost connection on alpha's poll (relink), an expired session on bravo
     // (relogin through a new QR), a kick on charlie (stopped until an operator acts), and a
     // panic inside alpha's actor (rebuilt from the store).

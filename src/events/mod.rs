@@ -560,6 +560,40 @@ impl Event for HeapTrimmed {
     }
 }
 
+/// The store made a group of durable writes durable with one flush (see `group_commit`):
+/// how long the flush took and how many writes it covered. Under load the flush's duration is
+/// the disk's share of every message's latency, and the writes per flush say how well the
+/// group commit shares it.
+pub struct StoreFlushed {
+    pub took: Duration,
+    pub writes: u64,
+}
+
+impl Event for StoreFlushed {
+    fn emit(self) {
+        // Hundreds a second under load: trace, not debug.
+        tracing::trace!(
+            took_us = self.took.as_micros() as u64,
+            writes = self.writes,
+            "store flushed"
+        );
+        let m = metrics();
+        m.flush_duration.observe(self.took.as_secs_f64());
+        m.flush_writes.observe(self.writes as f64);
+    }
+}
+
+/// Buckets of `qqfleet_store_flush_duration_seconds`: a flush of a few KiB on a local disk
+/// takes a fraction of a millisecond, a slow or shared disk tens of them.
+pub const FLUSH_BUCKETS: [f64; 11] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Buckets of `qqfleet_store_flush_writes` (durable writes one flush covered).
+pub const FLUSH_WRITES_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 /// An uncertain send (1202 or a timeout) under `on_uncertain = "confirm"` moved on:
 /// `echo_seen` (delivered), `resent` (no echo: the one resend with the same msg_id), `held`
 /// or `assumed_delivered` (no echo after the resend either: the `on_unconfirmed` fallback).

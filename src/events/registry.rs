@@ -5,11 +5,14 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use super::per_account::{AccountSeries, Family, PerAccount, PerAccountCollector};
-use super::{ReconnectKind, HELD_REASONS, ONEBOT_RETCODES, POLL_BUCKETS};
+use super::{
+    ReconnectKind, FLUSH_BUCKETS, FLUSH_WRITES_BUCKETS, HELD_REASONS, ONEBOT_RETCODES, POLL_BUCKETS,
+};
 use crate::state::AccountState;
 
 /// The Prometheus text exposition of every qqfleet metric (served on `/metrics`).
@@ -45,6 +48,9 @@ pub struct Metrics {
     /// The allocator's live and kept-free bytes after the last trim.
     pub(super) heap_in_use: IntGauge,
     pub(super) heap_free: IntGauge,
+    /// The store's flushes: their duration and the durable writes each covered.
+    pub(super) flush_duration: Histogram,
+    pub(super) flush_writes: Histogram,
     /// The OneBot families (all fleet-wide).
     pub(super) onebot: OneBotMetrics,
     /// Every account we have heard of: its state and its own series (compact; see
@@ -202,6 +208,22 @@ impl Metrics {
             onebot.actions.with_label_values(&[r]).inc_by(0);
         }
 
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("valid metric");
+            reg(Box::new(h.clone()));
+            h
+        };
+        let flush_duration = histogram(
+            "qqfleet_store_flush_duration_seconds",
+            "Duration of the store's flushes to disk (each makes a group of durable writes durable: received messages before their handler, accepted sends before their answer).",
+            &FLUSH_BUCKETS,
+        );
+        let flush_writes = histogram(
+            "qqfleet_store_flush_writes",
+            "Durable writes each flush of the store covered (the group commit: writes of several accounts share one flush).",
+            &FLUSH_WRITES_BUCKETS,
+        );
         // The crate registers its process collector only on its default registry.
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -217,6 +239,8 @@ impl Metrics {
             service_up,
             heap_in_use,
             heap_free,
+            flush_duration,
+            flush_writes,
             onebot,
             per_account,
         }
