@@ -629,32 +629,49 @@ async fn throughput(
     })
 }
 
-/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent).
-async fn flush_totals(api: &str) -> (f64, f64, f64) {
-    let text = match http().get(format!("{api}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    let read = |name: &str| {
-        text.lines()
-            .find_map(|l| {
+/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent);
+/// `None` when three scrapes failed (a busy fleet of 10,000 accounts may take seconds).
+async fn flush_totals(api: &str) -> Option<(f64, f64, f64)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .ok()?;
+    for _ in 0..3 {
+        let text = match client.get(format!("{api}/metrics")).send().await {
+            Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+            _ => continue,
+        };
+        let read = |name: &str| {
+            text.lines().find_map(|l| {
                 l.strip_prefix(name)?
                     .strip_prefix(' ')?
                     .trim()
                     .parse::<f64>()
                     .ok()
             })
-            .unwrap_or(0.0)
-    };
-    (
-        read("qqfleet_store_flush_writes_count"),
-        read("qqfleet_store_flush_writes_sum"),
-        read("qqfleet_store_flush_duration_seconds_sum"),
-    )
+        };
+        if let (Some(c), Some(w), Some(t)) = (
+            read("qqfleet_store_flush_writes_count"),
+            read("qqfleet_store_flush_writes_sum"),
+            read("qqfleet_store_flush_duration_seconds_sum"),
+        ) {
+            return Some((c, w, t));
+        }
+    }
+    None
 }
 
 /// What the store's flushes did during a run (the difference of two [`flush_totals`]).
-fn flush_share(tp: &mut Value, prefix: &str, before: (f64, f64, f64), after: (f64, f64, f64)) {
+fn flush_share(
+    tp: &mut Value,
+    prefix: &str,
+    before: Option<(f64, f64, f64)>,
+    after: Option<(f64, f64, f64)>,
+) {
+    let (Some(before), Some(after)) = (before, after) else {
+        tp[format!("{prefix}flush")] = json!("not read (/metrics did not answer)");
+        return;
+    };
     let flushes = after.0 - before.0;
     let per = (after.1 - before.1) / flushes.max(1.0);
     let ms = (after.2 - before.2) * 1000.0 / flushes.max(1.0);
