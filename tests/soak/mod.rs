@@ -709,6 +709,9 @@ pub async fn run(cfg: SoakConfig) -> Value {
         (0u64, 0u64, 0u64, 0u64);
     let (mut replies_once, mut replies_twice, mut replies_held, mut replies_pending) =
         (0u64, 0u64, 0u64, 0u64);
+    // Replies queued on an account the kick stopped: kept in its outbox until an operator
+    // starts it again, as they should be (the settle step does not wait for them).
+    let mut replies_kept_stopped = 0u64;
     let mut held_reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut examples: Vec<String> = Vec::new();
     for (i, msgs) in &by_acc {
@@ -729,7 +732,11 @@ pub async fn run(cfg: SoakConfig) -> Value {
                         *held_reasons.entry(reason.clone()).or_insert(0) += 1;
                     }
                     (0, None) if pending.contains(&m.text) => {
-                        replies_pending += 1;
+                        if kicked.contains(i) {
+                            replies_kept_stopped += 1;
+                        } else {
+                            replies_pending += 1;
+                        }
                         handled_once += 1;
                     }
                     (0, None) => {
@@ -857,6 +864,7 @@ pub async fn run(cfg: SoakConfig) -> Value {
         "replies_delivered_once": replies_once, "replies_delivered_twice": replies_twice,
         "replies_held": replies_held, "held_reasons": held_reasons,
         "replies_pending": replies_pending,
+        "replies_kept_on_stopped_accounts": replies_kept_stopped,
         "outage_requests": outage_requests,
         "breaker_opened": breaker_opened,
         "requests_per_sec": requests_per_sec,
