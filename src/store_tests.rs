@@ -21,18 +21,7 @@ fn key(msg_id: u64) -> DedupKey {
 #[test]
 fn session_round_trip_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Session {
-        uin: 10001,
-        cookies: "{}".into(),
-        ptwebqq: "p".into(),
-        vfwebqq: "v".into(),
-        psessionid: "ps".into(),
-        clientid: 53999199,
-        msg_id: 7,
-        logged_out: false,
-        logged_in_at: 1_700_000_000,
-        channel_since: 1_700_000_000_000,
-    };
+    let s = crate::protocol::session::sample_session(7);
     {
         let st = SledStore::open(dir.path()).unwrap();
         assert!(st.load_session("a").unwrap().is_none());

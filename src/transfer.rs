@@ -525,7 +525,7 @@ mod tests {
         );
     }
 
-    use crate::protocol::{Session, Target};
+    use crate::protocol::Target;
     use crate::state::AccountState;
     use crate::store::{DedupKey, NewOut, SledStore, Store};
 
@@ -538,18 +538,7 @@ mod tests {
     }
 
     fn fill(st: &SledStore, id: &str) {
-        let s = Session {
-            uin: 10001,
-            cookies: "{}".into(),
-            ptwebqq: "p".into(),
-            vfwebqq: "v".into(),
-            psessionid: "ps".into(),
-            clientid: 53999199,
-            msg_id: 4242,
-            logged_out: false,
-            logged_in_at: 1_700_000_000,
-            channel_since: 1_700_000_000_000,
-        };
+        let s = crate::protocol::session::sample_session(4242);
         st.save_session(id, &s).unwrap();
         st.enqueue(id, out("one")).unwrap();
         let two = st.enqueue(id, out("two")).unwrap();

@@ -39,6 +39,24 @@ pub struct Session {
     pub channel_since: u64,
 }
 
+/// A complete session for the tests of the layers that save and move sessions (the store,
+/// the account transfer), with `msg_id` as given.
+#[cfg(test)]
+pub(crate) fn sample_session(msg_id: u64) -> Session {
+    Session {
+        uin: 10001,
+        cookies: "{}".into(),
+        ptwebqq: "p".into(),
+        vfwebqq: "v".into(),
+        psessionid: "ps".into(),
+        clientid: 53999199,
+        msg_id,
+        logged_out: false,
+        logged_in_at: 1_700_000_000,
+        channel_since: 1_700_000_000_000,
+    }
+}
+
 impl Session {
     /// True when the channel part (psessionid, vfwebqq) is present.
     pub fn has_channel(&self) -> bool {
