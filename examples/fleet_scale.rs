@@ -632,12 +632,11 @@ async fn throughput(
 /// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent);
 /// `None` when three scrapes failed (a busy fleet of 10,000 accounts may take seconds).
 async fn flush_totals(api: &str) -> Option<(f64, f64, f64)> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .ok()?;
     for _ in 0..3 {
-        let text = match client.get(format!("{api}/metrics")).send().await {
+        let request = http()
+            .get(format!("{api}/metrics"))
+            .timeout(Duration::from_secs(30));
+        let text = match request.send().await {
             Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
             _ => continue,
         };
