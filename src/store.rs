@@ -151,10 +151,32 @@ pub trait Store: Send + Sync + 'static {
     /// starts after this call has ended ([`Store::durable_async`], [`Store::flush`]). An
     /// account records every message of a poll answer this way and waits for one flush,
     /// shared with the other accounts, before any handler sees them.
+    ///
+    /// The record is two writes in order, the dedup key then the inbox entry, not a
+    /// transaction: sled's transactions take a process-wide lock exclusively, which waits
+    /// for every flush in progress and makes every other tree access wait behind it (at
+    /// 1,000 accounts under load this halved the fleet's throughput, docs/PERFORMANCE.md).
+    /// sled recovers a prefix of its log after a crash, so the inbox entry never survives
+    /// without its key; a key that survives alone belongs to a message that was never
+    /// durable, hence never handled, which a crash before the flush loses either way. After
+    /// a failed flush, [`Store::restore_incoming`] completes such a record.
     fn record_incoming(
         &self,
         id: &str,
         key: &DedupKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// A message recorded under `seq` ([`Store::record_incoming`]) whose flush failed, once
+    /// the store takes writes again: what reached the disk may be the dedup key alone.
+    /// Completes the record (flushed) and returns `Some(seq)`: the inbox entry is there, for
+    /// the inbox replay to hand to the handler. `None` if the key belongs to another record
+    /// of the same event (a duplicate).
+    fn restore_incoming(
+        &self,
+        id: &str,
+        key: &DedupKey,
+        seq: u64,
         payload: &[u8],
         now: u64,
     ) -> Result<Option<u64>, StoreError>;
@@ -353,6 +375,28 @@ fn dedup_key(id: &str, key: &DedupKey) -> Vec<u8> {
     k.extend_from_slice(&key.source.to_be_bytes());
     k.extend_from_slice(&key.msg_id.to_be_bytes());
     k
+}
+
+/// A dedup key's value: when it was recorded (unix seconds, what the pruning reads) and the
+/// inbox seq of its record (what [`Store::restore_incoming`] compares). Stores written before
+/// the seq was kept hold the time alone.
+fn dedup_value(now: u64, seq: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&now.to_be_bytes());
+    v[8..].copy_from_slice(&seq.to_be_bytes());
+    v
+}
+
+fn dedup_time(v: &[u8]) -> u64 {
+    v.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+fn dedup_seq(v: &[u8]) -> Option<u64> {
+    v.get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
 }
 
 fn seq_of(key: &[u8]) -> u64 {
@@ -736,26 +780,50 @@ impl Store for SledStore {
     ) -> Result<Option<u64>, StoreError> {
         let t = self.t()?;
         let dk = dedup_key(id, key);
-        // No lookup of the key before the transaction, which checks it anyway: under load
-        // every tree access waits on sled's process-wide lock while any transaction commits,
-        // and a duplicate is rare (it only costs an unused seq).
         let seq = t.next_id()?;
-        let ik = seq_key(id, seq);
-        let fresh = (&t.dedup, &t.inbox)
-            .transaction(|(dedup, inbox)| {
-                if dedup.get(dk.as_slice())?.is_some() {
-                    return Ok(false);
-                }
-                dedup.insert(dk.as_slice(), &now.to_be_bytes())?;
-                inbox.insert(ik.as_slice(), payload)?;
-                Ok(true)
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| {
-                StoreError::Sled(format!("{e:?}"))
-            })?;
-        if !fresh {
+        // The dedup key first, claimed by a compare-and-swap (an existing key: a duplicate),
+        // then the inbox entry: two single-key writes in that order, not a transaction (see
+        // `Store::record_incoming`). A duplicate only costs an unused seq.
+        let claim = dedup_value(now, seq);
+        if t.dedup
+            .compare_and_swap(dk.as_slice(), None as Option<&[u8]>, Some(&claim[..]))?
+            .is_err()
+        {
             return Ok(None);
         }
+        if let Err(e) = t.inbox.insert(seq_key(id, seq), payload) {
+            // Give the key back (if sled still takes writes), so that the message, kept by
+            // the caller, is recorded afresh once the store recovers.
+            let _ =
+                t.dedup
+                    .compare_and_swap(dk.as_slice(), Some(&claim[..]), None as Option<&[u8]>);
+            return Err(e.into());
+        }
+        Ok(Some(seq))
+    }
+
+    fn restore_incoming(
+        &self,
+        id: &str,
+        key: &DedupKey,
+        seq: u64,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let t = self.t()?;
+        let dk = dedup_key(id, key);
+        let ik = seq_key(id, seq);
+        match t.dedup.get(&dk)? {
+            Some(v) if dedup_seq(&v) != Some(seq) => return Ok(None),
+            Some(_) => {}
+            None => {
+                t.dedup.insert(dk.as_slice(), &dedup_value(now, seq)[..])?;
+            }
+        }
+        if !t.inbox.contains_key(&ik)? {
+            t.inbox.insert(ik, payload)?;
+        }
+        self.durable()?;
         Ok(Some(seq))
     }
 
@@ -783,11 +851,7 @@ impl Store for SledStore {
         let mut n = 0;
         for kv in t.dedup.scan_prefix(prefix(id)) {
             let (k, v) = kv?;
-            let mut b = [0u8; 8];
-            if v.len() == 8 {
-                b.copy_from_slice(&v);
-            }
-            if u64::from_be_bytes(b) < before {
+            if dedup_time(&v) < before {
                 t.dedup.remove(k)?;
                 n += 1;
             }

@@ -166,6 +166,66 @@ async fn recorded_then_made_durable_once_and_marked_quietly() {
     assert_eq!(st.accept_incoming("a", &key(1), b"one", 101).unwrap(), None);
 }
 
+/// A record whose flush failed, completed once the store recovers: whatever part of it
+/// reached the disk (nothing, or the dedup key alone, since the key is written first), the
+/// message ends up recorded once, and a key held by another record is a duplicate.
+#[test]
+fn a_record_whose_flush_failed_is_completed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = SledStore::open(dir.path()).unwrap();
+    // The dedup key alone: the inbox entry of the record is gone.
+    let s1 = st
+        .accept_incoming("a", &key(1), b"one", 100)
+        .unwrap()
+        .unwrap();
+    st.inbox_done_quiet("a", s1).unwrap();
+    assert_eq!(st.inbox("a").unwrap(), vec![]);
+    assert_eq!(
+        st.restore_incoming("a", &key(1), s1, b"one", 100).unwrap(),
+        Some(s1)
+    );
+    assert_eq!(st.inbox("a").unwrap(), vec![(s1, b"one".to_vec())]);
+    // The whole record: nothing is written twice.
+    assert_eq!(
+        st.restore_incoming("a", &key(1), s1, b"one", 100).unwrap(),
+        Some(s1)
+    );
+    assert_eq!(st.inbox("a").unwrap().len(), 1);
+    // Nothing of it: recorded now, and the event is a duplicate from then on.
+    let s2 = s1 + 1000;
+    assert_eq!(
+        st.restore_incoming("a", &key(2), s2, b"two", 100).unwrap(),
+        Some(s2)
+    );
+    assert_eq!(st.record_incoming("a", &key(2), b"two", 100).unwrap(), None);
+    // Another record holds the key (this delivery was a duplicate): nothing is written.
+    assert_eq!(
+        st.restore_incoming("a", &key(1), s1 + 7, b"one again", 101)
+            .unwrap(),
+        None
+    );
+    // So does a key written before the seq was kept in its value (time only).
+    st.t()
+        .unwrap()
+        .dedup
+        .insert(dedup_key("a", &key(3)), &100u64.to_be_bytes())
+        .unwrap();
+    assert_eq!(
+        st.restore_incoming("a", &key(3), s1 + 9, b"three", 101)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        st.inbox("a").unwrap(),
+        vec![(s1, b"one".to_vec()), (s2, b"two".to_vec())]
+    );
+    drop(st);
+    // Flushed: the reopened store has it all, and the pruning reads both value forms.
+    let st = SledStore::open(dir.path()).unwrap();
+    assert_eq!(st.inbox("a").unwrap().len(), 2);
+    assert_eq!(st.prune_dedup("a", 101).unwrap(), 3);
+}
+
 /// A dropped store is closed for good: reopening the folder at once always works, even
 /// while other databases keep sled's shared IO threads busy (the flake of
 /// `incoming_is_deduplicated_and_replayed_until_done`, see `SledClosed`).

@@ -161,8 +161,9 @@ pub struct Account {
     /// refused (503), polling pauses, and every tick asks the store to recover.
     store_down: bool,
     /// Events received but not recorded while the store was down, recorded (in order) once
-    /// it is back: polling pauses rather than losing them.
-    unrecorded: std::collections::VecDeque<Incoming>,
+    /// it is back: polling pauses rather than losing them. With the seq of a record that was
+    /// made but whose flush failed (completed by `Store::restore_incoming`).
+    unrecorded: std::collections::VecDeque<(Incoming, Option<u64>)>,
     /// A recovery check is armed (1 s after a store fault, again while it lasts): an idle
     /// account has no periodic tick to notice the disk taking writes again.
     store_watch: bool,

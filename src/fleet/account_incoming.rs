@@ -73,17 +73,21 @@ impl Account {
             Err(_) => return None,
         };
         if self.store_down {
-            self.unrecorded.push_back(msg);
+            self.unrecorded.push_back((msg, None));
             return None;
         }
         let store = &self.deps.store;
         let (key, now) = (msg.dedup_key(), now_secs());
-        let recorded = if flush {
-            store.accept_incoming(self.id(), &key, &payload, now)
-        } else {
-            store.record_incoming(self.id(), &key, &payload, now)
-        };
-        match recorded {
+        match store.record_incoming(self.id(), &key, &payload, now) {
+            Ok(Some(seq)) if flush => match store.flush() {
+                Ok(()) => Some((seq, msg)),
+                Err(e) => {
+                    // Recorded, not durable: completed once the store recovers.
+                    self.store_fault(&e.to_string());
+                    self.unrecorded.push_back((msg, Some(seq)));
+                    None
+                }
+            },
             Ok(Some(seq)) => Some((seq, msg)),
             Ok(None) => {
                 emit(DuplicateDropped {
@@ -96,7 +100,7 @@ impl Account {
                 // Not handled without its record (a crash could then handle it twice), and
                 // not dropped: kept until the store takes writes again; polling pauses.
                 self.store_fault(&e.to_string());
-                self.unrecorded.push_back(msg);
+                self.unrecorded.push_back((msg, None));
                 None
             }
         }
@@ -133,15 +137,44 @@ impl Account {
                         }
                     }
                     Err(e) => {
-                        // As `accept`: kept until the store takes writes again (their records
-                        // are found then, as duplicates, and replayed from the inbox).
+                        // As `accept`: kept until the store takes writes again, with the seqs
+                        // of their records (completed then, and replayed from the inbox).
                         act.store_fault(&e.to_string());
-                        act.unrecorded.extend(recorded.into_iter().map(|(_, m)| m));
+                        act.unrecorded
+                            .extend(recorded.into_iter().map(|(seq, m)| (m, Some(seq))));
                     }
                 }
                 act.after_events(ctx)
             },
         )))
+    }
+
+    /// A message whose record was made under `seq` but never became durable: its record is
+    /// completed (the dedup key may have reached the disk alone), then it is handled, in its
+    /// place among the messages kept meanwhile.
+    fn restore(&mut self, msg: Incoming, seq: u64) {
+        let Ok(payload) = serde_json::to_vec(&msg) else {
+            return;
+        };
+        let key = msg.dedup_key();
+        match self
+            .deps
+            .store
+            .restore_incoming(self.id(), &key, seq, &payload, now_secs())
+        {
+            Ok(Some(seq)) => {
+                crate::fleet::crash::at("before_handler", self.id());
+                self.handle_one(seq, msg);
+            }
+            Ok(None) => emit(DuplicateDropped {
+                account: self.id(),
+                poll_type: &msg.poll_type,
+            }),
+            Err(e) => {
+                self.store_fault(&e.to_string());
+                self.unrecorded.push_back((msg, Some(seq)));
+            }
+        }
     }
 
     /// What the Poller does after a poll answer's events were taken.
@@ -189,8 +222,16 @@ impl Account {
             return;
         }
         self.store_down = false;
-        for m in std::mem::take(&mut self.unrecorded) {
-            self.accept(m);
+        let mut kept = std::mem::take(&mut self.unrecorded);
+        while let Some((m, seq)) = kept.pop_front() {
+            if self.store_down {
+                self.unrecorded.push_back((m, seq));
+                continue;
+            }
+            match seq {
+                None => self.accept(m),
+                Some(seq) => self.restore(m, seq),
+            }
         }
         if self.store_down {
             return;
