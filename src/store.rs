@@ -580,33 +580,45 @@ impl SledStore {
             seqs.push(t.next_id()?);
         }
         let now = now_secs();
-        let done_key = inbox_seq.map(|s| seq_key(id, s));
-        let out = (&t.outbox, &t.inbox)
-            .transaction(|(outbox, inbox)| {
-                let mut out = Vec::with_capacity(msgs.len());
-                for (new, seq) in msgs.iter().zip(&seqs) {
-                    let msg = OutMsg {
-                        seq: *seq,
-                        target: new.target.clone(),
-                        text: new.text.clone(),
-                        to_name: new.to_name.clone(),
-                        msg_id: None,
-                        attempts: 0,
-                        rejections: 0,
-                        confirm_resent: false,
-                        accepted_at: now,
-                    };
-                    outbox.insert(seq_key(id, *seq), encode(&msg))?;
-                    out.push(msg);
-                }
-                if let Some(k) = &done_key {
-                    inbox.remove(k.as_slice())?;
-                }
-                Ok(out)
+        let out: Vec<OutMsg> = msgs
+            .iter()
+            .zip(seqs)
+            .map(|(new, seq)| OutMsg {
+                seq,
+                target: new.target.clone(),
+                text: new.text.clone(),
+                to_name: new.to_name.clone(),
+                msg_id: None,
+                attempts: 0,
+                rejections: 0,
+                confirm_resent: false,
+                accepted_at: now,
             })
-            .map_err(|e: sled::transaction::TransactionError<()>| {
-                StoreError::Sled(format!("{e:?}"))
-            })?;
+            .collect();
+        match (inbox_seq, out.as_slice()) {
+            // One message and nothing else (a send through the API or a bot): one write is
+            // atomic by itself, and a transaction would take sled's process-wide lock (see
+            // `Store::record_incoming`).
+            (None, [msg]) => {
+                t.outbox.insert(seq_key(id, msg.seq), encode(msg))?;
+            }
+            _ => {
+                let done_key = inbox_seq.map(|s| seq_key(id, s));
+                (&t.outbox, &t.inbox)
+                    .transaction(|(outbox, inbox)| {
+                        for msg in &out {
+                            outbox.insert(seq_key(id, msg.seq), encode(msg))?;
+                        }
+                        if let Some(k) = &done_key {
+                            inbox.remove(k.as_slice())?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e: sled::transaction::TransactionError<()>| {
+                        StoreError::Sled(format!("{e:?}"))
+                    })?;
+            }
+        }
         self.durable()?;
         Ok(out)
     }
