@@ -169,9 +169,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<u64>, StoreError>;
     /// A message recorded under `seq` ([`Store::record_incoming`]) whose flush failed, once
     /// the store takes writes again: what reached the disk may be the dedup key alone.
-    /// Completes the record (flushed) and returns `Some(seq)`: the inbox entry is there, for
-    /// the inbox replay to hand to the handler. `None` if the key belongs to another record
-    /// of the same event (a duplicate).
+    /// Completes the record (flushed) and returns `Some(seq)`: the inbox entry is there, and
+    /// the message goes to its handler as a fresh record does. `None` if the key belongs to
+    /// another record of the same event (a duplicate).
     fn restore_incoming(
         &self,
         id: &str,

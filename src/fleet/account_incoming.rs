@@ -138,7 +138,7 @@ impl Account {
                     }
                     Err(e) => {
                         // As `accept`: kept until the store takes writes again, with the seqs
-                        // of their records (completed then, and replayed from the inbox).
+                        // of their records (completed then, and handled in order).
                         act.store_fault(&e.to_string());
                         act.unrecorded
                             .extend(recorded.into_iter().map(|(seq, m)| (m, Some(seq))));
