@@ -108,6 +108,40 @@ fn buddy_event(from: u64, msg_id: u64, text: &str) -> PollEvent {
     }))
 }
 
+/// A friend message from uin 5 as the handler sees it.
+fn buddy_incoming(msg_id: u64, text: &str) -> handler::Incoming {
+    handler::Incoming {
+        kind: handler::Kind::Buddy,
+        poll_type: "message".into(),
+        source: 5,
+        sender: 5,
+        msg_id,
+        time: 0,
+        text: text.into(),
+        self_echo: false,
+    }
+}
+
+/// Starts account "a" (qq 10001) with the `log` handler writing to `log`; returns once it
+/// is online.
+async fn online_log_account(h: &Harness, log: &std::path::Path) -> Addr<Account> {
+    let mut c = cfg("a", 10001);
+    c.handler = crate::config::HandlerKind::Log;
+    c.log_path = Some(log.to_path_buf());
+    let addr = Account::new(c, h.deps.clone()).start();
+    until_state(h, "a", AccountState::Online, Duration::from_secs(30)).await;
+    addr
+}
+
+/// The next poll answers with these events.
+fn answer_next_poll(h: &Harness, events: Vec<PollEvent>) {
+    h.script
+        .lock()
+        .unwrap()
+        .polls
+        .push_back(Ok(PollResult::Events(events)));
+}
+
 fn cfg(id: &str, qq: u64) -> AccountFile {
     let mut c = AccountFile::new(id, qq);
     c.supervision.watchdog_secs = 90;
@@ -413,11 +447,7 @@ fn duplicates_and_replays_reach_the_handler_once() {
     let h = harness(10001);
     let log = h._dir.path().join("log.jsonl");
     paused(async {
-        let mut c = cfg("a", 10001);
-        c.handler = crate::config::HandlerKind::Log;
-        c.log_path = Some(log.clone());
-        Account::new(c.clone(), h.deps.clone()).start();
-        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
+        online_log_account(&h, &log).await;
         h.script.lock().unwrap().polls.extend([
             Ok(PollResult::Events(vec![
                 buddy_event(5, 1, "one"),
@@ -444,31 +474,14 @@ fn duplicates_and_replays_reach_the_handler_once() {
         assert_eq!(texts, ["one", "two"]);
     });
     // A "crash" after recording and before handling: the restarted account handles it once.
-    let ev = handler::Incoming {
-        kind: handler::Kind::Buddy,
-        poll_type: "message".into(),
-        source: 5,
-        sender: 5,
-        msg_id: 3,
-        time: 0,
-        text: "three".into(),
-        self_echo: false,
-    };
+    let ev = buddy_incoming(3, "three");
     h.store
         .accept_incoming("a", &ev.dedup_key(), &serde_json::to_vec(&ev).unwrap(), 1)
         .unwrap()
         .unwrap();
     paused(async {
-        let mut c = cfg("a", 10001);
-        c.handler = crate::config::HandlerKind::Log;
-        c.log_path = Some(log.clone());
-        Account::new(c, h.deps.clone()).start();
-        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
-        h.script
-            .lock()
-            .unwrap()
-            .polls
-            .push_back(Ok(PollResult::Events(vec![buddy_event(5, 3, "three")])));
+        online_log_account(&h, &log).await;
+        answer_next_poll(&h, vec![buddy_event(5, 3, "three")]);
         tokio::time::sleep(Duration::from_secs(3)).await;
     });
     let text = std::fs::read_to_string(&log).unwrap();
@@ -715,16 +728,6 @@ impl Handler<StoreRefused> for Account {
 fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
     let h = harness(10001);
     let log = h._dir.path().join("log.jsonl");
-    let incoming = |msg_id: u64, text: &str| handler::Incoming {
-        kind: handler::Kind::Buddy,
-        poll_type: "message".into(),
-        source: 5,
-        sender: 5,
-        msg_id,
-        time: 0,
-        text: text.into(),
-        self_echo: false,
-    };
     let lines = |log: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(log)
             .unwrap_or_default()
@@ -733,22 +736,14 @@ fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
             .collect()
     };
     paused(async {
-        let mut c = cfg("a", 10001);
-        c.handler = crate::config::HandlerKind::Log;
-        c.log_path = Some(log.clone());
-        let addr = Account::new(c, h.deps.clone()).start();
-        until_state(&h, "a", AccountState::Online, Duration::from_secs(30)).await;
-        h.script
-            .lock()
-            .unwrap()
-            .polls
-            .push_back(Ok(PollResult::Events(vec![buddy_event(5, 1, "one")])));
+        let addr = online_log_account(&h, &log).await;
+        answer_next_poll(&h, vec![buddy_event(5, 1, "one")]);
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(lines(&log), ["one"]);
 
         // "two": only its dedup key reached the disk. "one" again: the server delivered it
         // twice, and the second record's flush failed. "three": never recorded.
-        let two = incoming(2, "two");
+        let two = buddy_incoming(2, "two");
         let payload = serde_json::to_vec(&two).unwrap();
         let seq = h
             .store
@@ -758,9 +753,9 @@ fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
         h.store.inbox_done_quiet("a", seq).unwrap();
         h.store.flush().unwrap();
         addr.send(StoreRefused(vec![
-            (incoming(1, "one"), Some(seq + 100)),
+            (buddy_incoming(1, "one"), Some(seq + 100)),
             (two, Some(seq)),
-            (incoming(3, "three"), None),
+            (buddy_incoming(3, "three"), None),
         ]))
         .await
         .unwrap();
