@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use crate::protocol::{Session, Target};
 use crate::state::AccountState;
@@ -964,7 +965,6 @@ impl Store for SledStore {
     }
 }
 
-/// Unix seconds now.
 /// Unix milliseconds (pacing records).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -973,6 +973,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds now.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -980,47 +981,10 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-use sled::Transactional;
-
-/// What a [`NamedTree`] opens its tree from: the store (reopened after a disk fault), or a
-/// plain sled database (unit tests of the layers above).
-pub trait TreeSource: Send + Sync {
-    fn open_named(&self, name: &str) -> Result<sled::Tree, StoreError>;
-}
-
-impl TreeSource for SledStore {
-    fn open_named(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.open_tree(name)
-    }
-}
-
-impl TreeSource for sled::Db {
-    fn open_named(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.open_tree(name)?)
-    }
-}
-
-/// A tree of the store for a layer above the fleet (OneBot ids and event queue), looked up
-/// on every use rather than held. A held `sled::Tree` keeps its database open: after a disk
-/// fault the store reopens its database, and a long-lived handle would keep writing to the
-/// old one (and keep its file open) for as long as the account's bot lives. The lookup is a
-/// read-locked map access in sled.
-#[derive(Clone)]
-pub struct NamedTree {
-    src: Arc<dyn TreeSource>,
-    name: &'static str,
-}
-
-impl NamedTree {
-    pub fn new(src: Arc<dyn TreeSource>, name: &'static str) -> NamedTree {
-        NamedTree { src, name }
-    }
-
-    /// The tree now (of the database the store has open now).
-    pub fn get(&self) -> Result<sled::Tree, StoreError> {
-        self.src.open_named(self.name)
-    }
-}
+/// Trees of the store for the layers above the fleet, looked up on every use.
+#[path = "store_named.rs"]
+mod named;
+pub use named::{NamedTree, TreeSource};
 
 #[cfg(test)]
 #[path = "store_tests.rs"]
