@@ -141,17 +141,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a received event before any handler sees it. `None`: a duplicate (drop it).
     /// `Some(seq)`: stored in the inbox under `seq`; call [`Store::inbox_done`] once handled.
-    fn accept_incoming(
-        &self,
-        id: &str,
-        key: &DedupKey,
-        payload: &[u8],
-        now: u64,
-    ) -> Result<Option<u64>, StoreError>;
-    /// [`Store::accept_incoming`] without the flush: the record is durable once a flush that
-    /// starts after this call has ended ([`Store::durable_async`], [`Store::flush`]). An
-    /// account records every message of a poll answer this way and waits for one flush,
-    /// shared with the other accounts, before any handler sees them.
+    /// Not flushed: the record is durable once a flush that starts after this call has ended
+    /// ([`Store::durable_async`], [`Store::flush`]). An account records every message of a
+    /// poll answer this way and waits for one flush, shared with the other accounts, before
+    /// any handler sees them.
     ///
     /// The record is two writes in order, the dedup key then the inbox entry, not a
     /// transaction: sled's transactions take a process-wide lock exclusively, which waits
@@ -596,15 +589,18 @@ impl SledStore {
                 accepted_at: now,
             })
             .collect();
-        match (inbox_seq, out.as_slice()) {
-            // One message and nothing else (a send through the API or a bot): one write is
-            // atomic by itself, and a transaction would take sled's process-wide lock (see
-            // `Store::record_incoming`).
+        let done_key = inbox_seq.map(|s| seq_key(id, s));
+        // A single write (one send through the API or a bot, or an unreadable inbox entry
+        // dropped) is atomic by itself; only several take a transaction, which takes sled's
+        // process-wide lock (see `Store::record_incoming`).
+        match (&done_key, out.as_slice()) {
             (None, [msg]) => {
                 t.outbox.insert(seq_key(id, msg.seq), encode(msg))?;
             }
+            (Some(k), []) => {
+                t.inbox.remove(k.as_slice())?;
+            }
             _ => {
-                let done_key = inbox_seq.map(|s| seq_key(id, s));
                 (&t.outbox, &t.inbox)
                     .transaction(|(outbox, inbox)| {
                         for msg in &out {
@@ -634,6 +630,22 @@ impl SledStore {
         let mut k = b"hold\0".to_vec();
         k.extend_from_slice(id.as_bytes());
         k
+    }
+
+    /// [`Store::record_incoming`] and a flush, for tests that set up a recorded message.
+    #[cfg(test)]
+    pub(crate) fn accept_incoming(
+        &self,
+        id: &str,
+        key: &DedupKey,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let seq = self.record_incoming(id, key, payload, now)?;
+        if seq.is_some() {
+            self.durable()?;
+        }
+        Ok(seq)
     }
 }
 
@@ -747,20 +759,6 @@ impl Store for SledStore {
             })?;
         self.durable()?;
         Ok(Some(msg))
-    }
-
-    fn accept_incoming(
-        &self,
-        id: &str,
-        key: &DedupKey,
-        payload: &[u8],
-        now: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let seq = self.record_incoming(id, key, payload, now)?;
-        if seq.is_some() {
-            self.durable()?;
-        }
-        Ok(seq)
     }
 
     fn durable_async(

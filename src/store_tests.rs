@@ -166,6 +166,27 @@ async fn recorded_then_made_durable_once_and_marked_quietly() {
     assert_eq!(st.accept_incoming("a", &key(1), b"one", 101).unwrap(), None);
 }
 
+/// The single writes that skip sled's transaction are durable like the others: an inbox
+/// entry marked done with no reply (an unreadable entry dropped by the replay), and one
+/// message accepted into the outbox with no inbox entry to remove (a send).
+#[test]
+fn single_writes_without_a_transaction_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent;
+    {
+        let st = SledStore::open(dir.path()).unwrap();
+        let s1 = st
+            .accept_incoming("a", &key(1), b"unreadable", 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.inbox_done("a", s1, &[]).unwrap(), vec![]);
+        sent = st.enqueue("a", out(Target::Buddy(42), "hello")).unwrap();
+    }
+    let st = SledStore::open(dir.path()).unwrap();
+    assert_eq!(st.inbox("a").unwrap(), vec![]);
+    assert_eq!(st.outbox("a").unwrap(), vec![sent]);
+}
+
 /// A record whose flush failed, completed once the store recovers: whatever part of it
 /// reached the disk (nothing, or the dedup key alone, since the key is written first), the
 /// message ends up recorded once, and a key held by another record is a duplicate.
