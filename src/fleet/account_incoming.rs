@@ -48,9 +48,15 @@ impl Account {
     /// Records a received message (flushed), then hands it to the handler.
     pub(super) fn accept(&mut self, msg: Incoming) {
         if let Some((seq, msg)) = self.record(msg, true) {
-            crate::fleet::crash::at("before_handler", self.id());
-            self.handle_one(seq, msg);
+            self.handle_recorded(seq, msg);
         }
+    }
+
+    /// A message whose record is durable goes to the handler (the crash matrix's
+    /// `before_handler` point is between the two).
+    fn handle_recorded(&mut self, seq: u64, msg: Incoming) {
+        crate::fleet::crash::at("before_handler", self.id());
+        self.handle_one(seq, msg);
     }
 
     /// Records a received message in the inbox and the dedup window; `flush`: durable before
@@ -132,8 +138,7 @@ impl Account {
                 match res {
                     Ok(()) => {
                         for (seq, msg) in recorded {
-                            crate::fleet::crash::at("before_handler", act.id());
-                            act.handle_one(seq, msg);
+                            act.handle_recorded(seq, msg);
                         }
                     }
                     Err(e) => {
@@ -150,29 +155,28 @@ impl Account {
     }
 
     /// A message whose record was made under `seq` but never became durable: its record is
-    /// completed (the dedup key may have reached the disk alone), then it is handled, in its
-    /// place among the messages kept meanwhile.
-    fn restore(&mut self, msg: Incoming, seq: u64) {
-        let Ok(payload) = serde_json::to_vec(&msg) else {
-            return;
-        };
+    /// completed (the dedup key may have reached the disk alone). `Some` as [`Self::record`]
+    /// with a flush: to be handled, in its place among the messages kept meanwhile.
+    fn restore(&mut self, msg: Incoming, seq: u64) -> Option<(u64, Incoming)> {
+        let payload = serde_json::to_vec(&msg).ok()?;
         let key = msg.dedup_key();
         match self
             .deps
             .store
             .restore_incoming(self.id(), &key, seq, &payload, now_secs())
         {
-            Ok(Some(seq)) => {
-                crate::fleet::crash::at("before_handler", self.id());
-                self.handle_one(seq, msg);
+            Ok(Some(seq)) => Some((seq, msg)),
+            Ok(None) => {
+                emit(DuplicateDropped {
+                    account: self.id(),
+                    poll_type: &msg.poll_type,
+                });
+                None
             }
-            Ok(None) => emit(DuplicateDropped {
-                account: self.id(),
-                poll_type: &msg.poll_type,
-            }),
             Err(e) => {
                 self.store_fault(&e.to_string());
                 self.unrecorded.push_back((msg, Some(seq)));
+                None
             }
         }
     }
@@ -228,9 +232,12 @@ impl Account {
                 self.unrecorded.push_back((m, seq));
                 continue;
             }
-            match seq {
-                None => self.accept(m),
+            let fresh = match seq {
+                None => self.record(m, true),
                 Some(seq) => self.restore(m, seq),
+            };
+            if let Some((seq, m)) = fresh {
+                self.handle_recorded(seq, m);
             }
         }
         if self.store_down {
