@@ -133,6 +133,15 @@ async fn online_log_account(h: &Harness, log: &std::path::Path) -> Addr<Account>
     addr
 }
 
+/// The texts the `log` handler wrote to `log`, in order (none if it wrote nothing yet).
+fn logged_texts(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<handler::Incoming>(l).unwrap().text)
+        .collect()
+}
+
 /// The next poll answers with these events.
 fn answer_next_poll(h: &Harness, events: Vec<PollEvent>) {
     h.script
@@ -466,12 +475,7 @@ fn duplicates_and_replays_reach_the_handler_once() {
         })
         .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let text = std::fs::read_to_string(&log).unwrap();
-        let texts: Vec<String> = text
-            .lines()
-            .map(|l| serde_json::from_str::<handler::Incoming>(l).unwrap().text)
-            .collect();
-        assert_eq!(texts, ["one", "two"]);
+        assert_eq!(logged_texts(&log), ["one", "two"]);
     });
     // A "crash" after recording and before handling: the restarted account handles it once.
     let ev = buddy_incoming(3, "three");
@@ -728,18 +732,11 @@ impl Handler<StoreRefused> for Account {
 fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
     let h = harness(10001);
     let log = h._dir.path().join("log.jsonl");
-    let lines = |log: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<handler::Incoming>(l).unwrap().text)
-            .collect()
-    };
     paused(async {
         let addr = online_log_account(&h, &log).await;
         answer_next_poll(&h, vec![buddy_event(5, 1, "one")]);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(lines(&log), ["one"]);
+        assert_eq!(logged_texts(&log), ["one"]);
 
         // "two": only its dedup key reached the disk. "one" again: the server delivered it
         // twice, and the second record's flush failed. "three": never recorded.
@@ -762,7 +759,7 @@ fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
         // The recovery check runs a second later and finds the store writable.
         tokio::time::sleep(Duration::from_secs(3)).await;
     });
-    assert_eq!(lines(&log), ["one", "two", "three"]);
+    assert_eq!(logged_texts(&log), ["one", "two", "three"]);
     assert!(h.store.inbox("a").unwrap().is_empty());
     assert!(h.status.get("a").unwrap().error.is_none());
 }
