@@ -84,16 +84,32 @@ impl Account {
         }
         let store = &self.deps.store;
         let (key, now) = (msg.dedup_key(), now_secs());
-        match store.record_incoming(self.id(), &key, &payload, now) {
+        let outcome = match store.record_incoming(self.id(), &key, &payload, now) {
             Ok(Some(seq)) if flush => match store.flush() {
-                Ok(()) => Some((seq, msg)),
+                Ok(()) => Ok(Some(seq)),
                 Err(e) => {
                     // Recorded, not durable: completed once the store recovers.
                     self.store_fault(&e.to_string());
                     self.unrecorded.push_back((msg, Some(seq)));
-                    None
+                    return None;
                 }
             },
+            other => other,
+        };
+        self.settle(msg, outcome, None)
+    }
+
+    /// What the store said of a message's record: `Some((seq, msg))` to be handled; a
+    /// duplicate dropped (and counted); an error keeps it until the store takes writes again
+    /// (not handled without its record: a crash could then handle it twice), with `made`, the
+    /// seq of a record already made; polling pauses.
+    fn settle(
+        &mut self,
+        msg: Incoming,
+        outcome: Result<Option<u64>, crate::store::StoreError>,
+        made: Option<u64>,
+    ) -> Option<(u64, Incoming)> {
+        match outcome {
             Ok(Some(seq)) => Some((seq, msg)),
             Ok(None) => {
                 emit(DuplicateDropped {
@@ -103,10 +119,8 @@ impl Account {
                 None
             }
             Err(e) => {
-                // Not handled without its record (a crash could then handle it twice), and
-                // not dropped: kept until the store takes writes again; polling pauses.
                 self.store_fault(&e.to_string());
-                self.unrecorded.push_back((msg, None));
+                self.unrecorded.push_back((msg, made));
                 None
             }
         }
@@ -159,26 +173,14 @@ impl Account {
     /// with a flush: to be handled, in its place among the messages kept meanwhile.
     fn restore(&mut self, msg: Incoming, seq: u64) -> Option<(u64, Incoming)> {
         let payload = serde_json::to_vec(&msg).ok()?;
-        let key = msg.dedup_key();
-        match self
-            .deps
-            .store
-            .restore_incoming(self.id(), &key, seq, &payload, now_secs())
-        {
-            Ok(Some(seq)) => Some((seq, msg)),
-            Ok(None) => {
-                emit(DuplicateDropped {
-                    account: self.id(),
-                    poll_type: &msg.poll_type,
-                });
-                None
-            }
-            Err(e) => {
-                self.store_fault(&e.to_string());
-                self.unrecorded.push_back((msg, Some(seq)));
-                None
-            }
-        }
+        let outcome = self.deps.store.restore_incoming(
+            self.id(),
+            &msg.dedup_key(),
+            seq,
+            &payload,
+            now_secs(),
+        );
+        self.settle(msg, outcome, Some(seq))
     }
 
     /// What the Poller does after a poll answer's events were taken.
