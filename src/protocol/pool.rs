@@ -33,14 +33,20 @@
 //! Every online account holds one connection for its long poll (up to the 60 s hold, §5.1), so
 //! N accounts keep about N connections busy, and a poll answered is followed at once by the
 //! next poll, which takes the connection back: in the steady state almost nothing is idle.
-//! Bursts are what idle connections come from: when many requests start together (a fleet
-//! resuming, logins, a storm of answers), every request that finds no idle connection opens
-//! one, and hyper pools the extra ones that lost the race. Per runtime and host at most
-//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves at most that many file descriptors
-//! beyond the connections in use (with N accounts the fleet needs about N + that, where a
-//! pool per account kept up to 2 N); the rest close as they come back. It is large enough
-//! that a storm of answered polls mostly finds its connections again instead of closing and
-//! reopening them (each close leaves a TIME_WAIT port). Idle connections close after
+//! Bursts are what idle connections come from: when many polls are answered together (a wave
+//! of messages, a fleet resuming), their connections come back to the pool before their
+//! accounts poll again. The pool keeps them all ([`POOL_IDLE_PER_HOST`] is above any fleet's
+//! burst), so the next polls find them.
+//!
+//! A small cap was worse on every count. With 256 kept per runtime, a wave of 10,000 answered
+//! polls closed about 9,500 connections, and the next polls found the pool empty: hyper then
+//! opens a connection for every such request while it waits for an idle one, so for a moment
+//! the fleet held its parked polls, the connections being closed and the new ones at once. At
+//! 10,000 accounts that passed the 20,000 open-file limit: connects failed with EMFILE and
+//! those polls waited out their retry pause (`make bench`, docs/PERFORMANCE.md).
+//!
+//! A connection is only ever opened for a request, so what stays idle after a burst is at
+//! most what that burst had in flight, about one per account; idle connections close after
 //! [`POOL_IDLE_TIMEOUT`].
 //!
 //! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
@@ -59,8 +65,9 @@ use super::error::ProtocolError;
 /// request is being written on it.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Idle connections kept per host in one runtime's pool (see the module doc).
-pub const POOL_IDLE_PER_HOST: usize = 256;
+/// Idle connections kept per host in one runtime's pool: above any burst a fleet within the
+/// open-file limit can have (see the module doc).
+pub const POOL_IDLE_PER_HOST: usize = 65_536;
 
 /// A runtime (None: called outside of one) and a connect timeout.
 type Key = (Option<tokio::runtime::Id>, Duration);
