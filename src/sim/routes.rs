@@ -186,13 +186,21 @@ fn record(sim: &Sim, endpoint: &str, o: &Outcome) {
     };
     let mut w = sim.world();
     if let Some(a) = w.accounts.get_mut(&qq) {
-        *a.calls.entry(endpoint.to_string()).or_default() += 1;
+        // Looked up by `&str` first: the name is allocated once per account and endpoint,
+        // not on every request.
+        match a.calls.get_mut(endpoint) {
+            Some(n) => *n += 1,
+            None => {
+                a.calls.insert(endpoint.to_string(), 1);
+            }
+        }
         if let Some(code) = o.retcode {
-            *a.retcodes
-                .entry(endpoint.to_string())
-                .or_default()
-                .entry(code.to_string())
-                .or_default() += 1;
+            if !a.retcodes.contains_key(endpoint) {
+                a.retcodes.insert(endpoint.to_string(), Default::default());
+            }
+            if let Some(by_code) = a.retcodes.get_mut(endpoint) {
+                *by_code.entry(code.to_string()).or_default() += 1;
+            }
         }
     }
 }

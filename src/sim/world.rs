@@ -273,7 +273,10 @@ pub struct DedupKey {
 pub struct Account {
     pub qq: u64,
     pub nick: String,
-    pub contacts: Contacts,
+    /// Shared, not owned: every request that reads them under the world's lock (an inject, a
+    /// poll's online list, the info calls) takes a handle to them, and a deep copy per request
+    /// was most of an inject's cost at 10,000 accounts. Regenerated contacts replace the whole.
+    pub contacts: Arc<Contacts>,
     /// Full QR logins (a login2 on a fresh QR login).
     pub logins: u64,
     /// login2 on a login that already had a session: cookie replay or pt4_auth (§3.10).
@@ -304,7 +307,7 @@ impl Account {
         Account {
             qq,
             nick,
-            contacts,
+            contacts: Arc::new(contacts),
             logins: 0,
             resumes: 0,
             relinks: 0,
@@ -610,7 +613,9 @@ impl World {
                 acc.nick = n;
             }
             if regenerate {
-                acc.contacts = Contacts::generate(qq, &acc.nick, friends, groups, discus, members);
+                acc.contacts = Arc::new(Contacts::generate(
+                    qq, &acc.nick, friends, groups, discus, members,
+                ));
             }
         }
         self.accounts.get_mut(&qq).expect("inserted")
