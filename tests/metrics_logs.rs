@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use qqfleet::events::{
     emit, AccountRemoved, AccountStateChanged, ActorRestarted, LoginFinished, LoginMethod,
-    MessageReceived, MessageSent, OutboxDepth, PollCompleted, RateLimited, ReconnectKind,
-    ReconnectStarted, RetcodeReceived,
+    MessageReceived, MessageSent, OutboxDepth, PollCompleted, PollRetried, RateLimited,
+    ReconnectKind, ReconnectStarted, RetcodeReceived,
 };
 use qqfleet::fleet::AccountState;
 use qqfleet::logging::{account_span, subscriber, LogFormat};
@@ -53,6 +53,12 @@ fn emit_all(account: &str) -> usize {
         account,
         outcome: "idle",
         elapsed: Duration::from_secs(60),
+    });
+    emit(PollRetried {
+        account,
+        attempt: 1,
+        error: "poll2: transport error: tcp open error: Too many open files (os error 24)",
+        pause: Duration::from_millis(500),
     });
     emit(RetcodeReceived {
         account,
@@ -103,7 +109,7 @@ fn emit_all(account: &str) -> usize {
         account,
         last: Some(AccountState::Online),
     });
-    13
+    14
 }
 
 fn capture(format: LogFormat, f: impl FnOnce()) -> Vec<String> {
@@ -125,6 +131,31 @@ fn every_event_line_carries_the_account_in_text() {
             "{l}"
         );
     }
+}
+
+/// A retried poll says why, when and for how long, so an operator can tell a file-descriptor
+/// limit from a server closing connections without turning on debug.
+#[test]
+fn a_retried_poll_names_its_error_and_pause() {
+    let lines = capture(LogFormat::Json, || {
+        emit(PollRetried {
+            account: "log-retry-a",
+            attempt: 2,
+            error: "poll2: transport error: connection closed before message completed",
+            pause: Duration::from_millis(1000),
+        })
+    });
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["fields"]["message"], "poll failed, retrying", "{v}");
+    assert_eq!(v["fields"]["account"], "log-retry-a", "{v}");
+    assert_eq!(v["fields"]["attempt"], 2, "{v}");
+    assert_eq!(v["fields"]["pause_ms"], 1000, "{v}");
+    assert_eq!(
+        v["fields"]["error"], "poll2: transport error: connection closed before message completed",
+        "{v}"
+    );
 }
 
 #[test]

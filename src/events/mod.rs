@@ -261,6 +261,29 @@ impl Event for PollCompleted<'_> {
     }
 }
 
+/// A poll2 request failed in transport or decoding and is tried again after `pause`: the
+/// error says why (a refused connect, a connection the server closed), which the poll's
+/// outcome label alone does not.
+pub struct PollRetried<'a> {
+    pub account: &'a str,
+    /// 1 for the first retry.
+    pub attempt: u32,
+    pub error: &'a str,
+    pub pause: Duration,
+}
+
+impl Event for PollRetried<'_> {
+    fn emit(self) {
+        tracing::info!(
+            account = self.account,
+            attempt = self.attempt,
+            error = self.error,
+            pause_ms = self.pause.as_millis() as u64,
+            "poll failed, retrying"
+        );
+    }
+}
+
 /// A non-zero retcode came back from an endpoint.
 pub struct RetcodeReceived<'a> {
     pub account: &'a str,

@@ -14,7 +14,7 @@ use super::account::Account;
 use super::handler;
 use super::messages::{PollDirective, PollReport, Stop};
 use super::webqq::WebQq;
-use crate::events::{emit, PollCompleted, RetcodeReceived};
+use crate::events::{emit, PollCompleted, PollRetried, RetcodeReceived};
 use crate::protocol::PollResult;
 
 /// Transport errors in a row before the Poller gives up and the Account reconnects
@@ -108,7 +108,14 @@ async fn poll_loop(gen: u64, id: String, client: Arc<dyn WebQq>, account: Addr<A
                     elapsed,
                 });
                 if errors < POLL_RETRIES {
-                    tokio::time::sleep(Duration::from_millis(500) * errors).await;
+                    let pause = Duration::from_millis(500) * errors;
+                    emit(PollRetried {
+                        account: &id,
+                        attempt: errors,
+                        error: &e.to_string(),
+                        pause,
+                    });
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 PollReport::Failed {
