@@ -374,6 +374,8 @@ struct LogTail {
     path: PathBuf,
     pos: u64,
     partial: Vec<u8>,
+    /// The errors of "poll failed, retrying" lines read so far, by text.
+    poll_errors: BTreeMap<String, usize>,
 }
 
 impl LogTail {
@@ -382,6 +384,7 @@ impl LogTail {
             path: path.to_path_buf(),
             pos: 0,
             partial: Vec::new(),
+            poll_errors: BTreeMap::new(),
         }
     }
 
@@ -407,6 +410,13 @@ impl LogTail {
         let rest = self.partial.split_off(last_nl + 1);
         let lines = std::mem::replace(&mut self.partial, rest);
         for line in lines.split(|b| *b == b'\n') {
+            if line.windows(11).any(|w| w == b"poll failed") {
+                if let Ok(v) = serde_json::from_slice::<Value>(line) {
+                    let e = v["fields"]["error"].as_str().unwrap_or("?").to_string();
+                    *self.poll_errors.entry(e).or_default() += 1;
+                }
+                continue;
+            }
             if !line.windows(16).any(|w| w == b"message received") {
                 continue;
             }
@@ -495,6 +505,7 @@ async fn throughput(
     total: usize,
 ) -> Value {
     let _ = tail.received();
+    tail.poll_errors.clear();
     let tag = format!("tp{} ", unix_now() as u64 % 100_000);
     let client = http();
     let bodies: Vec<Value> = (0..total)
@@ -582,6 +593,8 @@ async fn throughput(
     }
     // Let the last handler writes land, then every log file is read back.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // The lines logged meanwhile: a poll retried at the very end is still named below.
+    let _ = tail.received();
     let mut counts = vec![0u32; total];
     for e in std::fs::read_dir(handled).into_iter().flatten().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -614,6 +627,16 @@ async fn throughput(
         buckets[(t.max(0.0) * 4.0) as usize] += 1;
     }
     println!("  handled per 0.25 s: {buckets:?}");
+    // Why polls were retried during the run (each "poll failed, retrying" line's error).
+    let mut errors: Vec<(usize, String)> = std::mem::take(&mut tail.poll_errors)
+        .into_iter()
+        .map(|(e, k)| (k, e))
+        .collect();
+    errors.sort_by(|a, b| b.cmp(a));
+    errors.truncate(5);
+    if !errors.is_empty() {
+        println!("  polls retried: {errors:?}");
+    }
     let at = |p: f64| percentile(&times, p).map(|t| (t * 1000.0).round() / 1000.0);
     json!({
         "throughput_handled_per_quarter_s": buckets,
@@ -626,12 +649,14 @@ async fn throughput(
         "throughput_lost": lost,
         "throughput_handled_twice": twice,
         "throughput_lost_or_twice": format!("{lost} / {twice}"),
+        "throughput_poll_retry_errors": errors,
     })
 }
 
-/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent);
+/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent,
+/// polls that failed in transport: a run that stalls on reconnects shows there);
 /// `None` when three scrapes failed (a busy fleet of 10,000 accounts may take seconds).
-async fn flush_totals(api: &str) -> Option<(f64, f64, f64)> {
+async fn flush_totals(api: &str) -> Option<(f64, f64, f64, f64)> {
     for _ in 0..3 {
         let request = http()
             .get(format!("{api}/metrics"))
@@ -654,7 +679,8 @@ async fn flush_totals(api: &str) -> Option<(f64, f64, f64)> {
             read("qqfleet_store_flush_writes_sum"),
             read("qqfleet_store_flush_duration_seconds_sum"),
         ) {
-            return Some((c, w, t));
+            let failed = read("qqfleet_poll_duration_seconds_count{outcome=\"transport\"}");
+            return Some((c, w, t, failed.unwrap_or(0.0)));
         }
     }
     None
@@ -664,8 +690,8 @@ async fn flush_totals(api: &str) -> Option<(f64, f64, f64)> {
 fn flush_share(
     tp: &mut Value,
     prefix: &str,
-    before: Option<(f64, f64, f64)>,
-    after: Option<(f64, f64, f64)>,
+    before: Option<(f64, f64, f64, f64)>,
+    after: Option<(f64, f64, f64, f64)>,
 ) {
     let (Some(before), Some(after)) = (before, after) else {
         tp[format!("{prefix}flush")] = json!("not read (/metrics did not answer)");
@@ -675,6 +701,7 @@ fn flush_share(
     let per = (after.1 - before.1) / flushes.max(1.0);
     let ms = (after.2 - before.2) * 1000.0 / flushes.max(1.0);
     tp[format!("{prefix}flushes")] = json!(flushes);
+    tp[format!("{prefix}poll_transport_errors")] = json!(after.3 - before.3);
     tp[format!("{prefix}flush")] = json!(format!("{flushes} / {per:.1} / {ms:.2}"));
 }
 
@@ -858,19 +885,26 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         tp["batched_poll_batch"] = json!(batch);
     }
     if let Ok(pdir) = std::env::var("QQFLEET_BENCH_PERF") {
-        // The message path under the throughput load, outside the measured run.
-        let rec = Command::new("perf")
-            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
-            .arg(fleet2.0.id().to_string())
-            .arg("-o")
-            .arg(PathBuf::from(pdir).join(format!("messages-{n}.data")))
-            .args(["--", "sleep", "8"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Ok(mut p) = rec {
+        // The message path under the throughput load, outside the measured run: the fleet,
+        // and the simulator serving it (`sim-messages-N.data`), which must not be the limit.
+        let record = |pid: u32, name: String| {
+            Command::new("perf")
+                .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
+                .arg(pid.to_string())
+                .arg("-o")
+                .arg(PathBuf::from(&pdir).join(name))
+                .args(["--", "sleep", "8"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        let fleet_rec = record(fleet2.0.id(), format!("messages-{n}.data"));
+        let sim_rec = record(sim_pid, format!("sim-messages-{n}.data"));
+        if fleet_rec.is_ok() || sim_rec.is_ok() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let _ = throughput(&base, n, &mut tail, &dir.path().join("data/handled"), total).await;
+        }
+        for mut p in [fleet_rec, sim_rec].into_iter().flatten() {
             let _ = p.wait();
         }
     }
