@@ -43,14 +43,13 @@
 //! reopening them (each close leaves a TIME_WAIT port). Idle connections close after
 //! [`POOL_IDLE_TIMEOUT`].
 //!
-//! A larger cap was tried and is not kept. With 65,536 a wave of 10,000 answered polls no
-//! longer failed connects with EMFILE at once, and `make bench` handled more messages a
-//! second at 5,000 and 10,000 accounts; but a watch of the open files during a later run
-//! found the fleet at its 20,000 limit for over two minutes after the wave, with the
-//! simulator holding only 10,000: the connections that lost hyper's connect-or-wait race were
-//! all kept, and while the fleet sits at the limit every new connection (a send, a login, the
-//! admin API) fails. With 256 the extra connections close as they come back
-//! (docs/PERFORMANCE.md, "Connections kept after a burst").
+//! A cap of 65,536 was tried: a wave of 10,000 answered polls no longer failed connects with
+//! EMFILE at once, and `make bench` handled more messages a second at 5,000 and 10,000
+//! accounts. It was taken back when a watch of the open files found the fleet at its 20,000
+//! limit for minutes after such a wave, with the simulator holding only about 10,000; the
+//! same watch then found the same with this cap of 256, so that is a leak of its own, not the
+//! cap's (docs/PERFORMANCE.md, "Connections kept after a burst"). The larger cap can come
+//! back once the leak is found.
 //!
 //! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
 //! runtime; with a pool per account, each account had its own timer waking every 90 s.
