@@ -653,6 +653,27 @@ async fn throughput(
     })
 }
 
+/// `perf record` of process `pid` at `hz` samples a second with DWARF call graphs, into
+/// `out`, for `secs` seconds (the returned child ends then).
+fn perf_record(pid: u32, hz: u32, out: &Path, secs: u32) -> std::io::Result<std::process::Child> {
+    Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            &hz.to_string(),
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+        ])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(out)
+        .args(["--", "sleep", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 /// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent,
 /// polls that failed in transport: a run that stalls on reconnects shows there);
 /// `None` when three scrapes failed (a busy fleet of 10,000 accounts may take seconds).
@@ -775,15 +796,7 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         let dir = PathBuf::from(dir);
         let _ = std::fs::create_dir_all(&dir);
         let rec = |name: &str, secs: u32| {
-            Command::new("perf")
-                .args(["record", "-F", "199", "--call-graph", "dwarf,16384", "-p"])
-                .arg(pid.to_string())
-                .arg("-o")
-                .arg(dir.join(format!("{name}-{n}.data")))
-                .args(["--", "sleep", &secs.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
+            perf_record(pid, 199, &dir.join(format!("{name}-{n}.data")), secs)
         };
         if let Ok(mut p) = rec("idle", 20) {
             let _ = p.wait();
@@ -887,19 +900,9 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     if let Ok(pdir) = std::env::var("QQFLEET_BENCH_PERF") {
         // The message path under the throughput load, outside the measured run: the fleet,
         // and the simulator serving it (`sim-messages-N.data`), which must not be the limit.
-        let record = |pid: u32, name: String| {
-            Command::new("perf")
-                .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
-                .arg(pid.to_string())
-                .arg("-o")
-                .arg(PathBuf::from(&pdir).join(name))
-                .args(["--", "sleep", "8"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-        };
-        let fleet_rec = record(fleet2.0.id(), format!("messages-{n}.data"));
-        let sim_rec = record(sim_pid, format!("sim-messages-{n}.data"));
+        let out = |name: String| PathBuf::from(&pdir).join(name);
+        let fleet_rec = perf_record(fleet2.0.id(), 499, &out(format!("messages-{n}.data")), 8);
+        let sim_rec = perf_record(sim_pid, 499, &out(format!("sim-messages-{n}.data")), 8);
         if fleet_rec.is_ok() || sim_rec.is_ok() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let _ = throughput(&base, n, &mut tail, &dir.path().join("data/handled"), total).await;

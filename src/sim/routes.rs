@@ -2,6 +2,7 @@
 //! its name (`/d1.web2.qq.com/channel/poll2`). Protocol requests go through one dispatcher
 //! that counts them, applies queued faults and records per-account retcodes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -186,23 +187,20 @@ fn record(sim: &Sim, endpoint: &str, o: &Outcome) {
     };
     let mut w = sim.world();
     if let Some(a) = w.accounts.get_mut(&qq) {
-        // Looked up by `&str` first: the name is allocated once per account and endpoint,
-        // not on every request.
-        match a.calls.get_mut(endpoint) {
-            Some(n) => *n += 1,
-            None => {
-                a.calls.insert(endpoint.to_string(), 1);
-            }
-        }
+        *counter(&mut a.calls, endpoint) += 1;
         if let Some(code) = o.retcode {
-            if !a.retcodes.contains_key(endpoint) {
-                a.retcodes.insert(endpoint.to_string(), Default::default());
-            }
-            if let Some(by_code) = a.retcodes.get_mut(endpoint) {
-                *by_code.entry(code.to_string()).or_default() += 1;
-            }
+            *counter(counter(&mut a.retcodes, endpoint), &code.to_string()) += 1;
         }
     }
+}
+
+/// The value under `key`, inserted as the default when missing. Looked up by `&str` first, so
+/// the name is allocated once per account and key, not on every request.
+fn counter<'m, V: Default>(m: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !m.contains_key(key) {
+        m.insert(key.to_string(), V::default());
+    }
+    m.get_mut(key).expect("inserted above")
 }
 
 /// Every protocol request: `/<host>/<path>`.
