@@ -11,6 +11,9 @@ pub const PER_ACCOUNT: u64 = 1;
 /// Descriptors the process needs besides the accounts: the store, the admin API and its
 /// clients, logs, the runtime, sends and contacts refreshes in flight.
 pub const RESERVE: u64 = 256;
+/// Log files the `log` handlers of the whole process keep open at once (the least recently
+/// written is closed first): one file per account would double what the fleet needs.
+pub const LOG_FILES: u64 = 256;
 
 /// The soft and hard `RLIMIT_NOFILE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +56,7 @@ pub fn raise() -> std::io::Result<(NoFile, NoFile)> {
 
 /// Descriptors a fleet of `accounts` needs with `max_logins` logins in progress.
 pub fn needed(accounts: u64, max_logins: u64) -> u64 {
-    accounts * PER_ACCOUNT + max_logins.min(accounts) + RESERVE
+    accounts * PER_ACCOUNT + max_logins.min(accounts) + RESERVE + LOG_FILES
 }
 
 /// Why a fleet does not fit, in words for the operator; `None` when it fits.

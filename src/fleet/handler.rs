@@ -275,10 +275,18 @@ impl Handler for Echo {
 /// message is marked handled, so a killed process never loses a line it acknowledged; and a
 /// process killed after the write but before the mark replays the message at its restart,
 /// which finds its line among the file's last ones and does not write it again.
+///
+/// The file is not held open by the handler: every account of a fleet may log, and one open
+/// file per account would double the fleet's descriptors (at 10,000 accounts, 10,000 log
+/// files beside 10,000 parked polls reached the 20,000 limit and failed poll connects with
+/// EMFILE). The open files are shared in [`OpenLogs`], at most
+/// [`LOG_FILES`](crate::fdlimit::LOG_FILES) for the whole process.
 pub struct Log {
     path: PathBuf,
-    file: Option<std::fs::File>,
-    /// Keys of the lines at the end of the file when it was opened (see above).
+    /// Whether the end of the file was read for [`Log::tail_keys`] (once per handler: that
+    /// is, once per start of the account).
+    tail_read: bool,
+    /// Keys of the lines at the end of the file when the handler first wrote (see above).
     tail_keys: std::collections::HashSet<crate::store::DedupKey>,
 }
 
@@ -290,7 +298,7 @@ impl Log {
     pub fn new(path: PathBuf) -> Log {
         Log {
             path,
-            file: None,
+            tail_read: false,
             tail_keys: Default::default(),
         }
     }
@@ -317,17 +325,9 @@ impl Log {
 
 impl Handler for Log {
     fn handle(&mut self, msg: &Incoming) -> Result<Vec<Reply>, String> {
-        if self.file.is_none() {
+        if !self.tail_read {
             self.read_tail_keys();
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| format!("{}: {e}", self.path.display()))?;
-            self.file = Some(f);
+            self.tail_read = true;
         }
         if self.tail_keys.remove(&msg.dedup_key()) {
             tracing::info!(path = %self.path.display(), msg_id = msg.msg_id,
@@ -336,12 +336,96 @@ impl Handler for Log {
         }
         let mut line = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        let f = self.file.as_mut().expect("opened above");
-        f.write_all(&line).map_err(|e| {
-            self.file = None;
+        let f = OpenLogs::get(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        // O_APPEND: one write(2) of the whole line lands at the end, whoever else appends.
+        (&*f).write_all(&line).map_err(|e| {
+            OpenLogs::forget(&self.path);
             format!("{}: {e}", self.path.display())
         })?;
         Ok(vec![])
+    }
+}
+
+/// The log files open in this process, shared by every [`Log`] handler: at most
+/// [`LOG_FILES`](crate::fdlimit::LOG_FILES), the least recently written closed first. A fleet
+/// of fewer logging accounts keeps all of them open; a larger one reopens a file when its
+/// account logs again after others (an open and a close, a few microseconds, against a
+/// descriptor per account for good).
+pub struct OpenLogs {
+    files: std::collections::HashMap<PathBuf, (std::sync::Arc<std::fs::File>, u64)>,
+    tick: u64,
+}
+
+impl OpenLogs {
+    fn lock() -> std::sync::MutexGuard<'static, OpenLogs> {
+        static OPEN: std::sync::OnceLock<std::sync::Mutex<OpenLogs>> = std::sync::OnceLock::new();
+        OPEN.get_or_init(|| {
+            std::sync::Mutex::new(OpenLogs {
+                files: Default::default(),
+                tick: 0,
+            })
+        })
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open file of `path`, opened (append, created with its folder) if it is not.
+    fn get(path: &std::path::Path) -> std::io::Result<std::sync::Arc<std::fs::File>> {
+        {
+            let mut open = Self::lock();
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some((f, used)) = open.files.get_mut(path) {
+                *used = tick;
+                return Ok(f.clone());
+            }
+        }
+        // Opened outside the lock: the other Arbiters' writes do not wait for this one.
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = std::sync::Arc::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+        let (f, closed) = {
+            let mut open = Self::lock();
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some((theirs, used)) = open.files.get_mut(path) {
+                // opened by another thread meanwhile: theirs is kept, ours closed
+                *used = tick;
+                (theirs.clone(), Some(f))
+            } else {
+                let mut closed = None;
+                if open.files.len() >= crate::fdlimit::LOG_FILES as usize {
+                    let oldest = open
+                        .files
+                        .iter()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(p, _)| p.clone());
+                    closed = oldest.and_then(|p| open.files.remove(&p)).map(|(f, _)| f);
+                }
+                open.files.insert(path.to_owned(), (f.clone(), tick));
+                (f, closed)
+            }
+        };
+        // closed after the lock is released (if no write holds it still)
+        drop(closed);
+        Ok(f)
+    }
+
+    /// Closes `path` (after a failed write: the next one opens it again).
+    fn forget(path: &std::path::Path) {
+        let gone = Self::lock().files.remove(path);
+        drop(gone);
+    }
+
+    /// How many log files are open (for tests and diagnostics).
+    pub fn count() -> usize {
+        Self::lock().files.len()
     }
 }
 
@@ -444,5 +528,43 @@ mod tests {
             .map(|x| serde_json::from_str::<Incoming>(x).unwrap().msg_id)
             .collect();
         assert_eq!(ids, [1, 2, 3]);
+    }
+
+    /// More logging accounts than the process keeps log files open: every line is written,
+    /// to its own file, and no more than `LOG_FILES` stay open.
+    #[test]
+    fn more_logs_than_open_files_lose_nothing() {
+        let cap = crate::fdlimit::LOG_FILES as usize;
+        let dir = tempfile::tempdir().unwrap();
+        let m = |msg_id| Incoming {
+            kind: Kind::Buddy,
+            poll_type: "message".into(),
+            source: 5,
+            sender: 5,
+            msg_id,
+            time: 0,
+            text: format!("m{msg_id}"),
+            self_echo: false,
+        };
+        let n = cap + 50;
+        let mut logs: Vec<Log> = (0..n)
+            .map(|i| Log::new(dir.path().join(format!("acc{i}.jsonl"))))
+            .collect();
+        // Round robin, as a fleet-wide burst arrives: each file is closed and opened again.
+        for round in 0..3 {
+            for (i, l) in logs.iter_mut().enumerate() {
+                l.handle(&m((i * 10 + round) as u64)).unwrap();
+            }
+            assert!(OpenLogs::count() <= cap, "{} open", OpenLogs::count());
+        }
+        for i in 0..n {
+            let text = std::fs::read_to_string(dir.path().join(format!("acc{i}.jsonl"))).unwrap();
+            let ids: Vec<u64> = text
+                .lines()
+                .map(|x| serde_json::from_str::<Incoming>(x).unwrap().msg_id)
+                .collect();
+            let want: Vec<u64> = (0..3).map(|r| (i * 10 + r) as u64).collect();
+            assert_eq!(ids, want, "acc{i}");
+        }
     }
 }
