@@ -36,20 +36,21 @@
 //! Bursts are what idle connections come from: when many requests start together (a fleet
 //! resuming, logins, a storm of answers), every request that finds no idle connection opens
 //! one, and hyper pools the extra ones that lost the race. Per runtime and host at most
-//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves at most that many file descriptors
-//! beyond the connections in use (with N accounts the fleet needs about N + that, where a
-//! pool per account kept up to 2 N); the rest close as they come back. It is large enough
-//! that a storm of answered polls mostly finds its connections again instead of closing and
-//! reopening them (each close leaves a TIME_WAIT port). Idle connections close after
-//! [`POOL_IDLE_TIMEOUT`].
+//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves descriptors beyond the connections in
+//! use only up to what the burst itself opened; they close after [`POOL_IDLE_TIMEOUT`].
 //!
-//! A cap of 65,536 was tried: a wave of 10,000 answered polls no longer failed connects with
-//! EMFILE at once, and `make bench` handled more messages a second at 5,000 and 10,000
-//! accounts. It was taken back when a watch of the open files found the fleet at its 20,000
-//! limit for minutes after such a wave, with the simulator holding only about 10,000; the
-//! same watch then found the same with this cap of 256, so that is a leak of its own, not the
-//! cap's (docs/PERFORMANCE.md, "Connections kept after a burst"). The larger cap can come
-//! back once the leak is found.
+//! The cap is high on purpose. With a cap of 256, a wave of 10,000 answered polls closed all
+//! but 512 of the connections coming back, and every re-poll opened a new one (a connect and
+//! an accept, and a TIME_WAIT port each). With 65,536 the waves find their connections again:
+//! the quick `make bench` at 10,000 accounts handled 4,069 and 3,960 messages a second,
+//! against 2,781 and 2,527 with 256 (same hour, same machine), and no poll failed to connect.
+//! The cost, sampled every 2 s through that run: at most 12,333 connections for 10,000
+//! accounts (1.23 per account), back to 10,000 within 20 s; [`crate::fdlimit::needed`]
+//! counts a quarter more per account for it.
+//!
+//! (An earlier round blamed this cap for a fleet stuck at its 20,000 open-file limit after
+//! such a wave. The other 10,000 descriptors were the `log` handlers' files, one per account;
+//! they are now shared, at most 256 open.)
 //!
 //! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
 //! runtime; with a pool per account, each account had its own timer waking every 90 s.
@@ -68,7 +69,7 @@ use super::error::ProtocolError;
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Idle connections kept per host in one runtime's pool (see the module doc).
-pub const POOL_IDLE_PER_HOST: usize = 256;
+pub const POOL_IDLE_PER_HOST: usize = 65_536;
 
 /// A runtime (None: called outside of one) and a connect timeout.
 type Key = (Option<tokio::runtime::Id>, Duration);
