@@ -14,8 +14,8 @@ pub const ACCOUNTS_PER_BURST_FD: u64 = 4;
 /// Descriptors the process needs besides the accounts: the store, the admin API and its
 /// clients, logs, the runtime, sends and contacts refreshes in flight.
 pub const RESERVE: u64 = 256;
-/// Log files the `log` handlers of the whole process keep open at once (the least recently
-/// written is closed first): one file per account would double what the fleet needs.
+/// Log files the `log` handlers of the whole process keep open at once (the first opened
+/// is closed first): one file per account would double what the fleet needs.
 pub const LOG_FILES: u64 = 256;
 
 /// The soft and hard `RLIMIT_NOFILE`.

@@ -777,6 +777,8 @@ struct Canned {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// A `Set-Cookie` header of the answer, if any.
+    set_cookie: Option<&'static str>,
 }
 
 type CannedQueue = Arc<Mutex<Vec<Canned>>>;
@@ -850,11 +852,13 @@ async fn proxy(target: String, hop_cookie: bool) -> (String, Arc<Mutex<Vec<Seen>
                     .map(|i| q.remove(i))
             };
             if let Some(c) = can {
-                return Response::builder()
+                let mut out = Response::builder()
                     .status(c.status)
-                    .header("content-type", c.content_type)
-                    .body(Body::from(c.body))
-                    .unwrap();
+                    .header("content-type", c.content_type);
+                if let Some(sc) = c.set_cookie {
+                    out = out.header("set-cookie", sc);
+                }
+                return out.body(Body::from(c.body)).unwrap();
             }
             let url = format!(
                 "{target}{}",
@@ -1123,6 +1127,62 @@ async fn accounts_share_connections_but_never_cookies() {
     );
 }
 
+/// The `Cookie` header of a request is what the jar gives at that moment, though the client
+/// reuses the header it built while the jar is unchanged: a cookie set by a poll answer goes
+/// on the next poll, and a cookie that has expired is left off the poll after it.
+#[tokio::test]
+async fn each_poll_carries_the_jars_cookies_of_that_moment() {
+    let sim = Sim::quiet().await;
+    sim.post("/sim/accounts", json!({"qq": QQ})).await;
+    let (proxy, seen, canned) = mangling_proxy(sim.base.clone()).await;
+    let c = client_at(&proxy, None);
+    login_with(&sim, &c, QQ, Some(QQ)).await.unwrap();
+    let idle = |set_cookie| Canned {
+        suffix: "poll2",
+        status: 200,
+        content_type: "application/json",
+        body: b"{\"retcode\":0}".to_vec(),
+        set_cookie,
+    };
+    let polls = |seen: &Arc<Mutex<Vec<Seen>>>| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path.ends_with("/poll2"))
+            .map(|s| s.header("cookie").unwrap_or("").to_string())
+            .collect()
+    };
+    canned.lock().unwrap().extend([
+        idle(None),
+        idle(Some("fresh=1; Path=/; Max-Age=2")),
+        idle(None),
+        idle(None),
+    ]);
+    for _ in 0..3 {
+        assert_eq!(c.poll().await.unwrap(), PollResult::Idle);
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(c.poll().await.unwrap(), PollResult::Idle);
+    let cookies = polls(&seen);
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    let has_fresh = |h: &str| h.split("; ").any(|kv| kv == "fresh=1");
+    // Failures name the cookies, never their values (session secrets).
+    let names = |h: &str| -> Vec<String> {
+        h.split("; ")
+            .map(|kv| kv.split('=').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(cookies[0].contains("ptwebqq="), "{:?}", names(&cookies[0]));
+    assert!(!has_fresh(&cookies[0]) && !has_fresh(&cookies[1]));
+    assert!(
+        has_fresh(&cookies[2]),
+        "set by the poll before: {:?}",
+        names(&cookies[2])
+    );
+    assert!(!has_fresh(&cookies[3]), "expired: {:?}", names(&cookies[3]));
+    assert!(cookies[0] == cookies[1], "the jar did not change");
+}
+
 #[tokio::test]
 async fn broken_answers_are_typed_errors_with_the_endpoint() {
     let sim = Sim::quiet().await;
@@ -1157,6 +1217,7 @@ async fn broken_answers_are_typed_errors_with_the_endpoint() {
                 status,
                 content_type: ct,
                 body: body.to_vec(),
+                set_cookie: None,
             });
             let err = if ep == Endpoint::Poll2 {
                 match c.poll().await {

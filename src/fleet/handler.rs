@@ -347,13 +347,17 @@ impl Handler for Log {
 }
 
 /// The log files open in this process, shared by every [`Log`] handler: at most
-/// [`LOG_FILES`](crate::fdlimit::LOG_FILES), the least recently written closed first. A fleet
+/// [`LOG_FILES`](crate::fdlimit::LOG_FILES), the first opened closed first. A fleet
 /// of fewer logging accounts keeps all of them open; a larger one reopens a file when its
 /// account logs again after others (an open and a close, a few microseconds, against a
 /// descriptor per account for good).
 pub struct OpenLogs {
-    files: std::collections::HashMap<PathBuf, (std::sync::Arc<std::fs::File>, u64)>,
-    tick: u64,
+    files: std::collections::HashMap<PathBuf, std::sync::Arc<std::fs::File>>,
+    /// The open paths, oldest opened first: the next to close. First in, first out rather
+    /// than least recently used: when more accounts log than files stay open they take
+    /// turns, and every order misses alike; FIFO costs no bookkeeping per write. (A path
+    /// closed after a failed write leaves the list too.)
+    order: std::collections::VecDeque<PathBuf>,
 }
 
 impl OpenLogs {
@@ -362,7 +366,7 @@ impl OpenLogs {
         OPEN.get_or_init(|| {
             std::sync::Mutex::new(OpenLogs {
                 files: Default::default(),
-                tick: 0,
+                order: Default::default(),
             })
         })
         .lock()
@@ -371,44 +375,42 @@ impl OpenLogs {
 
     /// The open file of `path`, opened (append, created with its folder) if it is not.
     fn get(path: &std::path::Path) -> std::io::Result<std::sync::Arc<std::fs::File>> {
-        {
-            let mut open = Self::lock();
-            open.tick += 1;
-            let tick = open.tick;
-            if let Some((f, used)) = open.files.get_mut(path) {
-                *used = tick;
-                return Ok(f.clone());
-            }
+        if let Some(f) = Self::lock().files.get(path) {
+            return Ok(f.clone());
         }
         // Opened outside the lock: the other Arbiters' writes do not wait for this one.
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let f = std::sync::Arc::new(
+        let open = || {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(path)?,
-        );
+                .open(path)
+        };
+        let f = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // The folder is missing (first write of a fresh data directory).
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open()
+            }
+            other => other,
+        };
+        let f = std::sync::Arc::new(f?);
         let (f, closed) = {
             let mut open = Self::lock();
-            open.tick += 1;
-            let tick = open.tick;
-            if let Some((theirs, used)) = open.files.get_mut(path) {
+            if let Some(theirs) = open.files.get(path) {
                 // opened by another thread meanwhile: theirs is kept, ours closed
-                *used = tick;
-                (theirs.clone(), Some(f))
+                (theirs.clone(), vec![f])
             } else {
-                let mut closed = None;
-                if open.files.len() >= crate::fdlimit::LOG_FILES as usize {
-                    let oldest = open
-                        .files
-                        .iter()
-                        .min_by_key(|(_, (_, used))| *used)
-                        .map(|(p, _)| p.clone());
-                    closed = oldest.and_then(|p| open.files.remove(&p)).map(|(f, _)| f);
+                let mut closed = Vec::new();
+                while open.files.len() >= crate::fdlimit::LOG_FILES as usize {
+                    let Some(oldest) = open.order.pop_front() else {
+                        break;
+                    };
+                    closed.extend(open.files.remove(&oldest));
                 }
-                open.files.insert(path.to_owned(), (f.clone(), tick));
+                open.files.insert(path.to_owned(), f.clone());
+                open.order.push_back(path.to_owned());
                 (f, closed)
             }
         };
@@ -419,7 +421,11 @@ impl OpenLogs {
 
     /// Closes `path` (after a failed write: the next one opens it again).
     fn forget(path: &std::path::Path) {
-        let gone = Self::lock().files.remove(path);
+        let gone = {
+            let mut open = Self::lock();
+            open.order.retain(|p| p != path);
+            open.files.remove(path)
+        };
         drop(gone);
     }
 

@@ -527,6 +527,7 @@ impl Client {
             }
         }
         *self.jar() = CookieStore::default();
+        self.jar_changed();
         let mut st = self.state();
         st.ptwebqq.clear();
         st.psessionid.clear();
