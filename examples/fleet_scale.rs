@@ -514,6 +514,9 @@ async fn throughput(
     let t0 = unix_now();
     let mut accepted = 0usize;
     let mut batch_ok = true;
+    // When each batch was answered (s after the first inject): a lull in the handled
+    // messages while batches go in points at the injection, not the fleet.
+    let mut batch_done: Vec<f64> = Vec::new();
     for chunk in bodies.chunks(2_000) {
         // A transport error (a kept-alive connection the simulator had just closed) is tried
         // again; only a simulator without the batch endpoint (404) gets single requests, which
@@ -533,6 +536,7 @@ async fn throughput(
                         .as_array()
                         .map(|a| a.iter().filter(|e| e["msg_id"].is_u64()).count())
                         .unwrap_or(0);
+                    batch_done.push(((unix_now() - t0) * 1000.0).round() / 1000.0);
                     done = true;
                 }
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => batch_ok = false,
@@ -627,6 +631,7 @@ async fn throughput(
         buckets[(t.max(0.0) * 4.0) as usize] += 1;
     }
     println!("  handled per 0.25 s: {buckets:?}");
+    println!("  batches of 2,000 queued by (s): {batch_done:?}");
     // Why polls were retried during the run (each "poll failed, retrying" line's error).
     let mut errors: Vec<(usize, String)> = std::mem::take(&mut tail.poll_errors)
         .into_iter()
