@@ -356,7 +356,7 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.as_ref() {
-            if c.gen == gen && c.url == key && c.until.is_none_or(|t| now < t) {
+            if c.gen == gen && c.url == key && c.until.map_or(true, |t| now < t) {
                 return c.value.clone();
             }
         }
