@@ -158,12 +158,16 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     let accounts = ids.len() as u64;
     match crate::fdlimit::raise() {
         Ok((before, after)) => {
+            let log_files =
+                crate::fdlimit::log_files_for(accounts, u64::from(args.max_logins), after);
+            crate::fdlimit::set_log_files(log_files);
             tracing::info!(
                 soft_before = before.soft,
                 soft = after.soft,
                 hard = after.hard,
                 accounts,
                 needed = crate::fdlimit::needed(accounts, u64::from(args.max_logins)),
+                log_files,
                 "open-file limit"
             );
             if let Some(why) = crate::fdlimit::misfit(accounts, u64::from(args.max_logins), after) {

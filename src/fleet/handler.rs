@@ -280,7 +280,7 @@ impl Handler for Echo {
 /// file per account would double the fleet's descriptors (at 10,000 accounts, 10,000 log
 /// files beside 10,000 parked polls reached the 20,000 limit and failed poll connects with
 /// EMFILE). The open files are shared in [`OpenLogs`], at most
-/// [`LOG_FILES`](crate::fdlimit::LOG_FILES) for the whole process.
+/// [`log_files`](crate::fdlimit::log_files) for the whole process.
 pub struct Log {
     path: PathBuf,
     /// Whether the end of the file was read for [`Log::tail_keys`] (once per handler: that
@@ -347,7 +347,8 @@ impl Handler for Log {
 }
 
 /// The log files open in this process, shared by every [`Log`] handler: at most
-/// [`LOG_FILES`](crate::fdlimit::LOG_FILES), the first opened closed first. A fleet
+/// [`log_files`](crate::fdlimit::log_files) (256, or half of the room the open-file limit
+/// leaves), the first opened closed first. A fleet
 /// of fewer logging accounts keeps all of them open; a larger one reopens a file when its
 /// account logs again after others (an open and a close, a few microseconds, against a
 /// descriptor per account for good).
@@ -403,7 +404,7 @@ impl OpenLogs {
                 (theirs.clone(), vec![f])
             } else {
                 let mut closed = Vec::new();
-                while open.files.len() >= crate::fdlimit::LOG_FILES as usize {
+                while open.files.len() >= crate::fdlimit::log_files() as usize {
                     let Some(oldest) = open.order.pop_front() else {
                         break;
                     };
@@ -537,10 +538,10 @@ mod tests {
     }
 
     /// More logging accounts than the process keeps log files open: every line is written,
-    /// to its own file, and no more than `LOG_FILES` stay open.
+    /// to its own file, and no more than `log_files()` stay open.
     #[test]
     fn more_logs_than_open_files_lose_nothing() {
-        let cap = crate::fdlimit::LOG_FILES as usize;
+        let cap = crate::fdlimit::log_files() as usize;
         let dir = tempfile::tempdir().unwrap();
         let m = |msg_id| Incoming {
             kind: Kind::Buddy,
