@@ -16,25 +16,25 @@ impl Drop for Kill {
     }
 }
 
-/// Resident memory of a process, KiB.
-pub fn rss_kib(pid: u32) -> u64 {
+/// A KiB field of /proc/PID/status (`VmRSS:`, `RssAnon:`), 0 if unreadable.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
 /// Anonymous resident memory of a process (heap, stacks; not the program's code and other
 /// file pages), KiB.
 pub fn rss_anon_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status_kib(pid, "RssAnon:")
 }
 
 /// utime + stime in clock ticks (100 a second: ticks/s = % of one core).

@@ -508,11 +508,9 @@ mod tests {
         assert_eq!(back, m);
     }
 
-    #[test]
-    fn a_message_replayed_after_a_crash_is_not_logged_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.jsonl");
-        let m = |msg_id| Incoming {
+    /// A friend message `m<msg_id>`.
+    fn buddy(msg_id: u64) -> Incoming {
+        Incoming {
             kind: Kind::Buddy,
             poll_type: "message".into(),
             source: 5,
@@ -521,14 +519,20 @@ mod tests {
             time: 0,
             text: format!("m{msg_id}"),
             self_echo: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_message_replayed_after_a_crash_is_not_logged_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
         let mut l = Log::new(p.clone());
-        l.handle(&m(1)).unwrap();
-        l.handle(&m(2)).unwrap();
+        l.handle(&buddy(1)).unwrap();
+        l.handle(&buddy(2)).unwrap();
         drop(l); // killed before message 2 was marked handled
         let mut l = Log::new(p.clone());
-        l.handle(&m(2)).unwrap(); // the replay
-        l.handle(&m(3)).unwrap();
+        l.handle(&buddy(2)).unwrap(); // the replay
+        l.handle(&buddy(3)).unwrap();
         let text = std::fs::read_to_string(p).unwrap();
         let ids: Vec<u64> = text
             .lines()
@@ -543,16 +547,6 @@ mod tests {
     fn more_logs_than_open_files_lose_nothing() {
         let cap = crate::fdlimit::log_files() as usize;
         let dir = tempfile::tempdir().unwrap();
-        let m = |msg_id| Incoming {
-            kind: Kind::Buddy,
-            poll_type: "message".into(),
-            source: 5,
-            sender: 5,
-            msg_id,
-            time: 0,
-            text: format!("m{msg_id}"),
-            self_echo: false,
-        };
         let n = cap + 50;
         let mut logs: Vec<Log> = (0..n)
             .map(|i| Log::new(dir.path().join(format!("acc{i}.jsonl"))))
@@ -560,7 +554,7 @@ mod tests {
         // Round robin, as a fleet-wide burst arrives: each file is closed and opened again.
         for round in 0..3 {
             for (i, l) in logs.iter_mut().enumerate() {
-                l.handle(&m((i * 10 + round) as u64)).unwrap();
+                l.handle(&buddy((i * 10 + round) as u64)).unwrap();
             }
             assert!(OpenLogs::count() <= cap, "{} open", OpenLogs::count());
         }
