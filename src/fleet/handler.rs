@@ -430,8 +430,9 @@ impl OpenLogs {
         drop(gone);
     }
 
-    /// How many log files are open (for tests and diagnostics).
-    pub fn count() -> usize {
+    /// How many log files are open.
+    #[cfg(test)]
+    fn count() -> usize {
         Self::lock().files.len()
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::contacts::{self, Contacts};
 use super::content::{encode_send, split_text};
+use super::cookie_cache::CookieCache;
 use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID};
 use super::error::ProtocolError;
 use super::events::{decode_event, num, PollEvent};
@@ -189,28 +190,13 @@ struct Inner {
     /// This account's cookies, and no one else's: the pooled HTTP client has no cookie store,
     /// [`Client::request`] reads and fills this jar on every request (see [`super::pool`]).
     jar: CookieStoreMutex,
-    /// Bumped by every change of the jar (see [`CookieHeader`]).
-    jar_gen: AtomicU64,
-    /// The `Cookie` header last built from the jar (see [`CookieHeader`]).
-    cookie_header: Mutex<Option<CookieHeader>>,
+    /// The jar's `Cookie` header, reused while the jar is unchanged.
+    cookie_header: CookieCache,
     opts: ClientOptions,
     state: Mutex<State>,
     msg_id: AtomicU64,
     /// When the "page" was loaded: `action=0-0-<ms since>` of ptqrlogin (§3.4).
     page_loaded: Instant,
-}
-
-/// The `Cookie` header last built from the jar, for one URL (scheme, host, port and path:
-/// all that cookie matching looks at). Building it matches every cookie of the jar against the
-/// URL (domain, path, expiry), which was 5 % of the fleet's CPU at 10,000 accounts under load;
-/// a long poll asks for the same URL again and again, and its answers seldom set a cookie.
-/// Reused while the jar is the same ([`Inner::jar_gen`]) and until the first cookie of the
-/// jar expires, so it is always the header the jar would give.
-struct CookieHeader {
-    gen: u64,
-    url: String,
-    until: Option<SystemTime>,
-    value: Option<reqwest::header::HeaderValue>,
 }
 
 /// One account's WebQQ client: one cookie jar and one session, over the shared connection
@@ -322,8 +308,7 @@ impl Client {
             inner: Arc::new(Inner {
                 endpoints,
                 jar,
-                jar_gen: AtomicU64::new(0),
-                cookie_header: Mutex::new(None),
+                cookie_header: CookieCache::default(),
                 opts,
                 state: Mutex::new(state),
                 msg_id: AtomicU64::new(msg_id),
@@ -342,41 +327,7 @@ impl Client {
 
     /// Called after every change of the jar: the cached `Cookie` header is stale.
     pub(super) fn jar_changed(&self) {
-        self.inner.jar_gen.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// This account's `Cookie` header for `url`, as the jar gives it (see [`CookieHeader`]).
-    fn cookie_header(&self, url: &url::Url) -> Option<reqwest::header::HeaderValue> {
-        let key = &url[..url::Position::AfterPath];
-        let gen = self.inner.jar_gen.load(Ordering::SeqCst);
-        let now = SystemTime::now();
-        let mut cache = self
-            .inner
-            .cookie_header
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.gen == gen && c.url == key && c.until.map_or(true, |t| now < t) {
-                return c.value.clone();
-            }
-        }
-        // `gen` was read before the jar: a change from here on leaves this entry stale.
-        let value = self.inner.jar.cookies(url);
-        let until = self
-            .jar()
-            .iter_unexpired()
-            .filter_map(|c| match c.expires {
-                cookie_store::CookieExpiration::AtUtc(t) => Some(SystemTime::from(t)),
-                cookie_store::CookieExpiration::SessionEnd => None,
-            })
-            .min();
-        *cache = Some(CookieHeader {
-            gen,
-            url: key.to_string(),
-            until,
-            value: value.clone(),
-        });
-        value
+        self.inner.cookie_header.changed();
     }
 
     /// The endpoint table in use.
@@ -487,7 +438,7 @@ impl Client {
         let http = pool::http(ep, self.inner.opts.connect_timeout)?;
         // The pool is shared by every account and has no cookie store: this account's
         // cookies for this URL go on the request here, and only here.
-        let cookies = self.cookie_header(&url);
+        let cookies = self.inner.cookie_header.header(&self.inner.jar, &url);
         let mut req = match ep.method() {
             Method::Get => http.get(url),
             Method::Post => http.post(url),

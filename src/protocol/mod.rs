@@ -10,12 +10,14 @@
 //! * [`ProtocolError`]: one error type carrying the endpoint.
 //!
 //! Module map: `endpoints` (hosts, paths, Referer/Origin), `ptlogin` (ptuiCB decoding),
-//! `client` (HTTP and state), `events` (§5.3 catalogue), `content` (§7 codec and splitter),
-//! `contacts` (§6 snapshot), `retcode` (policy table), `error`, `session`, `hash` (§4).
+//! `client` (HTTP and state), `cookie_cache` (the jar's `Cookie` header, reused), `events`
+//! (§5.3 catalogue), `content` (§7 codec and splitter), `contacts` (§6 snapshot), `retcode`
+//! (policy table), `error`, `session`, `hash` (§4).
 
 pub mod client;
 pub mod contacts;
 pub mod content;
+mod cookie_cache;
 pub mod endpoints;
 pub mod error;
 pub mod events;

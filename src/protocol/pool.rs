@@ -50,7 +50,7 @@
 //!
 //! (An earlier round blamed this cap for a fleet stuck at its 20,000 open-file limit after
 //! such a wave. The other 10,000 descriptors were the `log` handlers' files, one per account;
-//! they are now shared, at most 256 open.)
+//! they are now shared, and only as many stay open as the open-file limit leaves room for.)
 //!
 //! One pool per runtime also means one idle-connection reaper (hyper's interval task) per
 //! runtime; with a pool per account, each account had its own timer waking every 90 s.

@@ -274,8 +274,9 @@ pub struct Account {
     pub qq: u64,
     pub nick: String,
     /// Shared, not owned: every request that reads them under the world's lock (an inject, a
-    /// poll's online list, the info calls) takes a handle to them; a deep copy per request showed
-    /// in the simulator's profile at 10,000 accounts, under the lock. Regenerated contacts replace the whole.
+    /// poll's online list, the info calls) takes a handle to them; a deep copy per request
+    /// showed in the simulator's profile at 10,000 accounts, under the lock. Regenerated
+    /// contacts replace the whole.
     pub contacts: Arc<Contacts>,
     /// Full QR logins (a login2 on a fresh QR login).
     pub logins: u64,
