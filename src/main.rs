@@ -36,6 +36,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    qqfleet::heap::configure();
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.cmd {

@@ -1,34 +1,34 @@
-//! Gives freed heap memory back to the system, twice a minute.
+//! Gives freed heap memory back to the system, twice a minute, and reports the heap.
 //!
-//! glibc's malloc keeps the pages of freed memory for reuse. A fleet's work comes in bursts
-//! (thousands of logins at a start, relinks after an outage, a wave of messages), and what a
-//! burst freed then stays resident for good: measured with `make soak`, 1,000 accounts grew
-//! 38 MB in one step and never came down, and the pool branch found 37-52 MB freed but
-//! resident after a resume burst. `malloc_trim(0)` returns those pages (glibc ≥ 2.8 also
-//! releases free pages in the middle of the heap); it takes about a millisecond here.
+//! A fleet's work comes in bursts (thousands of logins at a start, relinks after an outage, a
+//! wave of messages), and what a burst freed can stay resident for good: measured with
+//! `make soak` under glibc's malloc, 1,000 accounts grew 38 MB in one step and never came
+//! down. mimalloc (the allocator, see [`crate::heap`]) returns free pages on its own after a
+//! short delay, but only from the threads that keep allocating; a thread gone quiet keeps
+//! its free pages. A forced collection every [`EVERY`] returns those too. The little memory
+//! that C code takes from glibc's malloc directly is trimmed as well.
 
 use std::time::Duration;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use crate::events::{emit, HeapTrimmed};
 
 /// How often the heap is trimmed.
 pub const EVERY: Duration = Duration::from_secs(30);
 
-/// Trims now, then reports the heap's live and free bytes ([`HeapTrimmed`]). A no-op where
-/// the allocator is not glibc's.
+/// Trims now, then reports the heap's live and kept-free bytes ([`HeapTrimmed`]).
 pub fn trim() {
+    crate::heap::collect();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim and mallinfo2 only walk the allocator's own arenas, under its locks.
-    let info = unsafe {
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks.
+    unsafe {
         libc::malloc_trim(0);
-        libc::mallinfo2()
-    };
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    }
+    let in_use_bytes = crate::heap::live_bytes();
     emit(HeapTrimmed {
-        // Small blocks in use plus the large ones glibc gave their own mappings.
-        in_use_bytes: (info.uordblks + info.hblkhd) as u64,
-        free_bytes: info.fordblks as u64,
+        in_use_bytes,
+        // What mimalloc holds from the system beyond the live objects: free room kept for
+        // reuse and its own metadata.
+        free_bytes: crate::heap::committed_bytes().saturating_sub(in_use_bytes),
     });
 }
 

@@ -135,13 +135,13 @@ impl Metrics {
         reg(Box::new(service_up.clone()));
         let heap_in_use = IntGauge::with_opts(opts(
             "qqfleet_heap_in_use_bytes",
-            "Bytes the allocator holds for live objects, read after each heap trim (every 30 s). Grows with a leak; RSS also grows with freed memory kept for reuse.",
+            "Bytes held by live objects (counted by the process, to within 32 KiB per thread), read after each heap trim (every 30 s). Grows with a leak; RSS also grows with freed memory kept for reuse.",
         ))
         .expect("valid metric");
         reg(Box::new(heap_in_use.clone()));
         let heap_free = IntGauge::with_opts(opts(
             "qqfleet_heap_free_bytes",
-            "Bytes the allocator keeps free for reuse after each heap trim (fragmentation: freed memory it could not give back).",
+            "Bytes the allocator has committed beyond the live objects after each heap trim: free room kept for reuse (fragmentation) and its own metadata.",
         ))
         .expect("valid metric");
         reg(Box::new(heap_free.clone()));
