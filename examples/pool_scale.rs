@@ -52,8 +52,9 @@ fn start_fleet(bin: &str, dir: &Path, accounts: &Path, data: &str, base: &str) -
     (Kill(child), api)
 }
 
-/// With `QQFLEET_POOL_TRIM=1`: the RSS after glibc's `malloc_trim(0)` (called through gdb),
-/// i.e. without the freed memory the allocator keeps from a burst.
+/// With `QQFLEET_POOL_TRIM=1`: the RSS after a forced collection of the allocator
+/// (mimalloc's `mi_collect(1)`, then glibc's `malloc_trim(0)` for what C code allocated,
+/// both called through gdb), i.e. without the freed memory the allocators keep from a burst.
 fn trim(pid: u32) -> Option<u64> {
     if std::env::var("QQFLEET_POOL_TRIM").as_deref() != Ok("1") {
         return None;
@@ -63,6 +64,8 @@ fn trim(pid: u32) -> Option<u64> {
             "-p",
             &pid.to_string(),
             "-batch",
+            "-ex",
+            "call (void) mi_collect(1)",
             "-ex",
             "call (int) malloc_trim(0)",
         ])
@@ -194,7 +197,7 @@ async fn main() {
         let (rss, open) = (rss_kib(pid), fds(pid));
         let trimmed = trim(pid);
         if let Some(t) = trimmed {
-            println!("  {bin} after malloc_trim: RSS {t} KiB");
+            println!("  {bin} after a forced collection: RSS {t} KiB");
         }
         sigterm(&f.0);
         wait_exit(&mut f.0, Duration::from_secs(60));
@@ -208,7 +211,7 @@ async fn main() {
             .zip(trimmed0)
             .map(|(t, t0)| t.saturating_sub(t0) as f64 / n as f64);
         println!(
-            "{bin}: online again in {t:?} s; RSS {rss} KiB (empty {rss0} KiB) = {per:.1} KiB per account (after malloc_trim: {trimmed_per:?}); open files {open} (empty {open0})"
+            "{bin}: online again in {t:?} s; RSS {rss} KiB (empty {rss0} KiB) = {per:.1} KiB per account (after a forced collection: {trimmed_per:?}); open files {open} (empty {open0})"
         );
         out.push(json!({
             "binary": bin, "accounts": n, "online_after_restart_s": t,
