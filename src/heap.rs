@@ -109,13 +109,16 @@ pub fn configure() {
     }
 }
 
-/// Bytes held by live objects (to within [`SLACK`] per thread).
+/// Bytes held by live objects (to within [`SLACK`] per thread): what was asked for, so a
+/// large zeroed buffer counts in full before its pages are touched, and this can exceed the
+/// resident memory (100 idle accounts: 37 MB live, 28 MB resident).
 pub fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed).max(0) as u64
 }
 
 /// Bytes the allocator has committed from the system: live objects, the free room it keeps
-/// for reuse, and its own metadata.
+/// for reuse, its own metadata, and (on Linux) arena memory committed ahead of use, which is
+/// not resident until touched.
 pub fn committed_bytes() -> u64 {
     let (mut elapsed, mut user, mut system) = (0, 0, 0);
     let (mut rss, mut peak_rss, mut commit, mut peak_commit, mut faults) = (0, 0, 0, 0, 0);

@@ -27,7 +27,8 @@ pub fn trim() {
     emit(HeapTrimmed {
         in_use_bytes,
         // What mimalloc holds from the system beyond the live objects: free room kept for
-        // reuse and its own metadata.
+        // reuse, its own metadata, and arena memory committed ahead of use (on Linux not
+        // resident until touched, so this is no RSS figure).
         free_bytes: crate::heap::committed_bytes().saturating_sub(in_use_bytes),
     });
 }

@@ -141,7 +141,7 @@ impl Metrics {
         reg(Box::new(heap_in_use.clone()));
         let heap_free = IntGauge::with_opts(opts(
             "qqfleet_heap_free_bytes",
-            "Bytes the allocator has committed beyond the live objects after each heap trim: free room kept for reuse (fragmentation) and its own metadata.",
+            "Bytes the allocator has committed beyond the live objects after each heap trim: free room kept for reuse, its metadata, and arena memory committed ahead of use (not resident until touched).",
         ))
         .expect("valid metric");
         reg(Box::new(heap_free.clone()));
