@@ -9,10 +9,8 @@
 //!
 //! [`GroupCommit::commit_async`] is the same for the actors: a waiter holds no thread (an
 //! account on an Arbiter thread that blocked in a flush held up every account of that
-//! thread, and at most one writer per thread could join a group), and a leader under load
-//! runs the flush on a blocking thread; under light load (one write per flush) it runs it on
-//! its own thread, which spares the message two thread wake-ups. Both forms share the same
-//! tickets and the same flushes.
+//! thread, and at most one writer per thread could join a group), and a leader runs the
+//! flush on a blocking thread. Both forms share the same tickets and the same flushes.
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -154,22 +152,16 @@ impl GroupCommit {
                 lead.end(r.is_ok(), t.elapsed());
                 r
             };
-            // Light load (the last flush covered one write, so no gather): here, on the
-            // caller's thread. A flush on a blocking thread costs two thread wake-ups on the
-            // message path (there and back), which on a busy two-core machine are the
-            // largest part of a message's latency after the disk; the thread is held for one
-            // flush (about 0.4 ms here), which under light load holds up nobody. Under load
-            // (a group of two or more), on the runtime's blocking threads (a paused test clock
-            // waits for them too), so that an Arbiter thread never waits for the disk while
-            // its other accounts have work. Without a runtime, here too.
+            // On the runtime's blocking threads (a paused test clock waits for them too);
+            // without a runtime, here.
             let r = match tokio::runtime::Handle::try_current() {
-                Ok(rt) if gather => match rt.spawn_blocking(run).await {
+                Ok(rt) => match rt.spawn_blocking(run).await {
                     Ok(r) => r,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     // Cancelled with its runtime before it ran: the Lead ended it; again.
                     Err(_) => continue,
                 },
-                _ => run(),
+                Err(_) => run(),
             };
             r?;
         }
@@ -282,47 +274,6 @@ mod tests {
             "{} flushes for {total} writes",
             gc.flushes()
         );
-    }
-
-    /// Under light load the leader flushes on its own thread (no wake-ups of another
-    /// thread on the message path); once a flush has covered a group, on a blocking thread,
-    /// so that the caller's thread never waits for the disk under load.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_lone_writer_flushes_on_its_own_thread_and_a_group_on_a_blocking_one() {
-        let gc = Arc::new(GroupCommit::default());
-        let ran_on = Arc::new(Mutex::new(Vec::new()));
-        let flush = {
-            let r = ran_on.clone();
-            move || {
-                r.lock().unwrap().push(std::thread::current().id());
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                Ok::<(), ()>(())
-            }
-        };
-        let me = std::thread::current().id();
-        gc.clone().commit_async(flush.clone()).await.unwrap();
-        assert_eq!(ran_on.lock().unwrap().as_slice(), &[me]);
-        // Three blocking writers at once: one leads, the other two share the next flush.
-        let hs: Vec<_> = (0..3)
-            .map(|k| {
-                let (gc, f) = (gc.clone(), flush.clone());
-                std::thread::spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_millis(10 * k));
-                    gc.commit(&f).unwrap()
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-        assert!(gc.state.lock().unwrap().last_group >= GATHER_FROM);
-        let before = ran_on.lock().unwrap().len();
-        gc.clone().commit_async(flush.clone()).await.unwrap();
-        let on = ran_on.lock().unwrap()[before];
-        assert_ne!(on, me, "a flush under load ran on the Arbiter's own thread");
-        // That flush covered one write: the next lone writer is back on its own thread.
-        gc.clone().commit_async(flush).await.unwrap();
-        assert_eq!(*ran_on.lock().unwrap().last().unwrap(), me);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
