@@ -705,27 +705,41 @@ fn perf_record(pid: u32, hz: u32, out: &Path, secs: u32) -> std::io::Result<std:
         .spawn()
 }
 
+/// The fleet's `/metrics` text; `None` if the scrape failed (30 s allowed: a busy fleet of
+/// 10,000 accounts may take seconds).
+async fn scrape(api: &str) -> Option<String> {
+    let r = http()
+        .get(format!("{api}/metrics"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+/// One sample of a `/metrics` text, by its whole name and labels.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    })
+}
+
 /// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent,
 /// polls that failed in transport: a run that stalls on reconnects shows there);
-/// `None` when three scrapes failed (a busy fleet of 10,000 accounts may take seconds).
+/// `None` when three scrapes failed.
 async fn flush_totals(api: &str) -> Option<(f64, f64, f64, f64)> {
     for _ in 0..3 {
-        let request = http()
-            .get(format!("{api}/metrics"))
-            .timeout(Duration::from_secs(30));
-        let text = match request.send().await {
-            Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
-            _ => continue,
+        let Some(text) = scrape(api).await else {
+            continue;
         };
-        let read = |name: &str| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-        };
+        let read = |name: &str| sample(&text, name);
         if let (Some(c), Some(w), Some(t)) = (
             read("qqfleet_store_flush_writes_count"),
             read("qqfleet_store_flush_writes_sum"),
@@ -741,29 +755,12 @@ async fn flush_totals(api: &str) -> Option<(f64, f64, f64, f64)> {
 /// The fleet's flush count and how many took at most 2 ms and at most 5 ms (the
 /// histogram's buckets), from `/metrics`; `None` if the scrape failed.
 async fn flush_tail(api: &str) -> Option<(f64, f64, f64)> {
-    let text = http()
-        .get(format!("{api}/metrics"))
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let read = |name: &str| {
-        text.lines().find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-    };
+    let text = scrape(api).await?;
     let b = "qqfleet_store_flush_duration_seconds_bucket";
     Some((
-        read("qqfleet_store_flush_duration_seconds_count")?,
-        read(&format!("{b}{{le=\"0.002\"}}"))?,
-        read(&format!("{b}{{le=\"0.005\"}}"))?,
+        sample(&text, "qqfleet_store_flush_duration_seconds_count")?,
+        sample(&text, &format!("{b}{{le=\"0.002\"}}"))?,
+        sample(&text, &format!("{b}{{le=\"0.005\"}}"))?,
     ))
 }
 
@@ -858,17 +855,9 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
     let scrape_ms = t.elapsed().as_secs_f64() * 1000.0;
     // The heap as the last trim saw it: what is live (allocated and not freed) against what
     // the allocator keeps beyond that; RSS beyond the live bytes is the allocator's.
-    let gauge = |name: &str| {
-        String::from_utf8_lossy(&body).lines().find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-    };
-    let heap_live = gauge("qqfleet_heap_in_use_bytes").map(|b| b / 1024.0);
-    let heap_free = gauge("qqfleet_heap_free_bytes").map(|b| b / 1024.0);
+    let text = String::from_utf8_lossy(&body);
+    let heap_live = sample(&text, "qqfleet_heap_in_use_bytes").map(|b| b / 1024.0);
+    let heap_free = sample(&text, "qqfleet_heap_free_bytes").map(|b| b / 1024.0);
     println!("  heap: {heap_live:?} KiB live, {heap_free:?} KiB kept free by the allocator");
     // Echo round trips: 100 messages a second in total, 10 s (at most one per account).
     let count = 1000.min(n.max(100));
