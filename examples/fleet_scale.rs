@@ -455,13 +455,15 @@ impl LogTail {
 /// Injects `count` buddy messages `lat K` at `rate` a second in total to accounts in a
 /// scattered order, and times each from just before its inject request to the fleet's
 /// "message received" log line (the handler's turn, after the durable record): the inject
-/// request's own trip is counted in. Returns the latencies in ms (sorted) and the lost count.
+/// request's own trip is counted in. Returns the latencies in ms (sorted) and the lost count;
+/// `show_slowest`: prints the ten slowest.
 async fn handler_latency(
     base: &str,
     n: usize,
     tail: &mut LogTail,
     rate: f64,
     count: usize,
+    show_slowest: bool,
 ) -> (Vec<f64>, usize) {
     let every = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
@@ -488,32 +490,28 @@ async fn handler_latency(
             sent.insert(format!("lat {k}"), at);
         }
     }
+    // (latency ms, text, inject time): each message taken out of `sent` when first seen.
     let mut got = Vec::new();
     let end = Instant::now() + Duration::from_secs(15);
-    let mut seen = std::collections::HashSet::new();
-    let mut slowest = Vec::new();
     while Instant::now() < end {
         for (text, at) in tail.received() {
-            if let Some(t0) = sent.get(&text) {
-                if seen.insert(text.clone()) {
-                    got.push((at - t0) * 1000.0);
-                    slowest.push(((at - t0) * 1000.0, text, *t0));
-                }
+            if let Some(t0) = sent.remove(&text) {
+                got.push(((at - t0) * 1000.0, text, t0));
             }
         }
-        if seen.len() == sent.len() {
+        if sent.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    got.sort_by(f64::total_cmp);
-    if std::env::var("QQFLEET_BENCH_KEEP").is_ok_and(|v| v == "1") {
+    got.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if show_slowest {
         // For a diagnosis: the slowest ten, with when they were injected (unix time).
-        slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (ms, text, t0) in slowest.iter().take(10) {
+        for (ms, text, t0) in got.iter().rev().take(10) {
             println!("    slow: {ms:.2} ms  {text}  injected at {t0:.6}");
         }
     }
+    let got: Vec<f64> = got.into_iter().map(|g| g.0).collect();
     let lost = count - got.len();
     (got, lost)
 }
@@ -731,55 +729,59 @@ fn sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// The fleet's flush totals from `/metrics`: (flushes, writes they covered, seconds spent,
-/// polls that failed in transport: a run that stalls on reconnects shows there);
-/// `None` when three scrapes failed.
-async fn flush_totals(api: &str) -> Option<(f64, f64, f64, f64)> {
+/// The store's flush histograms and the polls that failed in transport, as `/metrics`
+/// gave them at one instant; what happened during a run is the difference of two.
+struct Flushes {
+    count: f64,
+    /// Durable writes the flushes covered.
+    writes: f64,
+    seconds: f64,
+    /// Polls that failed in transport: a run that stalls on reconnects shows there.
+    poll_transport: f64,
+    /// Flushes that took at most 2 ms and at most 5 ms (the duration histogram's buckets).
+    within_2ms: Option<f64>,
+    within_5ms: Option<f64>,
+}
+
+/// [`Flushes`] from `/metrics`; `None` when three scrapes failed.
+async fn flushes(api: &str) -> Option<Flushes> {
     for _ in 0..3 {
         let Some(text) = scrape(api).await else {
             continue;
         };
         let read = |name: &str| sample(&text, name);
-        if let (Some(c), Some(w), Some(t)) = (
+        let b = "qqfleet_store_flush_duration_seconds_bucket";
+        if let (Some(count), Some(writes), Some(seconds)) = (
             read("qqfleet_store_flush_writes_count"),
             read("qqfleet_store_flush_writes_sum"),
             read("qqfleet_store_flush_duration_seconds_sum"),
         ) {
-            let failed = read("qqfleet_poll_duration_seconds_count{outcome=\"transport\"}");
-            return Some((c, w, t, failed.unwrap_or(0.0)));
+            return Some(Flushes {
+                count,
+                writes,
+                seconds,
+                poll_transport: read("qqfleet_poll_duration_seconds_count{outcome=\"transport\"}")
+                    .unwrap_or(0.0),
+                within_2ms: read(&format!("{b}{{le=\"0.002\"}}")),
+                within_5ms: read(&format!("{b}{{le=\"0.005\"}}")),
+            });
         }
     }
     None
 }
 
-/// The fleet's flush count and how many took at most 2 ms and at most 5 ms (the
-/// histogram's buckets), from `/metrics`; `None` if the scrape failed.
-async fn flush_tail(api: &str) -> Option<(f64, f64, f64)> {
-    let text = scrape(api).await?;
-    let b = "qqfleet_store_flush_duration_seconds_bucket";
-    Some((
-        sample(&text, "qqfleet_store_flush_duration_seconds_count")?,
-        sample(&text, &format!("{b}{{le=\"0.002\"}}"))?,
-        sample(&text, &format!("{b}{{le=\"0.005\"}}"))?,
-    ))
-}
-
-/// What the store's flushes did during a run (the difference of two [`flush_totals`]).
-fn flush_share(
-    tp: &mut Value,
-    prefix: &str,
-    before: Option<(f64, f64, f64, f64)>,
-    after: Option<(f64, f64, f64, f64)>,
-) {
+/// What the store's flushes did during a run (the difference of two [`flushes`]).
+fn flush_share(tp: &mut Value, prefix: &str, before: Option<Flushes>, after: Option<Flushes>) {
     let (Some(before), Some(after)) = (before, after) else {
         tp[format!("{prefix}flush")] = json!("not read (/metrics did not answer)");
         return;
     };
-    let flushes = after.0 - before.0;
-    let per = (after.1 - before.1) / flushes.max(1.0);
-    let ms = (after.2 - before.2) * 1000.0 / flushes.max(1.0);
+    let flushes = after.count - before.count;
+    let per = (after.writes - before.writes) / flushes.max(1.0);
+    let ms = (after.seconds - before.seconds) * 1000.0 / flushes.max(1.0);
     tp[format!("{prefix}flushes")] = json!(flushes);
-    tp[format!("{prefix}poll_transport_errors")] = json!(after.3 - before.3);
+    tp[format!("{prefix}poll_transport_errors")] =
+        json!(after.poll_transport - before.poll_transport);
     tp[format!("{prefix}flush")] = json!(format!("{flushes} / {per:.1} / {ms:.2}"));
 }
 
@@ -928,9 +930,9 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let flushes_before = flush_tail(&api2).await;
-    let (lat, lat_lost) = handler_latency(&base, n, &mut tail, 100.0, lat_count).await;
-    let flushes_after = flush_tail(&api2).await;
+    let flushes_before = flushes(&api2).await;
+    let (lat, lat_lost) = handler_latency(&base, n, &mut tail, 100.0, lat_count, kept).await;
+    let flushes_after = flushes(&api2).await;
     println!(
         "  inject → handler: p50 {:?} ms, p99 {:?} ms, p99.9 {:?} ms, max {:?} ms, {lat_lost} lost",
         percentile(&lat, 0.5),
@@ -939,13 +941,14 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         lat.last(),
     );
     // The disk's share: how many of the phase's flushes took over 2 and over 5 ms.
-    let lat_flushes = match (flushes_before, flushes_after) {
+    // (flushes, over 2 ms, over 5 ms) so far; None without the duration buckets.
+    let slow = |f: &Flushes| Some((f.count, f.count - f.within_2ms?, f.count - f.within_5ms?));
+    let lat_flushes = match (
+        flushes_before.as_ref().and_then(slow),
+        flushes_after.as_ref().and_then(slow),
+    ) {
         (Some(b), Some(a)) => {
-            let (all, over2, over5) = (
-                a.0 - b.0,
-                (a.0 - a.1) - (b.0 - b.1),
-                (a.0 - a.2) - (b.0 - b.2),
-            );
+            let (all, over2, over5) = (a.0 - b.0, a.1 - b.1, a.2 - b.2);
             println!("  flushes meanwhile: {all}, {over2} over 2 ms, {over5} over 5 ms");
             json!(format!("{all} / {over2} / {over5}"))
         }
@@ -967,11 +970,11 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         tp[format!("{prefix}sim_cpu_pct")] = json!(sim);
         tp[format!("{prefix}cpu")] = json!(format!("{fleet} / {sim}"));
     };
-    let flushed = flush_totals(&api2).await;
+    let flushed = flushes(&api2).await;
     let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
     let mut tp = throughput(&base, n, &mut tail, &handled, total).await;
     cpu_share(&mut tp, "throughput_", ticks, t);
-    flush_share(&mut tp, "throughput_", flushed, flush_totals(&api2).await);
+    flush_share(&mut tp, "throughput_", flushed, flushes(&api2).await);
     println!("  throughput: {tp}");
     // The same with the simulator answering up to `batch` queued events per poll, as the
     // real service did when events had queued up (docs/SIMULATOR.md, `poll_batch`).
@@ -986,11 +989,11 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         .await
         .is_ok_and(|r| r.status().is_success());
     if set {
-        let flushed = flush_totals(&api2).await;
+        let flushed = flushes(&api2).await;
         let (ticks, t) = ((cpu_ticks(fleet_pid), cpu_ticks(sim_pid)), Instant::now());
         let mut b = throughput(&base, n, &mut tail, &handled, total).await;
         cpu_share(&mut b, "throughput_", ticks, t);
-        flush_share(&mut b, "throughput_", flushed, flush_totals(&api2).await);
+        flush_share(&mut b, "throughput_", flushed, flushes(&api2).await);
         println!("  throughput, up to {batch} events per poll: {b}");
         for (k, v) in b.as_object().into_iter().flatten() {
             let k = k.replacen("throughput_", "batched_throughput_", 1);
