@@ -204,8 +204,9 @@ struct Inner {
 
 /// The parts of a poll2 request that do not change from one poll to the next: its URL and
 /// headers for good, its form body for as long as the channel's values do. A fleet under load
-/// polls once per message it receives, and building these anew was about 5 % of its CPU
-/// (the URL parsed, the `r` object written and url-encoded, the Referer formatted).
+/// polls once per message it receives; writing and url-encoding the `r` object alone was in
+/// 82 of 2,165 samples of its profile at 1,000 accounts (3.8 %), beside the URL parsed and
+/// the Referer and Origin formatted each time.
 struct PollParts {
     url: url::Url,
     referer: Option<HeaderValue>,
