@@ -301,12 +301,15 @@ impl SledStore {
     /// with the writers of other accounts asking at the same time (group commit).
     fn durable(&self) -> Result<(), StoreError> {
         let t = self.t()?;
-        self.group.commit(|| flushed(t.db.flush()).map(|_| ()))?;
+        self.group.commit(|| flush_sled(&t.db))?;
         Ok(())
     }
 }
 
-/// The result of a flush, after this thread's deferred frees are handed on.
+/// Flushes sled (every tree of its database: `tree` may be any of them, or the `Db`), then
+/// hands this thread's deferred frees on. Every flush of the process goes through here: the
+/// store's, and those of the layers above on their own trees (OneBot's queue and ids, the
+/// account transfer).
 ///
 /// sled frees what a write replaced (the old version of a node; the log buffer of a segment
 /// once it is full, a 512 KiB allocation) through crossbeam-epoch deferred functions. They
@@ -316,7 +319,8 @@ impl SledStore {
 /// full segments' buffers it no longer used (1.1 MB), and 40 flushed writes of 64 KiB left
 /// 3.6 MB behind (`tests/store_quiet_memory.rs`). Handing the bag on at each flush costs a
 /// few microseconds, against the flush's hundreds.
-fn flushed<T>(r: sled::Result<T>) -> sled::Result<T> {
+pub fn flush_sled(tree: &sled::Tree) -> sled::Result<()> {
+    let r = tree.flush().map(|_| ());
     crossbeam_epoch::pin().flush();
     r
 }
@@ -523,7 +527,7 @@ impl SledStore {
     fn probe(&self) -> Result<(), StoreError> {
         let t = self.t()?;
         t.meta.insert(b"probe", &now_secs().to_be_bytes())?;
-        flushed(t.db.flush())?;
+        flush_sled(&t.db)?;
         Ok(())
     }
 
@@ -543,7 +547,7 @@ impl SledStore {
         }
         let off = t.id_offset.load(std::sync::atomic::Ordering::SeqCst) + (max - next) + 1;
         t.meta.insert(ID_OFFSET_KEY, &off.to_be_bytes())?;
-        flushed(t.meta.flush())?;
+        flush_sled(&t.meta)?;
         t.id_offset.store(off, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -786,7 +790,7 @@ impl Store for SledStore {
         let group = self.group.clone();
         Box::pin(async move {
             group
-                .commit_async(move || flushed(t.db.flush()).map(|_| ()).map_err(StoreError::from))
+                .commit_async(move || flush_sled(&t.db).map_err(StoreError::from))
                 .await
         })
     }
@@ -920,7 +924,7 @@ impl Store for SledStore {
             .retain(|_, t| at_ms.saturating_sub(*t) < PACING_KEEP_MS);
         p.targets.insert(target.to_string(), at_ms);
         t.meta.insert(Self::pace_key(id), encode(&p))?;
-        flushed(t.meta.flush())?;
+        flush_sled(&t.meta)?;
         Ok(())
     }
 

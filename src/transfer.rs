@@ -437,7 +437,7 @@ impl crate::store::SledStore {
                 tree.remove(k)?;
             }
         }
-        db.flush()?;
+        crate::store::flush_sled(&db)?;
         Ok(dump.entries())
     }
 
@@ -478,7 +478,7 @@ impl crate::store::SledStore {
                     .map_err(StoreError::from)?;
             }
         }
-        db.flush().map_err(StoreError::from)?;
+        crate::store::flush_sled(&db).map_err(StoreError::from)?;
         self.raise_ids_above(max_seq)?;
         Ok(Imported::Written)
     }

@@ -4,7 +4,7 @@
 //! through deferred functions of the thread that replaced them, which wait until that thread
 //! has deferred 64 more things or hands its deferred frees on. An account writes now and
 //! then (a quiet fleet, or any fleet between its busy hours), so without the hand-off at each
-//! flush (`store.rs`, `flushed`) what its writes replaced stayed allocated for as long as the
+//! flush (`store.rs`, `flush_sled`) what its writes replaced stayed allocated for as long as the
 //! fleet stayed quiet.
 //!
 //! Its own test binary, so the process's heap count (`qqfleet::heap::live_bytes`, the figure

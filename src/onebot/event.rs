@@ -235,7 +235,7 @@ impl EventQueue {
             return Ok(false);
         }
         tree.insert(k, serde_json::to_vec(ev).expect("json serializes"))?;
-        tree.flush()?;
+        crate::store::flush_sled(&tree)?;
         if !exists {
             self.len.fetch_add(1, Ordering::Relaxed);
         }

@@ -96,7 +96,7 @@ impl Ids {
         batch.insert(fwd, &id.to_be_bytes());
         batch.insert(key(&self.account, b'i', &id.to_be_bytes()), name);
         tree.apply_batch(batch)?;
-        tree.flush()?;
+        crate::store::flush_sled(&tree)?;
         Ok(id)
     }
 
