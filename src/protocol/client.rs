@@ -208,9 +208,8 @@ struct Inner {
 /// 82 of 2,165 samples of its profile at 1,000 accounts (3.8 %), beside the URL parsed and
 /// the Referer and Origin formatted each time.
 struct PollParts {
-    url: url::Url,
-    referer: Option<HeaderValue>,
-    origin: Option<HeaderValue>,
+    /// The request without its form body.
+    request: Outgoing,
     /// The url-encoded form (`r=…`) and a hash of the channel values (ptwebqq, clientid,
     /// psessionid) it was written from: a new value (a relink, a 116) writes it anew.
     body: Mutex<Option<(u64, String)>>,
@@ -222,6 +221,7 @@ static POLL_BODY_HASH: std::sync::LazyLock<std::collections::hash_map::RandomSta
     std::sync::LazyLock::new(Default::default);
 
 /// A request ready to send: parsed URL, headers, url-encoded form body.
+#[derive(Clone)]
 struct Outgoing {
     url: url::Url,
     referer: Option<HeaderValue>,
@@ -474,36 +474,36 @@ impl Client {
         form_r: Option<String>,
         timeout: Duration,
     ) -> Result<Answer, ProtocolError> {
-        let mut url = url::Url::parse(url)
-            .map_err(|e| ProtocolError::undecodable(ep, format!("bad URL: {e}"), b""))?;
+        let mut out = self.outgoing(ep, url, form_r.as_deref().map(self::form_r))?;
         if !query.is_empty() {
-            let mut q = url.query_pairs_mut();
+            let mut q = out.url.query_pairs_mut();
             for (k, v) in query {
                 q.append_pair(k, v);
             }
         }
-        let (referer, origin) = self.page_headers(ep)?;
-        let out = Outgoing {
-            url,
-            referer,
-            origin,
-            form: form_r.as_deref().map(self::form_r),
-        };
         self.transmit(ep, out, timeout).await
     }
 
-    /// The Referer and (on a POST) the Origin the official page sent with `ep`.
-    #[allow(clippy::type_complexity)]
-    fn page_headers(
+    /// A request to `url` for `ep`, with the Referer and (on a POST) the Origin the official
+    /// page sent with it.
+    fn outgoing(
         &self,
         ep: Endpoint,
-    ) -> Result<(Option<HeaderValue>, Option<HeaderValue>), ProtocolError> {
+        url: &str,
+        form: Option<String>,
+    ) -> Result<Outgoing, ProtocolError> {
         let e = &self.inner.endpoints;
         let origin = match ep.method() {
             Method::Post => e.origin(ep),
             Method::Get => None,
         };
-        Ok((header_value(ep, e.referer(ep))?, header_value(ep, origin)?))
+        Ok(Outgoing {
+            url: url::Url::parse(url)
+                .map_err(|err| ProtocolError::undecodable(ep, format!("bad URL: {err}"), b""))?,
+            referer: header_value(ep, e.referer(ep))?,
+            origin: header_value(ep, origin)?,
+            form,
+        })
     }
 
     /// Sends a prepared request with this account's cookies, and takes the answer's cookies
@@ -754,10 +754,8 @@ impl Client {
             }
         };
         let out = Outgoing {
-            url: parts.url.clone(),
-            referer: parts.referer.clone(),
-            origin: parts.origin.clone(),
             form: Some(form),
+            ..parts.request.clone()
         };
         let a = self.transmit(ep, out, self.inner.opts.poll_timeout).await?;
         // §2: 502/504 (and 404) were frequent on poll2 and clients treated them as empty
@@ -778,12 +776,8 @@ impl Client {
             return Ok(p);
         }
         let ep = Endpoint::Poll2;
-        let (referer, origin) = self.page_headers(ep)?;
         let parts = PollParts {
-            url: url::Url::parse(&self.inner.endpoints.url(ep))
-                .map_err(|err| ProtocolError::undecodable(ep, format!("bad URL: {err}"), b""))?,
-            referer,
-            origin,
+            request: self.outgoing(ep, &self.inner.endpoints.url(ep), None)?,
             body: Mutex::new(None),
         };
         Ok(self.inner.poll.get_or_init(|| parts))
