@@ -1,6 +1,6 @@
 //! The calls of [`Client`] on an open channel besides poll: sends (split into pieces, with
 //! the session signature a temporary session needs) and the contacts (friends, groups,
-//! discussions and their members). Requests are built by `Client::request` (`client.rs`).
+//! discussions and their members). Requests are built by `Client::request` (`client_request.rs`).
 
 use super::*;
 

@@ -1,7 +1,7 @@
 //! The login steps of [`Client`]: the QR login page and code, its status, the ptlogin
 //! redirect and `check_sig`, the channel login (`login2`, `getvfwebqq`, the warm-up), and the
 //! ways back without a scan (relink, resume, pt4_auth), then logout. Requests are built by
-//! `Client::request` (`client.rs`).
+//! `Client::request` (`client_request.rs`).
 
 use super::*;
 
