@@ -20,8 +20,10 @@
 //!   events in JSON: inject → handler (from just before `POST /sim/inject` to the fleet's
 //!   "message received" line, stamped as the handler is handed the message after its
 //!   durable record), 100 messages a second in total for 30 s (`QQFLEET_BENCH_LAT_MSGS`,
-//!   3,000), p50, p99, p99.9 and the slowest, with how many of the store's flushes
-//!   meanwhile took over 2 and 5 ms (the disk's share of the tail); then fleet-wide
+//!   3,000), p50, p99, p99.9 and the slowest, with the fleet's own share (the line's
+//!   `waited_us`, poll answer → handler: the record, its flush and the account's turn) and
+//!   how many of the store's flushes meanwhile took over 2 and 5 ms (the disk's share of
+//!   the tail); then fleet-wide
 //!   throughput: `QQFLEET_BENCH_MSGS` (20,000) messages queued at once through
 //!   `/sim/inject/batch`, msg/s from the first inject to the last one handled, and every
 //!   account's log file read back (none lost, none handled twice).
@@ -393,6 +395,9 @@ struct LogTail {
     partial: Vec<u8>,
     /// The errors of "poll failed, retrying" lines read so far, by text.
     poll_errors: BTreeMap<String, usize>,
+    /// The `waited_us` of the "message received" lines read so far, in ms, by text: the
+    /// fleet's own share of each message's latency (poll answer → handler).
+    waited_ms: std::collections::HashMap<String, f64>,
 }
 
 impl LogTail {
@@ -402,6 +407,7 @@ impl LogTail {
             pos: 0,
             partial: Vec::new(),
             poll_errors: BTreeMap::new(),
+            waited_ms: Default::default(),
         }
     }
 
@@ -446,6 +452,9 @@ impl LogTail {
             ) else {
                 continue;
             };
+            if let Some(us) = v["fields"]["waited_us"].as_u64() {
+                self.waited_ms.insert(text.to_string(), us as f64 / 1000.0);
+            }
             out.push((text.to_string(), at));
         }
         out
@@ -455,7 +464,8 @@ impl LogTail {
 /// Injects `count` buddy messages `lat K` at `rate` a second in total to accounts in a
 /// scattered order, and times each from just before its inject request to the fleet's
 /// "message received" log line (the handler's turn, after the durable record): the inject
-/// request's own trip is counted in. Returns the latencies in ms (sorted) and the lost count;
+/// request's own trip is counted in. Returns the latencies in ms (sorted), the lost count and
+/// the fleet's own share of each (its "waited" from poll answer to handler, ms, sorted);
 /// `show_slowest`: prints the ten slowest.
 async fn handler_latency(
     base: &str,
@@ -464,7 +474,7 @@ async fn handler_latency(
     rate: f64,
     count: usize,
     show_slowest: bool,
-) -> (Vec<f64>, usize) {
+) -> (Vec<f64>, usize, Vec<f64>) {
     let every = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
     let client = http();
@@ -508,12 +518,19 @@ async fn handler_latency(
     if show_slowest {
         // For a diagnosis: the slowest ten, with when they were injected (unix time).
         for (ms, text, t0) in got.iter().rev().take(10) {
-            println!("    slow: {ms:.2} ms  {text}  injected at {t0:.6}");
+            let w = tail.waited_ms.get(text).copied().unwrap_or(f64::NAN);
+            println!("    slow: {ms:.2} ms (in the fleet {w:.2})  {text}  injected at {t0:.6}");
         }
     }
+    // A fleet older than the `waited_us` field gives none: then the split is not reported.
+    let mut waited: Vec<f64> = got
+        .iter()
+        .filter_map(|g| tail.waited_ms.remove(&g.1))
+        .collect();
+    waited.sort_by(f64::total_cmp);
     let got: Vec<f64> = got.into_iter().map(|g| g.0).collect();
     let lost = count - got.len();
-    (got, lost)
+    (got, lost, waited)
 }
 
 /// Queues `total` buddy messages `tp K` across the n accounts (round robin) as fast as the
@@ -623,6 +640,8 @@ async fn throughput(
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The lines logged meanwhile: a poll retried at the very end is still named below.
     let _ = tail.received();
+    // Their waits are not reported per message here (the latency run's are).
+    tail.waited_ms.clear();
     let mut counts = vec![0u32; total];
     for e in std::fs::read_dir(handled).into_iter().flatten().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -931,7 +950,8 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let flushes_before = flushes(&api2).await;
-    let (lat, lat_lost) = handler_latency(&base, n, &mut tail, 100.0, lat_count, kept).await;
+    let (lat, lat_lost, waited) =
+        handler_latency(&base, n, &mut tail, 100.0, lat_count, kept).await;
     let flushes_after = flushes(&api2).await;
     println!(
         "  inject → handler: p50 {:?} ms, p99 {:?} ms, p99.9 {:?} ms, max {:?} ms, {lat_lost} lost",
@@ -940,6 +960,14 @@ async fn measure(bin: &str, n: usize, deadline: Duration) -> Value {
         percentile(&lat, 0.999),
         lat.last(),
     );
+    if !waited.is_empty() {
+        println!(
+            "  of which in the fleet (poll answer → handler): p50 {:?} ms, p99 {:?} ms, max {:?} ms",
+            percentile(&waited, 0.5),
+            percentile(&waited, 0.99),
+            waited.last(),
+        );
+    }
     // The disk's share: how many of the phase's flushes took over 2 and over 5 ms.
     // (flushes, over 2 ms, over 5 ms) so far; None without the duration buckets.
     let slow = |f: &Flushes| Some((f.count, f.count - f.within_2ms?, f.count - f.within_5ms?));
@@ -1066,6 +1094,8 @@ anonymous only: {anon_per_account:.1} KiB ({rss_anon} against {anon0})"
     r["handler_rate_per_s"] = json!(100);
     r["handler_latency_p50_ms"] = json!(percentile(&lat, 0.5));
     r["handler_latency_p99_ms"] = json!(percentile(&lat, 0.99));
+    r["handler_wait_p50_ms"] = json!(percentile(&waited, 0.5));
+    r["handler_wait_p99_ms"] = json!(percentile(&waited, 0.99));
     r["handler_latency_lost"] = json!(lat_lost);
     for (k, v) in tp.as_object().into_iter().flatten() {
         r[k.as_str()] = v.clone();
@@ -1341,7 +1371,7 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         m["nofile"].as_str().unwrap_or(""),
         report["command"].as_str().unwrap_or("")
     ));
-    let rows: [(&str, &str, &str); 41] = [
+    let rows: [(&str, &str, &str); 43] = [
         ("accounts online", "online", "N"),
         (
             "cold start to all online, every QR scanned at once (s)",
@@ -1393,6 +1423,16 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         ),
         ("inject → handler p99 (ms)", "handler_latency_p99_ms", "< 5"),
         ("inject → handler p99.9 (ms)", "handler_latency_p999_ms", ""),
+        (
+            "of which in the fleet, poll answer → handler p50 (ms)",
+            "handler_wait_p50_ms",
+            "",
+        ),
+        (
+            "of which in the fleet, poll answer → handler p99 (ms)",
+            "handler_wait_p99_ms",
+            "",
+        ),
         (
             "inject → handler slowest (ms)",
             "handler_latency_max_ms",

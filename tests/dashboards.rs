@@ -159,6 +159,7 @@ fn dashboard_covers_every_family_and_filters_per_account_panels() {
         "qqfleet_build_info",
         "qqfleet_service_up",
         "qqfleet_store_flush_duration_seconds_bucket",
+        "qqfleet_message_wait_seconds_bucket",
         "qqfleet_store_flush_writes_count",
         "qqfleet_store_flush_writes_sum",
         "process_resident_memory_bytes",
@@ -272,6 +273,7 @@ fn every_metric_the_dashboard_and_alerts_read_is_exposed() {
         kind: "buddy",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     emit(MessageSent {
         account: a,

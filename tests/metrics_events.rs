@@ -87,6 +87,7 @@ fn every_contract_family_is_exposed_with_help_and_type() {
         kind: "buddy",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     emit(MessageSent {
         account: a,
@@ -327,6 +328,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
             kind: "discu",
             text: "hello",
             self_echo: false,
+            waited: None,
         });
         emit(RateLimited {
             account: id,
@@ -350,6 +352,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         kind: "discu",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     let kept = account_series(&render_metrics(), "mv-keep");
     let text = render_metrics();
@@ -397,6 +400,7 @@ fn state_changes_move_one_account_between_states_and_removal_deletes_its_series(
         kind: "buddy",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     assert_eq!(account_series(&render_metrics(), "mv-3").len(), 1);
     emit(AccountRemoved {
@@ -501,6 +505,7 @@ fn promtool_check_metrics_passes() {
         kind: "group",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     let text = render_metrics();
     let (ok, out) = promtool(&["check", "metrics"], Some(&text), None);
@@ -595,5 +600,40 @@ fn heap_gauges_are_set_by_each_trim() {
     assert!(
         without <= with - (6 << 20) as f64,
         "freed memory no longer counts as in use: {with} → {without}"
+    );
+}
+
+/// A handled message's wait lands once in `qqfleet_message_wait_seconds`, in the bucket of
+/// its duration; a replay (no wait known) is counted as received but not as a wait. Only
+/// this test emits a wait, so the histogram moves by exactly what it emits.
+#[test]
+fn a_message_wait_is_observed_in_its_bucket_and_a_replay_is_not() {
+    let a = "wait-a";
+    bring_online(a);
+    let before = render_metrics();
+    let count = |t: &str| value(t, "qqfleet_message_wait_seconds_count", &[]).unwrap_or(0.0);
+    let bucket = |t: &str, le: &str| {
+        value(t, "qqfleet_message_wait_seconds_bucket", &[("le", le)]).unwrap_or(0.0)
+    };
+    for waited in [Some(Duration::from_micros(3_500)), None] {
+        emit(MessageReceived {
+            account: a,
+            kind: "buddy",
+            text: "hello",
+            self_echo: false,
+            waited,
+        });
+    }
+    let after = render_metrics();
+    assert_eq!(count(&after) - count(&before), 1.0);
+    assert_eq!(bucket(&after, "0.003") - bucket(&before, "0.003"), 0.0);
+    assert_eq!(bucket(&after, "0.004") - bucket(&before, "0.004"), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "qqfleet_messages_received_total",
+            &[("account", a), ("kind", "buddy")]
+        ),
+        Some(2.0)
     );
 }

@@ -151,6 +151,12 @@ fn a_real_prometheus_evaluates_every_panel_and_alert_over_qqfleet_run_sim() {
         "qqfleet_store_flush_duration_seconds_count > 0",
         Duration::from_secs(30),
     );
+    // Each of those messages waited for its record before its handler: the wait histogram
+    // counted the nine injected at least, and never more waits than messages received.
+    prom.wait_for(
+        "sum(qqfleet_message_wait_seconds_count) >= 9 and sum(qqfleet_message_wait_seconds_count) <= sum(qqfleet_messages_received_total)",
+        Duration::from_secs(30),
+    );
 
     // Faults: a lost connection on alpha's poll (relink), an expired session on bravo
     // (relogin through a new QR), a kick on charlie (stopped until an operator acts), and a

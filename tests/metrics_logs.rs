@@ -87,6 +87,7 @@ fn emit_all(account: &str) -> usize {
         kind: "group",
         text: "hello",
         self_echo: false,
+        waited: None,
     });
     emit(MessageSent {
         account,
@@ -243,6 +244,7 @@ fn own_echoes_stay_out_of_the_info_log() {
                     kind: "buddy",
                     text: "hi",
                     self_echo,
+                    waited: None,
                 });
             }
         });
@@ -266,4 +268,31 @@ fn own_echoes_stay_out_of_the_info_log() {
             info("DEBUG", "own message echoed back")
         ]
     );
+}
+
+/// A received message's line says how long it waited for its handler, in microseconds, when
+/// that is known; a replay's line (no wait measured) has no such field, not a made-up one.
+#[test]
+fn a_received_message_line_carries_its_wait_when_known() {
+    let out = Capture::default();
+    let sub = subscriber(LogFormat::Json, EnvFilter::new("info"), out.clone(), false);
+    tracing::subscriber::with_default(sub, || {
+        for waited in [Some(Duration::from_micros(2_345)), None] {
+            emit(MessageReceived {
+                account: "log-wait",
+                kind: "group",
+                text: "hi",
+                self_echo: false,
+                waited,
+            });
+        }
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["fields"]["waited_us"], 2345, "{text}");
+    assert!(lines[1]["fields"].get("waited_us").is_none(), "{text}");
 }

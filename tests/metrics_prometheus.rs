@@ -57,6 +57,7 @@ fn traffic(stop: Arc<AtomicBool>) {
                 kind: "buddy",
                 text: "hello",
                 self_echo: false,
+                waited: None,
             });
             emit(MessageSent {
                 account: a,

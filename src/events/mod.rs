@@ -375,15 +375,23 @@ pub struct MessageReceived<'a> {
     /// The account's own send coming back (WEBQQ.md §5.4): counted, but logged at debug
     /// only, or every answer would show twice in the conversation.
     pub self_echo: bool,
+    /// How long the message waited between its poll answer reaching the account and its
+    /// handler: its durable record (the flush, shared with other accounts) and the account's
+    /// turn on its thread. `None` for a message handled later than that on purpose: a replay
+    /// of the inbox after a restart, or one kept in memory while the store was down.
+    pub waited: Option<Duration>,
 }
 
 impl Event for MessageReceived<'_> {
     fn emit(self) {
+        // `waited_us` is written only when known (tracing leaves out a `None`).
+        let waited_us = self.waited.map(|w| w.as_micros() as u64);
         if self.self_echo {
             tracing::debug!(
                 account = self.account,
                 kind = self.kind,
                 text = %Excerpt(self.text),
+                waited_us,
                 "own message echoed back"
             );
         } else {
@@ -391,11 +399,15 @@ impl Event for MessageReceived<'_> {
                 account = self.account,
                 kind = self.kind,
                 text = %Excerpt(self.text),
+                waited_us,
                 "message received"
             );
         }
         let m = metrics();
         m.inc(Family::MessagesReceived, self.account, &[self.kind]);
+        if let Some(w) = self.waited {
+            m.message_wait.observe(w.as_secs_f64());
+        }
     }
 }
 
@@ -610,6 +622,14 @@ impl Event for StoreFlushed {
 /// takes a fraction of a millisecond, a slow or shared disk tens of them.
 pub const FLUSH_BUCKETS: [f64; 11] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Buckets of `qqfleet_message_wait_seconds`: the flush's buckets with 3 and 4 ms between 2
+/// and 5, where a local disk's slow flushes fall and the fleet's 5 ms latency goal lies, and
+/// up to 10 s, for a store that stalls.
+pub const MESSAGE_WAIT_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
 ];
 
 /// Buckets of `qqfleet_store_flush_writes` (durable writes one flush covered).

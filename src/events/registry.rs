@@ -11,7 +11,8 @@ use prometheus::{
 
 use super::per_account::{AccountSeries, Family, PerAccount, PerAccountCollector};
 use super::{
-    ReconnectKind, FLUSH_BUCKETS, FLUSH_WRITES_BUCKETS, HELD_REASONS, ONEBOT_RETCODES, POLL_BUCKETS,
+    ReconnectKind, FLUSH_BUCKETS, FLUSH_WRITES_BUCKETS, HELD_REASONS, MESSAGE_WAIT_BUCKETS,
+    ONEBOT_RETCODES, POLL_BUCKETS,
 };
 use crate::state::AccountState;
 
@@ -51,6 +52,9 @@ pub struct Metrics {
     /// The store's flushes: their duration and the durable writes each covered.
     pub(super) flush_duration: Histogram,
     pub(super) flush_writes: Histogram,
+    /// Fleet-wide: how long received messages waited for their handler (see
+    /// [`super::MessageReceived::waited`]).
+    pub(super) message_wait: Histogram,
     /// The OneBot families (all fleet-wide).
     pub(super) onebot: OneBotMetrics,
     /// Every account we have heard of: its state and its own series (compact; see
@@ -224,6 +228,11 @@ impl Metrics {
             "Durable writes each flush of the store covered (the group commit: writes of several accounts share one flush).",
             &FLUSH_WRITES_BUCKETS,
         );
+        let message_wait = histogram(
+            "qqfleet_message_wait_seconds",
+            "Time from a poll answer reaching its account to the handler's turn for each of its messages, fleet-wide: the durable record (the flush it waits for) and the account's turn on its thread. Inbox replays after a restart or a store outage are not counted.",
+            &MESSAGE_WAIT_BUCKETS,
+        );
         // The crate registers its process collector only on its default registry.
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -241,6 +250,7 @@ impl Metrics {
             heap_free,
             flush_duration,
             flush_writes,
+            message_wait,
             onebot,
             per_account,
         }

@@ -66,7 +66,7 @@ impl Handler<ReplayInbox> for Account {
         };
         for (seq, payload) in pending {
             match serde_json::from_slice::<Incoming>(&payload) {
-                Ok(msg) => self.handle_one(seq, msg),
+                Ok(msg) => self.handle_one(seq, msg, None),
                 Err(e) => {
                     tracing::error!(account = %self.id(), error = %e, "inbox entry unreadable; dropped");
                     let _ = self.deps.store.inbox_done(self.id(), seq, &[]);
@@ -228,14 +228,14 @@ impl Handler<PollReport> for Account {
                 }
                 PollDirective::Continue(Duration::ZERO)
             }
-            PollReport::Events { events, .. } => {
+            PollReport::Events { events, at, .. } => {
                 self.polled();
                 if !self.store_down && !events.iter().any(|e| matches!(e, Decoded::Kick(_))) {
-                    return self.record_answer(events, ctx);
+                    return self.record_answer(events, at, ctx);
                 }
                 for ev in events {
                     match ev {
-                        Decoded::Message(m) => self.accept(m),
+                        Decoded::Message(m) => self.accept(m, at),
                         // The renewal's new login ended the old channel (§12): expected.
                         Decoded::Kick(_) if self.renewal_expects_kick() => {
                             return PollAnswer::Now(PollDirective::Stop);

@@ -45,18 +45,19 @@ impl Account {
         }
     }
 
-    /// Records a received message (flushed), then hands it to the handler.
-    pub(super) fn accept(&mut self, msg: Incoming) {
+    /// Records a received message (flushed), then hands it to the handler; `answered`: when
+    /// its poll answer came.
+    pub(super) fn accept(&mut self, msg: Incoming, answered: std::time::Instant) {
         if let Some((seq, msg)) = self.record(msg, true) {
-            self.handle_recorded(seq, msg);
+            self.handle_recorded(seq, msg, Some(answered));
         }
     }
 
     /// A message whose record is durable goes to the handler (the crash matrix's
     /// `before_handler` point is between the two).
-    fn handle_recorded(&mut self, seq: u64, msg: Incoming) {
+    fn handle_recorded(&mut self, seq: u64, msg: Incoming, answered: Option<std::time::Instant>) {
         crate::fleet::crash::at("before_handler", self.id());
-        self.handle_one(seq, msg);
+        self.handle_one(seq, msg, answered);
     }
 
     /// Records a received message in the inbox and the dedup window; `flush`: durable before
@@ -135,6 +136,7 @@ impl Account {
     pub(super) fn record_answer(
         &mut self,
         events: Vec<Decoded>,
+        answered: std::time::Instant,
         ctx: &mut Context<Self>,
     ) -> PollAnswer {
         let mut recorded = Vec::new();
@@ -152,7 +154,7 @@ impl Account {
                 match res {
                     Ok(()) => {
                         for (seq, msg) in recorded {
-                            act.handle_recorded(seq, msg);
+                            act.handle_recorded(seq, msg, Some(answered));
                         }
                     }
                     Err(e) => {
@@ -239,7 +241,8 @@ impl Account {
                 Some(seq) => self.restore(m, seq),
             };
             if let Some((seq, m)) = fresh {
-                self.handle_recorded(seq, m);
+                // Kept through the outage: its wait is the outage's, not the path's.
+                self.handle_recorded(seq, m, None);
             }
         }
         if self.store_down {
@@ -257,13 +260,21 @@ impl Account {
         self.outbox_changed();
     }
 
-    pub(super) fn handle_one(&mut self, seq: u64, msg: Incoming) {
+    /// One recorded message to its handler; `answered`: when its poll answer came (`None`
+    /// for a replay), for the message's wait ([`MessageReceived::waited`]).
+    pub(super) fn handle_one(
+        &mut self,
+        seq: u64,
+        msg: Incoming,
+        answered: Option<std::time::Instant>,
+    ) {
         self.refresh_if_unknown(&msg);
         emit(MessageReceived {
             account: self.id(),
             kind: msg.kind.as_str(),
             text: &msg.text,
             self_echo: msg.self_echo,
+            waited: answered.map(|t| t.elapsed()),
         });
         let contacts = self.client.as_ref().and_then(|c| c.cached_contacts());
         let replies = match self.handler.handle_recorded(seq, &msg, contacts.as_deref()) {

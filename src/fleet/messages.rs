@@ -199,8 +199,12 @@ pub enum PollDirective {
 pub enum PollReport {
     /// The poll answered idle (102 / empty 0).
     Idle { gen: u64 },
-    /// Events arrived.
-    Events { gen: u64, events: Vec<Decoded> },
+    /// Events arrived, answered `at` (their wait for the handler counts from there).
+    Events {
+        gen: u64,
+        events: Vec<Decoded>,
+        at: std::time::Instant,
+    },
     /// A non-zero retcode with the client's suggested action.
     Retcode {
         gen: u64,

@@ -76,6 +76,7 @@ async fn poll_loop(gen: u64, id: String, client: Arc<dyn WebQq>, account: Addr<A
                 PollReport::Events {
                     gen,
                     events: events.iter().map(handler::decode).collect(),
+                    at: started + elapsed,
                 }
             }
             Ok(PollResult::Retcode { retcode, action }) => {
