@@ -395,9 +395,15 @@ struct LogTail {
     partial: Vec<u8>,
     /// The errors of "poll failed, retrying" lines read so far, by text.
     poll_errors: BTreeMap<String, usize>,
-    /// The `waited_us` of the "message received" lines read so far, in ms, by text: the
-    /// fleet's own share of each message's latency (poll answer → handler).
-    waited_ms: std::collections::HashMap<String, f64>,
+}
+
+/// One "message received" line: its text, when it was logged (unix seconds), and its
+/// `waited_us` in ms, the fleet's own share of the message's latency (poll answer →
+/// handler; `None` from a fleet older than the field).
+struct Received {
+    text: String,
+    at: f64,
+    waited_ms: Option<f64>,
 }
 
 impl LogTail {
@@ -407,12 +413,11 @@ impl LogTail {
             pos: 0,
             partial: Vec::new(),
             poll_errors: BTreeMap::new(),
-            waited_ms: Default::default(),
         }
     }
 
-    /// The (text, unix seconds) of every "message received" line since the last call.
-    fn received(&mut self) -> Vec<(String, f64)> {
+    /// Every "message received" line since the last call.
+    fn received(&mut self) -> Vec<Received> {
         use std::io::{Read, Seek, SeekFrom};
         let mut out = Vec::new();
         let Ok(mut f) = std::fs::File::open(&self.path) else {
@@ -452,10 +457,13 @@ impl LogTail {
             ) else {
                 continue;
             };
-            if let Some(us) = v["fields"]["waited_us"].as_u64() {
-                self.waited_ms.insert(text.to_string(), us as f64 / 1000.0);
-            }
-            out.push((text.to_string(), at));
+            out.push(Received {
+                text: text.to_string(),
+                at,
+                waited_ms: v["fields"]["waited_us"]
+                    .as_u64()
+                    .map(|us| us as f64 / 1000.0),
+            });
         }
         out
     }
@@ -500,13 +508,14 @@ async fn handler_latency(
             sent.insert(format!("lat {k}"), at);
         }
     }
-    // (latency ms, text, inject time): each message taken out of `sent` when first seen.
+    // (latency ms, text, inject time, ms in the fleet): each message taken out of `sent`
+    // when first seen.
     let mut got = Vec::new();
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
-        for (text, at) in tail.received() {
-            if let Some(t0) = sent.remove(&text) {
-                got.push(((at - t0) * 1000.0, text, t0));
+        for r in tail.received() {
+            if let Some(t0) = sent.remove(&r.text) {
+                got.push(((r.at - t0) * 1000.0, r.text, t0, r.waited_ms));
             }
         }
         if sent.is_empty() {
@@ -517,16 +526,13 @@ async fn handler_latency(
     got.sort_by(|a, b| a.0.total_cmp(&b.0));
     if show_slowest {
         // For a diagnosis: the slowest ten, with when they were injected (unix time).
-        for (ms, text, t0) in got.iter().rev().take(10) {
-            let w = tail.waited_ms.get(text).copied().unwrap_or(f64::NAN);
+        for (ms, text, t0, w) in got.iter().rev().take(10) {
+            let w = w.unwrap_or(f64::NAN);
             println!("    slow: {ms:.2} ms (in the fleet {w:.2})  {text}  injected at {t0:.6}");
         }
     }
     // A fleet older than the `waited_us` field gives none: then the split is not reported.
-    let mut waited: Vec<f64> = got
-        .iter()
-        .filter_map(|g| tail.waited_ms.remove(&g.1))
-        .collect();
+    let mut waited: Vec<f64> = got.iter().filter_map(|g| g.3).collect();
     waited.sort_by(f64::total_cmp);
     let got: Vec<f64> = got.into_iter().map(|g| g.0).collect();
     let lost = count - got.len();
@@ -627,11 +633,11 @@ async fn throughput(
     let mut times: Vec<f64> = Vec::new();
     let end = Instant::now() + Duration::from_secs(120);
     while Instant::now() < end && received < accepted {
-        for (text, at) in tail.received() {
-            if text.starts_with(&tag) {
+        for r in tail.received() {
+            if r.text.starts_with(&tag) {
                 received += 1;
-                last = last.max(at);
-                times.push(at - t0);
+                last = last.max(r.at);
+                times.push(r.at - t0);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -640,8 +646,6 @@ async fn throughput(
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The lines logged meanwhile: a poll retried at the very end is still named below.
     let _ = tail.received();
-    // Their waits are not reported per message here (the latency run's are).
-    tail.waited_ms.clear();
     let mut counts = vec![0u32; total];
     for e in std::fs::read_dir(handled).into_iter().flatten().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
