@@ -5,11 +5,11 @@
 //! one, say so in the log, and the fleet refuses to start when its accounts cannot fit
 //! rather than failing accept() and connect() at random later.
 
-/// Descriptors an account needs: its parked poll.
+/// Descriptors an account needs: its parked poll (its own connection, `protocol::poll_conn`).
 pub const PER_ACCOUNT: u64 = 1;
-/// Accounts per extra descriptor for bursts: a wave of answered polls (or sends, or logins)
-/// opens connections beside the ones coming back, and the shared pool keeps them until they
-/// idle out (measured: 12,333 connections for 10,000 accounts, `protocol::pool`).
+/// Accounts per extra descriptor for bursts: a wave of sends (or logins) opens connections
+/// in the shared pool, which keeps them until they idle out (measured when the polls still
+/// went through the pool: 12,333 connections for 10,000 accounts, `protocol::pool`).
 pub const ACCOUNTS_PER_BURST_FD: u64 = 4;
 /// Descriptors the process needs besides the accounts: the store, the admin API and its
 /// clients, logs, the runtime, sends and contacts refreshes in flight.

@@ -23,6 +23,7 @@ use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID};
 use super::error::ProtocolError;
 use super::events::{decode_event, num, PollEvent};
 use super::hash;
+use super::poll_conn;
 use super::pool;
 use super::ptlogin::{self, QrAnswer};
 use super::retcode::{Action, RetcodeTable};
@@ -201,6 +202,8 @@ struct Inner {
     page_loaded: Instant,
     /// What every poll2 request repeats, built at the first poll.
     poll: std::sync::OnceLock<request::PollParts>,
+    /// The poll's own connection, kept between two polls (`poll_conn`).
+    poll_conn: super::poll_conn::PollConn,
 }
 
 /// One account's WebQQ client: one cookie jar and one session, over the shared connection
@@ -318,6 +321,7 @@ impl Client {
                 msg_id: AtomicU64::new(msg_id),
                 page_loaded: Instant::now(),
                 poll: std::sync::OnceLock::new(),
+                poll_conn: Default::default(),
             }),
         })
     }
@@ -575,7 +579,9 @@ impl Client {
         self.check_kicked()?;
         let ep = Endpoint::Poll2;
         let out = self.poll_request()?;
-        let a = self.transmit(ep, out, self.inner.opts.poll_timeout).await?;
+        let a = self
+            .transmit_poll(ep, out, self.inner.opts.poll_timeout)
+            .await?;
         // §2: 502/504 (and 404) were frequent on poll2 and clients treated them as empty
         if matches!(a.status, 404 | 502 | 504) {
             tracing::debug!(status = a.status, "poll2 gateway answer treated as idle");

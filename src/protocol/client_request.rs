@@ -168,6 +168,69 @@ impl Client {
         })
     }
 
+    /// Sends a poll2 request on the account's own poll connection (`poll_conn`: no buffer
+    /// held while the server holds the poll), with the cookies, headers and errors of
+    /// [`Client::transmit`]; through the shared pool when the environment names a proxy.
+    pub(super) async fn transmit_poll(
+        &self,
+        ep: Endpoint,
+        out: Outgoing,
+        timeout: Duration,
+    ) -> Result<Answer, ProtocolError> {
+        if poll_conn::proxied() {
+            return self.transmit(ep, out, timeout).await;
+        }
+        let mut headers = Vec::with_capacity(4);
+        if let Some(cookies) = self.inner.cookie_header.header(&self.inner.jar, &out.url) {
+            headers.push(("cookie", cookies));
+        }
+        if out.form.is_some() {
+            headers.push((
+                "content-type",
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            ));
+        }
+        if let Some(referer) = out.referer.clone() {
+            headers.push(("referer", referer));
+        }
+        if let Some(origin) = out.origin.clone() {
+            headers.push(("origin", origin));
+        }
+        let req = poll_conn::Request {
+            post: matches!(ep.method(), Method::Post),
+            url: &out.url,
+            headers,
+            body: out.form.as_deref().map(str::as_bytes),
+        };
+        tracing::debug!(target: LOG_TARGET, endpoint = %ep, "request");
+        let exchange = self
+            .inner
+            .poll_conn
+            .exchange(&req, self.inner.opts.connect_timeout);
+        let reply = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| ProtocolError::Timeout {
+                endpoint: ep,
+                after: timeout,
+            })?
+            .map_err(|message| ProtocolError::Transport {
+                endpoint: ep,
+                message: crate::protocol::error::redact_text(&message),
+            })?;
+        if !reply.set_cookies.is_empty() {
+            let mut set_cookies = reply.set_cookies.iter();
+            self.inner.jar.set_cookies(&mut set_cookies, &out.url);
+            self.jar_changed();
+        }
+        tracing::debug!(target: LOG_TARGET, endpoint = %ep, status = reply.status, bytes = reply.body.len(), "answer");
+        Ok(Answer {
+            status: reply.status,
+            location: reply.location,
+            content_type: reply.content_type,
+            body: reply.body,
+        })
+    }
+
     /// The poll's fixed parts (see [`PollParts`]), built at the first poll.
     fn poll_parts(&self) -> Result<&PollParts, ProtocolError> {
         if let Some(p) = self.inner.poll.get() {

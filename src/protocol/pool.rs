@@ -30,20 +30,22 @@
 //!
 //! # Limits, for thousands of accounts on one pool
 //!
-//! Every online account holds one connection for its long poll (up to the 60 s hold, §5.1), so
-//! N accounts keep about N connections busy, and a poll answered is followed at once by the
-//! next poll, which takes the connection back: in the steady state almost nothing is idle.
-//! Bursts are what idle connections come from: when many requests start together (a fleet
-//! resuming, logins, a storm of answers), every request that finds no idle connection opens
-//! one, and hyper pools the extra ones that lost the race. Per runtime and host at most
-//! [`POOL_IDLE_PER_HOST`] are kept, so a burst leaves descriptors beyond the connections in
-//! use only up to what the burst itself opened; they close after [`POOL_IDLE_TIMEOUT`].
+//! The long polls do not use this pool: each account keeps its own poll connection
+//! ([`super::poll_conn`], which holds no buffer while the server holds the poll). The pool
+//! carries everything else: logins, sends, contacts, relinks. Bursts are what idle
+//! connections come from: when many requests start together (a fleet resuming, logins, a
+//! storm of replies), every request that finds no idle connection opens one, and hyper pools
+//! the extra ones that lost the race. Per runtime and host at most [`POOL_IDLE_PER_HOST`] are
+//! kept, so a burst leaves descriptors beyond the connections in use only up to what the
+//! burst itself opened; they close after [`POOL_IDLE_TIMEOUT`].
 //!
-//! The cap is high on purpose. With a cap of 256, a wave of 10,000 answered polls closed all
-//! but 512 of the connections coming back, and every re-poll opened a new one (a connect and
-//! an accept, and a TIME_WAIT port each). With 65,536 the waves find their connections again:
+//! The cap is high on purpose. While the polls went through this pool, with a cap of 256, a
+//! wave of 10,000 answered polls closed all but 512 of the connections coming back, and every
+//! re-poll opened a new one (a connect and an accept, and a TIME_WAIT port each). With 65,536
+//! the waves found their connections again:
 //! the quick `make bench` at 10,000 accounts handled 4,069 and 3,960 messages a second,
 //! against 2,781 and 2,527 with 256 (same hour, same machine), and no poll failed to connect.
+//! A wave of replies (the echo handler) meets the same cap now.
 //! The cost, sampled every 2 s through that run: at most 12,333 connections for 10,000
 //! accounts (1.23 per account), back to 10,000 within 20 s; [`crate::fdlimit::needed`]
 //! counts a quarter more per account for it.
