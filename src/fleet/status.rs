@@ -220,16 +220,26 @@ pub struct Change {
 ///
 /// Process-wide, like the metrics registry: one process runs one fleet, and the writers
 /// (every account actor, the supervisor) already share the map, not a handle beside it.
-/// Nothing is computed while nobody listens.
+/// Nothing is computed while nobody listens, and nothing is held either: the broadcast's
+/// ring of [`FEED_DEPTH`] slots (512 KiB, every slot written when it is made) exists only
+/// while someone listens (the desk, `/api/events`). A fleet nobody watches used to carry it
+/// from its first account on.
 pub struct Feed {
-    tx: tokio::sync::broadcast::Sender<Change>,
+    tx: std::sync::RwLock<Option<tokio::sync::broadcast::Sender<Change>>>,
     seq: AtomicU64,
 }
+
+/// Changes the feed keeps for a slow listener: deep enough for a burst of a whole fleet
+/// changing at once; a listener that falls further behind is told so and starts again from
+/// a snapshot.
+pub const FEED_DEPTH: usize = 4096;
 
 impl Feed {
     /// A receiver of the changes from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.tx.subscribe()
+        let mut tx = self.tx.write().unwrap_or_else(|p| p.into_inner());
+        tx.get_or_insert_with(|| tokio::sync::broadcast::channel(FEED_DEPTH).0)
+            .subscribe()
     }
 
     /// The next event id.
@@ -238,7 +248,14 @@ impl Feed {
     }
 
     fn listening(&self) -> bool {
-        self.tx.receiver_count() > 0
+        let tx = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        tx.as_ref().is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Whether the ring exists (tests).
+    #[cfg(test)]
+    fn holds_ring(&self) -> bool {
+        self.tx.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     fn send(
@@ -248,22 +265,34 @@ impl Feed {
         changed: Vec<String>,
         status: Option<serde_json::Value>,
     ) {
-        let _ = self.tx.send(Change {
+        let change = Change {
             id: self.next_id(),
             account: account.to_string(),
             kind,
             changed,
             status,
-        });
+        };
+        let unheard = {
+            let tx = self.tx.read().unwrap_or_else(|p| p.into_inner());
+            match tx.as_ref() {
+                Some(tx) => tx.send(change).is_err(),
+                None => false,
+            }
+        };
+        if unheard {
+            // The last listener left: give the ring back, unless one came meanwhile.
+            let mut tx = self.tx.write().unwrap_or_else(|p| p.into_inner());
+            if tx.as_ref().is_some_and(|t| t.receiver_count() == 0) {
+                *tx = None;
+            }
+        }
     }
 }
 
 /// The process's feed.
 pub fn feed() -> &'static Feed {
     static FEED: LazyLock<Feed> = LazyLock::new(|| Feed {
-        // Deep enough for a burst of a whole fleet changing at once; a listener that falls
-        // further behind is told so and starts again from a snapshot.
-        tx: tokio::sync::broadcast::channel(4096).0,
+        tx: std::sync::RwLock::new(None),
         seq: AtomicU64::new(0),
     });
     &FEED
@@ -396,6 +425,33 @@ mod tests {
             std::iter::from_fn(|| rx.try_recv().ok()).all(|c| c.account != "a"),
             "no change, no event"
         );
+    }
+
+    #[test]
+    fn the_feed_holds_its_ring_only_while_someone_listens() {
+        let feed = Feed {
+            tx: std::sync::RwLock::new(None),
+            seq: AtomicU64::new(0),
+        };
+        feed.send("a", "changed", vec!["outbox".into()], None);
+        assert!(!feed.holds_ring(), "a change nobody hears made the ring");
+        assert!(!feed.listening());
+        let mut rx = feed.subscribe();
+        assert!(feed.listening());
+        feed.send("a", "changed", vec!["outbox".into()], None);
+        let c = rx.try_recv().unwrap();
+        assert_eq!((c.account.as_str(), c.id), ("a", 2));
+        drop(rx);
+        feed.send("a", "removed", Vec::new(), None);
+        assert!(
+            !feed.holds_ring(),
+            "the ring stays after its last listener left"
+        );
+        // A new listener gets a new ring and the changes from then on.
+        let mut rx = feed.subscribe();
+        feed.send("b", "changed", Vec::new(), None);
+        assert_eq!(rx.try_recv().unwrap().account, "b");
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

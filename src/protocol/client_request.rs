@@ -180,33 +180,46 @@ impl Client {
         if poll_conn::proxied() {
             return self.transmit(ep, out, timeout).await;
         }
+        let Outgoing {
+            url,
+            referer,
+            origin,
+            form,
+        } = out;
         let mut headers = Vec::with_capacity(4);
-        if let Some(cookies) = self.inner.cookie_header.header(&self.inner.jar, &out.url) {
+        if let Some(cookies) = self.inner.cookie_header.header(&self.inner.jar, &url) {
             headers.push(("cookie", cookies));
         }
-        if out.form.is_some() {
+        if form.is_some() {
             headers.push((
                 "content-type",
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             ));
         }
-        if let Some(referer) = out.referer.clone() {
+        if let Some(referer) = referer {
             headers.push(("referer", referer));
         }
-        if let Some(origin) = out.origin.clone() {
+        if let Some(origin) = origin {
             headers.push(("origin", origin));
         }
-        let req = poll_conn::Request {
+        // Encoded here, so that the parked poll keeps neither the form nor the headers.
+        let bytes = poll_conn::Request {
             post: matches!(ep.method(), Method::Post),
-            url: &out.url,
+            url: &url,
             headers,
-            body: out.form.as_deref().map(str::as_bytes),
-        };
+            body: form.as_deref().map(str::as_bytes),
+        }
+        .encode()
+        .map_err(|message| ProtocolError::Transport {
+            endpoint: ep,
+            message,
+        })?;
+        drop(form);
         tracing::debug!(target: LOG_TARGET, endpoint = %ep, "request");
         let exchange = self
             .inner
             .poll_conn
-            .exchange(&req, self.inner.opts.connect_timeout);
+            .exchange(&url, bytes, self.inner.opts.connect_timeout);
         let reply = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ProtocolError::Timeout {
@@ -219,7 +232,7 @@ impl Client {
             })?;
         if !reply.set_cookies.is_empty() {
             let mut set_cookies = reply.set_cookies.iter();
-            self.inner.jar.set_cookies(&mut set_cookies, &out.url);
+            self.inner.jar.set_cookies(&mut set_cookies, &url);
             self.jar_changed();
         }
         tracing::debug!(target: LOG_TARGET, endpoint = %ep, status = reply.status, bytes = reply.body.len(), "answer");

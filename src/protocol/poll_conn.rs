@@ -98,8 +98,9 @@ pub(super) struct Request<'a> {
 
 impl Request<'_> {
     /// The request's bytes: what reqwest sent for the same call (Host, User-Agent,
-    /// `Accept: */*`, the extra headers, Content-Length on a body).
-    fn encode(&self) -> Result<Vec<u8>, String> {
+    /// `Accept: */*`, the extra headers, Content-Length on a body). Encoded before the
+    /// exchange, so that the form and headers are not kept while the poll is parked.
+    pub(super) fn encode(self) -> Result<Vec<u8>, String> {
         let host = self.url.host_str().ok_or("URL without a host")?;
         let mut out = Vec::with_capacity(512 + self.body.map_or(0, <[u8]>::len));
         out.extend_from_slice(if self.post { b"POST " } else { b"GET " });
@@ -133,19 +134,20 @@ impl Request<'_> {
 }
 
 impl PollConn {
-    /// Sends `req` on the kept connection (or a new one) and reads its answer. The error is a
-    /// transport error's message, with no URL or header in it. The caller bounds the whole
-    /// exchange with its timeout; a dropped exchange drops its connection.
+    /// Sends a request (`Request::encode`d, for `url`) on the kept connection (or a new one)
+    /// and reads its answer. The error is a transport error's message, with no URL or header
+    /// in it. The caller bounds the whole exchange with its timeout; a dropped exchange drops
+    /// its connection.
     pub(super) async fn exchange(
         &self,
-        req: &Request<'_>,
+        url: &url::Url,
+        bytes: Vec<u8>,
         connect_timeout: Duration,
     ) -> Result<Reply, String> {
-        let bytes = req.encode()?;
         let rt = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
         let mut stream = match self.take(rt) {
             Some(s) => s,
-            None => connect(req.url, connect_timeout).await?,
+            None => connect(url, connect_timeout).await?,
         };
         stream
             .write_all(&bytes)
@@ -573,7 +575,7 @@ mod tests {
         (url, accepted, seen)
     }
 
-    fn request(url: &url::Url) -> Request<'_> {
+    fn request(url: &url::Url) -> Vec<u8> {
         Request {
             post: true,
             url,
@@ -586,6 +588,8 @@ mod tests {
             ],
             body: Some(b"r=%7B%7D"),
         }
+        .encode()
+        .unwrap()
     }
 
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=UTF-8\r\n\
@@ -600,7 +604,7 @@ mod tests {
         let conn = PollConn::default();
         for _ in 0..2 {
             let r = conn
-                .exchange(&request(&url), Duration::from_secs(5))
+                .exchange(&url, request(&url), Duration::from_secs(5))
                 .await
                 .unwrap();
             assert_eq!(r.status, 200);
@@ -645,12 +649,12 @@ mod tests {
         let (url, accepted, _) = server(vec![Some(chunked), Some(OK)]).await;
         let conn = PollConn::default();
         let r = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(r.body, b"{\"retcode\":0}");
         let r = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(r.body, b"{\"retcode\":0}");
@@ -664,7 +668,7 @@ mod tests {
         let (url, accepted, _) = server(vec![Some(close)]).await;
         let conn = PollConn::default();
         let r = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (502, &b"bad"[..]));
@@ -675,7 +679,7 @@ mod tests {
         let (url, _, _) = server(vec![Some(unframed)]).await;
         let conn = PollConn::default();
         let r = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(r.body, b"{\"retcode\":102}");
@@ -688,13 +692,13 @@ mod tests {
         // The first connection gets one answer, then is closed by the server (no next answer).
         let (url, accepted, seen) = server(vec![Some(OK), None, Some(OK)]).await;
         let conn = PollConn::default();
-        conn.exchange(&request(&url), Duration::from_secs(5))
+        conn.exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert!(conn.is_kept());
         // The server takes the next request on it, then closes it without an answer...
         let err = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .err()
             .unwrap();
@@ -703,7 +707,7 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 2, "the poll was sent twice");
         assert!(!conn.is_kept());
         // The next poll opens a new connection.
-        conn.exchange(&request(&url), Duration::from_secs(5))
+        conn.exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -736,12 +740,12 @@ mod tests {
             }
         });
         let conn = PollConn::default();
-        conn.exchange(&request(&url), Duration::from_secs(5))
+        conn.exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let r = conn
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(r.status, 200);
@@ -752,7 +756,7 @@ mod tests {
     async fn a_malformed_or_refused_answer_is_a_clear_error() {
         let (url, _, _) = server(vec![Some("HTTP/1.1 abc\r\n\r\n")]).await;
         let err = PollConn::default()
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .err()
             .unwrap();
@@ -761,7 +765,7 @@ mod tests {
         let bad_len: &'static str = "HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n";
         let (url, _, _) = server(vec![Some(bad_len)]).await;
         let err = PollConn::default()
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .err()
             .unwrap();
@@ -772,7 +776,7 @@ mod tests {
         let url = url::Url::parse(&format!("http://{}/p", l.local_addr().unwrap())).unwrap();
         drop(l);
         let err = PollConn::default()
-            .exchange(&request(&url), Duration::from_secs(5))
+            .exchange(&url, request(&url), Duration::from_secs(5))
             .await
             .err()
             .unwrap();
