@@ -178,7 +178,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<Answer, ProtocolError> {
         if poll_conn::proxied() {
-            return self.transmit(ep, out, timeout).await;
+            // Boxed: inline, reqwest's request state would size every parked poll's future.
+            return Box::pin(self.transmit(ep, out, timeout)).await;
         }
         let Outgoing {
             url,

@@ -147,7 +147,9 @@ impl PollConn {
         let rt = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
         let mut stream = match self.take(rt) {
             Some(s) => s,
-            None => connect(url, connect_timeout).await?,
+            // Boxed: the connect (and TLS handshake) state is large, and inline it would be
+            // part of every parked poll's future, though a parked poll is past it.
+            None => Box::pin(connect(url, connect_timeout)).await?,
         };
         stream
             .write_all(&bytes)
