@@ -594,6 +594,12 @@ mod tests {
         .unwrap()
     }
 
+    /// One exchange of the test request on `conn`.
+    async fn once(conn: &PollConn, url: &url::Url) -> Result<Reply, String> {
+        conn.exchange(url, request(url), Duration::from_secs(5))
+            .await
+    }
+
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=UTF-8\r\n\
                       set-cookie: c=3; Path=/\r\ncontent-length: 13\r\n\r\n{\"retcode\":0}";
 
@@ -605,10 +611,7 @@ mod tests {
         let (url, accepted, seen) = server(vec![Some(ok), Some(ok)]).await;
         let conn = PollConn::default();
         for _ in 0..2 {
-            let r = conn
-                .exchange(&url, request(&url), Duration::from_secs(5))
-                .await
-                .unwrap();
+            let r = once(&conn, &url).await.unwrap();
             assert_eq!(r.status, 200);
             assert_eq!(r.body, b"{\"retcode\":0}");
             assert_eq!(r.content_type, "text/plain");
@@ -650,15 +653,9 @@ mod tests {
                                      5;ext=1\r\n{\"ret\r\n8\r\ncode\":0}\r\n0\r\nx-trailer: 1\r\n\r\n";
         let (url, accepted, _) = server(vec![Some(chunked), Some(OK)]).await;
         let conn = PollConn::default();
-        let r = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = once(&conn, &url).await.unwrap();
         assert_eq!(r.body, b"{\"retcode\":0}");
-        let r = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = once(&conn, &url).await.unwrap();
         assert_eq!(r.body, b"{\"retcode\":0}");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
@@ -669,10 +666,7 @@ mod tests {
             "HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbad";
         let (url, accepted, _) = server(vec![Some(close)]).await;
         let conn = PollConn::default();
-        let r = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = once(&conn, &url).await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (502, &b"bad"[..]));
         assert!(!conn.is_kept());
 
@@ -680,10 +674,7 @@ mod tests {
         let unframed: &'static str = "HTTP/1.0 200 OK\r\n\r\n{\"retcode\":102}";
         let (url, _, _) = server(vec![Some(unframed)]).await;
         let conn = PollConn::default();
-        let r = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = once(&conn, &url).await.unwrap();
         assert_eq!(r.body, b"{\"retcode\":102}");
         assert!(!conn.is_kept());
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -694,24 +685,16 @@ mod tests {
         // The first connection gets one answer, then is closed by the server (no next answer).
         let (url, accepted, seen) = server(vec![Some(OK), None, Some(OK)]).await;
         let conn = PollConn::default();
-        conn.exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        once(&conn, &url).await.unwrap();
         assert!(conn.is_kept());
         // The server takes the next request on it, then closes it without an answer...
-        let err = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .err()
-            .unwrap();
+        let err = once(&conn, &url).await.err().unwrap();
         // ... after the request went out: an error, not a resend.
         assert_eq!(err, "connection closed before an answer");
         assert_eq!(seen.lock().unwrap().len(), 2, "the poll was sent twice");
         assert!(!conn.is_kept());
         // The next poll opens a new connection.
-        conn.exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        once(&conn, &url).await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -742,14 +725,9 @@ mod tests {
             }
         });
         let conn = PollConn::default();
-        conn.exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        once(&conn, &url).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let r = conn
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let r = once(&conn, &url).await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -757,31 +735,19 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_or_refused_answer_is_a_clear_error() {
         let (url, _, _) = server(vec![Some("HTTP/1.1 abc\r\n\r\n")]).await;
-        let err = PollConn::default()
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .err()
-            .unwrap();
+        let err = once(&PollConn::default(), &url).await.err().unwrap();
         assert!(err.starts_with("malformed answer head"), "{err}");
 
         let bad_len: &'static str = "HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n";
         let (url, _, _) = server(vec![Some(bad_len)]).await;
-        let err = PollConn::default()
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .err()
-            .unwrap();
+        let err = once(&PollConn::default(), &url).await.err().unwrap();
         assert!(err.starts_with("bad content-length"), "{err}");
 
         // Nothing listens there any more.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = url::Url::parse(&format!("http://{}/p", l.local_addr().unwrap())).unwrap();
         drop(l);
-        let err = PollConn::default()
-            .exchange(&url, request(&url), Duration::from_secs(5))
-            .await
-            .err()
-            .unwrap();
+        let err = once(&PollConn::default(), &url).await.err().unwrap();
         assert!(err.starts_with("tcp connect error"), "{err}");
     }
 }
