@@ -203,7 +203,7 @@ struct Inner {
     /// What every poll2 request repeats, built at the first poll.
     poll: std::sync::OnceLock<request::PollParts>,
     /// The poll's own connection, kept between two polls (`poll_conn`).
-    poll_conn: super::poll_conn::PollConn,
+    poll_conn: poll_conn::PollConn,
 }
 
 /// One account's WebQQ client: one cookie jar and one session, over the shared connection

@@ -3,6 +3,7 @@
 //! into its jar (`transmit`), and the poll's parts kept from one poll to the next.
 
 use super::*;
+use reqwest::header::HeaderName;
 
 /// The target of the request and answer lines: the client's own, as before these moved here
 /// (operators filter on it, and the log tests look for it).
@@ -94,6 +95,49 @@ impl Client {
         })
     }
 
+    /// A prepared request as its URL, its form body, and the headers it carries beyond the
+    /// HTTP client's own (Host, User-Agent, Accept), for both ways of sending (`transmit`,
+    /// `transmit_poll`): this account's cookies for the URL (the pool is shared by every
+    /// account and has no cookie store: they go on the request here, and only here), the
+    /// form's Content-Type, the page's Referer and Origin.
+    fn wire_parts(
+        &self,
+        out: Outgoing,
+    ) -> (url::Url, Vec<(HeaderName, HeaderValue)>, Option<String>) {
+        let Outgoing {
+            url,
+            referer,
+            origin,
+            form,
+        } = out;
+        let mut headers = Vec::with_capacity(4);
+        if let Some(cookies) = self.inner.cookie_header.header(&self.inner.jar, &url) {
+            headers.push((reqwest::header::COOKIE, cookies));
+        }
+        if form.is_some() {
+            headers.push((
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            ));
+        }
+        if let Some(referer) = referer {
+            headers.push((reqwest::header::REFERER, referer));
+        }
+        if let Some(origin) = origin {
+            headers.push((reqwest::header::ORIGIN, origin));
+        }
+        (url, headers, form)
+    }
+
+    /// Takes an answer's `Set-Cookie` values into this account's jar; nothing without any.
+    fn keep_cookies<'a>(&self, values: impl Iterator<Item = &'a HeaderValue>, url: &url::Url) {
+        let mut values = values.peekable();
+        if values.peek().is_some() {
+            self.inner.jar.set_cookies(&mut values, url);
+            self.jar_changed();
+        }
+    }
+
     /// Sends a prepared request with this account's cookies, and takes the answer's cookies
     /// into its jar.
     pub(super) async fn transmit(
@@ -103,29 +147,16 @@ impl Client {
         timeout: Duration,
     ) -> Result<Answer, ProtocolError> {
         let http = pool::http(ep, self.inner.opts.connect_timeout)?;
-        // The pool is shared by every account and has no cookie store: this account's
-        // cookies for this URL go on the request here, and only here.
-        let cookies = self.inner.cookie_header.header(&self.inner.jar, &out.url);
+        let (url, headers, form) = self.wire_parts(out);
         let mut req = match ep.method() {
-            Method::Get => http.get(out.url),
-            Method::Post => http.post(out.url),
+            Method::Get => http.get(url),
+            Method::Post => http.post(url),
         };
-        if let Some(cookies) = cookies {
-            req = req.header(reqwest::header::COOKIE, cookies);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
-        if let Some(form) = out.form {
-            req = req
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-www-form-urlencoded"),
-                )
-                .body(form);
-        }
-        if let Some(referer) = out.referer {
-            req = req.header(reqwest::header::REFERER, referer);
-        }
-        if let Some(origin) = out.origin {
-            req = req.header(reqwest::header::ORIGIN, origin);
+        if let Some(form) = form {
+            req = req.body(form);
         }
         req = req.timeout(timeout);
         tracing::debug!(target: LOG_TARGET, endpoint = %ep, "request");
@@ -137,11 +168,10 @@ impl Client {
         // that fails to arrive keeps them, as reqwest's own cookie store did). Redirects are
         // followed by hand through this function, so each hop's cookies land here too (the
         // 302 of check_sig carries the login, §3.5).
-        if resp.headers().contains_key(reqwest::header::SET_COOKIE) {
-            let mut set_cookies = resp.headers().get_all(reqwest::header::SET_COOKIE).iter();
-            self.inner.jar.set_cookies(&mut set_cookies, resp.url());
-            self.jar_changed();
-        }
+        self.keep_cookies(
+            resp.headers().get_all(reqwest::header::SET_COOKIE).iter(),
+            resp.url(),
+        );
         let status = resp.status().as_u16();
         let location = resp
             .headers()
@@ -181,28 +211,7 @@ impl Client {
             // Boxed: inline, reqwest's request state would size every parked poll's future.
             return Box::pin(self.transmit(ep, out, timeout)).await;
         }
-        let Outgoing {
-            url,
-            referer,
-            origin,
-            form,
-        } = out;
-        let mut headers = Vec::with_capacity(4);
-        if let Some(cookies) = self.inner.cookie_header.header(&self.inner.jar, &url) {
-            headers.push(("cookie", cookies));
-        }
-        if form.is_some() {
-            headers.push((
-                "content-type",
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            ));
-        }
-        if let Some(referer) = referer {
-            headers.push(("referer", referer));
-        }
-        if let Some(origin) = origin {
-            headers.push(("origin", origin));
-        }
+        let (url, headers, form) = self.wire_parts(out);
         // Encoded here, so that the parked poll keeps neither the form nor the headers.
         let bytes = poll_conn::Request {
             post: matches!(ep.method(), Method::Post),
@@ -231,11 +240,7 @@ impl Client {
                 endpoint: ep,
                 message: crate::protocol::error::redact_text(&message),
             })?;
-        if !reply.set_cookies.is_empty() {
-            let mut set_cookies = reply.set_cookies.iter();
-            self.inner.jar.set_cookies(&mut set_cookies, &url);
-            self.jar_changed();
-        }
+        self.keep_cookies(reply.set_cookies.iter(), &url);
         tracing::debug!(target: LOG_TARGET, endpoint = %ep, status = reply.status, bytes = reply.body.len(), "answer");
         Ok(Answer {
             status: reply.status,

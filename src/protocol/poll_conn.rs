@@ -34,7 +34,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -91,8 +91,8 @@ struct Kept {
 pub(super) struct Request<'a> {
     pub post: bool,
     pub url: &'a url::Url,
-    /// Extra headers (`Cookie`, `Content-Type`, `Referer`, `Origin`), lower-case names.
-    pub headers: Vec<(&'static str, HeaderValue)>,
+    /// Extra headers (`Cookie`, `Content-Type`, `Referer`, `Origin`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<&'a [u8]>,
 }
 
@@ -118,7 +118,7 @@ impl Request<'_> {
         out.extend_from_slice(USER_AGENT.as_bytes());
         out.extend_from_slice(b"\r\naccept: */*\r\n");
         for (name, value) in &self.headers {
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -370,31 +370,16 @@ async fn read_chunked(s: &mut Stream, mut buf: Vec<u8>) -> Result<Vec<u8>, Strin
     let mut at = 0;
     loop {
         // The size line.
-        let line_end = loop {
-            if let Some(i) = find_crlf(&buf[at..]) {
-                break at + i;
-            }
-            if buf.len() - at > 1024 {
-                return Err("chunk size line too long".into());
-            }
-            if fill(s, &mut buf).await? == 0 {
-                return Err("connection closed within a chunk".into());
-            }
-        };
-        let line = std::str::from_utf8(&buf[at..line_end]).map_err(|_| "bad chunk size line")?;
+        let size_end = line_end(s, &mut buf, at, 1024, "a chunk").await?;
+        let line = std::str::from_utf8(&buf[at..size_end]).map_err(|_| "bad chunk size line")?;
         let size_text = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16)
             .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        at = line_end + 2;
+        at = size_end + 2;
         if size == 0 {
             // Trailers (ignored) up to the empty line.
             loop {
-                while find_crlf(&buf[at..]).is_none() {
-                    if fill(s, &mut buf).await? == 0 {
-                        return Err("connection closed within the trailers".into());
-                    }
-                }
-                let i = at + find_crlf(&buf[at..]).unwrap_or(0);
+                let i = line_end(s, &mut buf, at, usize::MAX, "the trailers").await?;
                 let empty = i == at;
                 at = i + 2;
                 if empty {
@@ -421,8 +406,26 @@ async fn read_chunked(s: &mut Stream, mut buf: Vec<u8>) -> Result<Vec<u8>, Strin
     }
 }
 
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
+/// Where the line starting at `at` ends (its CRLF), reading more as needed; a line of more
+/// than `max` bytes, or the connection's end first, is an error naming `within`.
+async fn line_end(
+    s: &mut Stream,
+    buf: &mut Vec<u8>,
+    at: usize,
+    max: usize,
+    within: &str,
+) -> Result<usize, String> {
+    loop {
+        if let Some(i) = buf[at..].windows(2).position(|w| w == b"\r\n") {
+            return Ok(at + i);
+        }
+        if buf.len() - at > max {
+            return Err(format!("line too long within {within}"));
+        }
+        if fill(s, buf).await? == 0 {
+            return Err(format!("connection closed within {within}"));
+        }
+    }
 }
 
 /// Reads more into `buf`; 0 at the end of the connection.
@@ -582,9 +585,12 @@ mod tests {
             post: true,
             url,
             headers: vec![
-                ("cookie", HeaderValue::from_static("a=1; b=2")),
                 (
-                    "content-type",
+                    reqwest::header::COOKIE,
+                    HeaderValue::from_static("a=1; b=2"),
+                ),
+                (
+                    reqwest::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/x-www-form-urlencoded"),
                 ),
             ],
