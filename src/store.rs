@@ -296,18 +296,6 @@ impl Drop for SledClosed {
     }
 }
 
-/// Opens a sled database in `dir` that a `Db` of this process dropped a moment ago: waits
-/// (bounded) until sled's IO threads have let go of its file, as [`SledClosed`] does for a
-/// store, instead of failing with "could not acquire lock". For tests that reopen a
-/// database they opened with `sled::open`.
-#[cfg(test)]
-pub(crate) fn sled_reopen(dir: &std::path::Path) -> sled::Db {
-    drop(SledClosed {
-        db_file: dir.join("db"),
-    });
-    sled::open(dir).unwrap()
-}
-
 impl SledStore {
     /// Makes every write made so far durable: one sled flush (which covers every tree) shared
     /// with the writers of other accounts asking at the same time (group commit).
@@ -1017,4 +1005,4 @@ pub use named::{NamedTree, TreeSource};
 
 #[cfg(test)]
 #[path = "store_tests.rs"]
-mod tests;
+pub(crate) mod tests;

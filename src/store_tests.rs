@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// Opens a sled database in `dir` that a `Db` of this process dropped a moment ago: waits
+/// (bounded) until sled's IO threads have let go of its file, as [`SledClosed`] does for a
+/// store, instead of failing with "could not acquire lock". For tests that reopen a
+/// database they opened with `sled::open`.
+pub(crate) fn sled_reopen(dir: &std::path::Path) -> sled::Db {
+    drop(SledClosed {
+        db_file: dir.join("db"),
+    });
+    sled::open(dir).unwrap()
+}
+
 fn out(target: Target, text: &str) -> NewOut {
     NewOut {
         target,

@@ -298,7 +298,7 @@ mod tests {
             assert!(other.is_empty());
             db.flush().unwrap();
         }
-        let db = crate::store::sled_reopen(dir.path());
+        let db = crate::store::tests::sled_reopen(dir.path());
         let q = EventQueue::open(NamedTree::new(Arc::new(db.clone()), "q"), "a", 3).unwrap();
         assert_eq!(q.len(), 2);
         let (id, body) = q.head().unwrap().unwrap();

@@ -177,7 +177,7 @@ mod tests {
             assert_eq!(ids.take_sent(9).unwrap(), None);
             db.flush().unwrap();
         }
-        let db = crate::store::sled_reopen(dir.path());
+        let db = crate::store::tests::sled_reopen(dir.path());
         let ids = Ids::new(NamedTree::new(Arc::new(db.clone()), "onebot_ids"), "acc");
         assert_eq!(ids.id_of(&alice).unwrap(), a1);
         assert_eq!(ids.id_of(&grp).unwrap(), g1);
