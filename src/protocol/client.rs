@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::cookie::CookieStore as _;
 use reqwest::header::HeaderValue;
-use reqwest_cookie_store::{CookieStore, CookieStoreMutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,6 +21,7 @@ use super::endpoints::{Endpoint, Endpoints, Host, Method, CLIENTID};
 use super::error::ProtocolError;
 use super::events::{decode_event, num, PollEvent};
 use super::hash;
+use super::jar::Jar;
 use super::poll_conn;
 use super::pool;
 use super::ptlogin::{self, QrAnswer};
@@ -192,7 +191,7 @@ struct Inner {
     /// This account's cookies, and no one else's: the pooled HTTP client has no cookie store,
     /// `Client::transmit` (`client_request.rs`) reads and fills this jar on every request
     /// (see [`super::pool`]).
-    jar: CookieStoreMutex,
+    jar: Mutex<Jar>,
     /// The jar's `Cookie` header, reused while the jar is unchanged.
     cookie_header: CookieCache,
     opts: ClientOptions,
@@ -279,14 +278,11 @@ impl Client {
             // host needs https from 2018-12 (§2 "Scheme").
             return Err(ProtocolError::TlsUnavailable);
         }
-        let store = match &session {
-            Some(s) if !s.cookies.is_empty() => {
-                cookie_store::serde::json::load_all(s.cookies.as_bytes())
-                    .map_err(|e| ProtocolError::BadSession(format!("cookie jar: {e}")))?
-            }
-            _ => CookieStore::default(),
+        let jar = match &session {
+            Some(s) if !s.cookies.is_empty() => Jar::load(&s.cookies)
+                .map_err(|e| ProtocolError::BadSession(format!("cookie jar: {e}")))?,
+            _ => Jar::default(),
         };
-        let jar = CookieStoreMutex::new(store);
         // Every account shares the one rustls config (and, per runtime, one connection pool:
         // `pool`); fail here, as before the pool existed, when TLS cannot be set up at all.
         #[cfg(feature = "tls")]
@@ -314,7 +310,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
-                jar,
+                jar: Mutex::new(jar),
                 cookie_header: CookieCache::default(),
                 opts,
                 state: Mutex::new(state),
@@ -330,7 +326,7 @@ impl Client {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn jar(&self) -> MutexGuard<'_, CookieStore> {
+    fn jar(&self) -> MutexGuard<'_, Jar> {
         self.inner.jar.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -351,17 +347,11 @@ impl Client {
 
     /// Everything needed to resume; persist it after login, relink, 116 and sends.
     pub fn session(&self) -> Session {
-        let mut cookies = Vec::new();
-        {
-            let jar = self.jar();
-            // plain `save` drops session cookies such as ptwebqq (research §1.3)
-            let _ =
-                cookie_store::serde::json::save_incl_expired_and_nonpersistent(&jar, &mut cookies);
-        }
+        let cookies = self.jar().save();
         let st = self.state();
         Session {
             uin: st.uin,
-            cookies: String::from_utf8(cookies).unwrap_or_default(),
+            cookies,
             ptwebqq: st.ptwebqq.clone(),
             vfwebqq: st.vfwebqq.clone(),
             psessionid: st.psessionid.clone(),
@@ -398,17 +388,7 @@ impl Client {
 
     /// The value of a cookie by name (any domain/path), unexpired only.
     fn cookie(&self, name: &str) -> Option<String> {
-        // The same name can live on several domains (p_skey on web2.qq.com and its cookie
-        // proxy copy on w.qq.com, §3.5) with the same value; prefer a non-empty one.
-        let jar = self.jar();
-        let mut found: Option<String> = None;
-        for c in jar.iter_unexpired().filter(|c| c.name() == name) {
-            if !c.value().is_empty() {
-                return Some(c.value().to_string());
-            }
-            found.get_or_insert_with(String::new);
-        }
-        found
+        self.jar().value(name)
     }
 
     /// Sets a cookie as a server would have: on the real hosts with `Domain=<domain>`, on a
@@ -420,7 +400,7 @@ impl Client {
             Some(_) => "Path=/".to_string(),
         };
         if let Ok(url) = url::Url::parse(&url) {
-            let _ = self.jar().parse(&format!("{name}={value}; {attrs}"), &url);
+            self.jar().store(&format!("{name}={value}; {attrs}"), &url);
             self.jar_changed();
         }
     }

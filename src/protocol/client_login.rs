@@ -526,7 +526,7 @@ impl Client {
                 ));
             }
         }
-        *self.jar() = CookieStore::default();
+        self.jar().clear();
         self.jar_changed();
         let mut st = self.state();
         st.ptwebqq.clear();

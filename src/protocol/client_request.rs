@@ -133,7 +133,14 @@ impl Client {
     fn keep_cookies<'a>(&self, values: impl Iterator<Item = &'a HeaderValue>, url: &url::Url) {
         let mut values = values.peekable();
         if values.peek().is_some() {
-            self.inner.jar.set_cookies(&mut values, url);
+            let mut jar = self.jar();
+            for v in values {
+                // As reqwest's cookie store took them: any UTF-8, not only visible ASCII.
+                if let Ok(v) = std::str::from_utf8(v.as_bytes()) {
+                    jar.store(v, url);
+                }
+            }
+            drop(jar);
             self.jar_changed();
         }
     }

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use reqwest::cookie::CookieStore as _;
 use reqwest::header::HeaderValue;
-use reqwest_cookie_store::CookieStoreMutex;
+
+use super::jar::Jar;
 
 /// The header last built, for one URL.
 struct Built {
@@ -39,7 +39,7 @@ impl CookieCache {
     }
 
     /// The `Cookie` header of `jar` for `url`, as the jar gives it.
-    pub(super) fn header(&self, jar: &CookieStoreMutex, url: &url::Url) -> Option<HeaderValue> {
+    pub(super) fn header(&self, jar: &Mutex<Jar>, url: &url::Url) -> Option<HeaderValue> {
         let key = &url[..url::Position::AfterPath];
         let gen = self.gen.load(Ordering::SeqCst);
         let now = SystemTime::now();
@@ -50,16 +50,10 @@ impl CookieCache {
             }
         }
         // `gen` was read before the jar: a change from here on leaves this entry stale.
-        let value = jar.cookies(url);
-        let until = jar
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter_unexpired()
-            .filter_map(|c| match c.expires {
-                cookie_store::CookieExpiration::AtUtc(t) => Some(SystemTime::from(t)),
-                cookie_store::CookieExpiration::SessionEnd => None,
-            })
-            .min();
+        let (value, until) = {
+            let jar = jar.lock().unwrap_or_else(|p| p.into_inner());
+            (jar.header(url), jar.first_expiry())
+        };
         *last = Some(Built {
             gen,
             url: key.to_string(),

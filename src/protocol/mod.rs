@@ -11,7 +11,7 @@
 //!
 //! Module map: `endpoints` (hosts, paths, Referer/Origin), `ptlogin` (ptuiCB decoding),
 //! `client` (HTTP and state), `pool` (the connections every account shares), `poll_conn` (the
-//! long poll's own connection), `cookie_cache` (the jar's `Cookie` header, reused), `events`
+//! long poll's own connection), `jar` (the cookie jar), `cookie_cache` (the jar's `Cookie` header, reused), `events`
 //! (§5.3 catalogue), `content` (§7 codec and splitter), `contacts` (§6 snapshot), `retcode`
 //! (policy table), `error`, `session`, `hash` (§4).
 
@@ -23,6 +23,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod hash;
+mod jar;
 pub mod login_cli;
 mod poll_conn;
 pub mod pool;

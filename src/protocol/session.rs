@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct Session {
     /// Own QQ number (= own uin, §1).
     pub uin: u64,
-    /// The whole cookie jar (cookie_store's JSON array), session cookies included (`ptwebqq` has no
-    /// Expires: a plain save would drop it; research §1.3).
+    /// The whole cookie jar, session cookies included (`ptwebqq` has no Expires: a plain save
+    /// would drop it; research §1.3), as cookie_store's JSON array (`protocol::jar` writes
+    /// and reads it).
     pub cookies: String,
     /// Input of getvfwebqq, login2, poll2 and the friend hash; rotated by poll 116 (§5.2).
     pub ptwebqq: String,
