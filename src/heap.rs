@@ -16,7 +16,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicIsize, Ordering};
 
 use mimalloc::MiMalloc;
 
@@ -140,9 +140,40 @@ pub fn committed_bytes() -> u64 {
 
 /// Returns the free pages mimalloc holds (this thread's, abandoned threads', and the
 /// arenas' pages waiting out their purge delay) to the system.
+///
+/// Only the calling thread's own heap is visited: mimalloc's heaps are per thread, and a
+/// thread's pages hold the blocks other threads freed until that thread collects them. So a
+/// thread that did a burst of work and went quiet (the runtime worker that served a start's
+/// API calls, an Arbiter after the logins) keeps pages that are free but not given back:
+/// 1.9 MB of an idle 100-account fleet, 6.5 MB at 1,000, measured by collecting on each
+/// thread in turn. [`ask_every_thread`] and [`collect_if_asked`] reach those threads.
 pub fn collect() {
     // SAFETY: mi_collect only walks mimalloc's own structures.
     unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Bumped by [`ask_every_thread`]; each thread remembers the last value it collected at.
+static ASKED: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    static COLLECTED_AT: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Asks every thread that calls [`collect_if_asked`] to collect its heap once, the next time
+/// it does; collects the calling thread's at once.
+pub fn ask_every_thread() {
+    let asked = ASKED.fetch_add(1, Ordering::Relaxed) + 1;
+    COLLECTED_AT.with(|c| c.set(asked));
+    collect();
+}
+
+/// Collects this thread's heap if [`ask_every_thread`] asked since it last did; otherwise
+/// costs one load, so it can run each time a runtime's thread parks.
+pub fn collect_if_asked() {
+    let asked = ASKED.load(Ordering::Relaxed);
+    if COLLECTED_AT.with(|c| c.replace(asked)) != asked {
+        collect();
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! | [`run`] | `qqfleet run`: the process wiring (store, actix System, one Arbiter per core, supervisor, admin API with the OneBot routes merged, watcher, `--sim`, signals), above both the actors and the API |
 //! | [`status_cli`] | `qqfleet status` (the fleet as a table or JSON; `--watch` follows `/api/events`; `--check` for monitors) and `qqfleet qr ID` (a QR code in the terminal), clients of the admin API |
 //! | [`heap`] | the process's allocator (mimalloc) and its count of live bytes, which mimalloc does not keep |
-//! | [`memtrim`] | gives freed heap memory back to the system twice a minute and reports the heap's live and kept-free bytes |
+//! | [`memtrim`] | gives freed heap memory back to the system twice a minute (each of the process's threads collecting its own heap) and reports the heap's live and kept-free bytes |
 //! | [`logging`] | tracing setup (text or JSON) shared by every subcommand |
 //!
 //! The binary `qqfleet` (`src/main.rs`) is thin: it parses the command line and calls into

@@ -232,8 +232,22 @@ pub fn run(args: RunArgs) -> Result<(), FleetError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("qqfleet-worker")
+        // A worker that served a burst (a start's API calls, its connections) and went quiet
+        // gives its free pages back when it next parks after a trim (`memtrim`).
+        .on_thread_park(crate::heap::collect_if_asked)
         .build()
         .map_err(|e| FleetError::Runtime(e.to_string()))?;
+    {
+        // Wakes the parked workers after each trim: a task each (spawned together, a woken
+        // worker wakes the next), and each parks again, collecting.
+        let handle = rt.handle().clone();
+        let workers = rt.metrics().num_workers();
+        crate::memtrim::on_every_trim(move || {
+            for _ in 0..workers {
+                handle.spawn(async {});
+            }
+        });
+    }
     let sys = actix::System::with_tokio_rt(move || rt);
     let result = sys.block_on(serve(
         args,
@@ -320,6 +334,17 @@ async fn serve(
         .map(|n| n.get())
         .unwrap_or(2);
     let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    // The Arbiters' threads and this one (the System's) collect their heaps after each trim
+    // (`memtrim`): the accounts' work is done there.
+    for arbiter in arbiters
+        .iter()
+        .map(|a| a.handle())
+        .chain([actix::System::current().arbiter().clone()])
+    {
+        crate::memtrim::on_every_trim(move || {
+            arbiter.spawn(async { crate::heap::collect_if_asked() });
+        });
+    }
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let gate = handoff
         .clone()

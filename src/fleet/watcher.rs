@@ -140,6 +140,8 @@ pub fn spawn(
                     break;
                 }
                 known.sync(&dir, &sup);
+                // A scan of many files frees what it read; after a trim asked, give it back.
+                crate::heap::collect_if_asked();
             }
         })
         .map_err(notify::Error::io)?;
