@@ -133,14 +133,9 @@ impl Client {
     fn keep_cookies<'a>(&self, values: impl Iterator<Item = &'a HeaderValue>, url: &url::Url) {
         let mut values = values.peekable();
         if values.peek().is_some() {
-            let mut jar = self.jar();
-            for v in values {
-                // As reqwest's cookie store took them: any UTF-8, not only visible ASCII.
-                if let Ok(v) = std::str::from_utf8(v.as_bytes()) {
-                    jar.store(v, url);
-                }
-            }
-            drop(jar);
+            // As reqwest's cookie store took them: any UTF-8, not only visible ASCII.
+            let values = values.filter_map(|v| std::str::from_utf8(v.as_bytes()).ok());
+            self.jar().store_all(values, url);
             self.jar_changed();
         }
     }

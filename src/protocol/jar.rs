@@ -175,17 +175,28 @@ impl Jar {
         Value::Array(self.cookies.iter().map(Kept::saved).collect()).to_string()
     }
 
-    /// Takes one `Set-Cookie` value that came in answer to a request to `url`. One that
-    /// cookie_store cannot read, or whose Domain does not cover `url`'s host, is ignored, as a
-    /// browser would.
+    /// Takes one `Set-Cookie` value that came in answer to a request to `url` (see
+    /// [`Jar::store_all`]).
     pub(super) fn store(&mut self, set_cookie: &str, url: &url::Url) {
-        let Ok(c) = cookie_store::Cookie::parse(set_cookie, url) else {
-            return;
-        };
-        if !c.domain.matches(url) {
-            return;
+        self.store_all([set_cookie], url);
+    }
+
+    /// Takes the `Set-Cookie` values of one answer to a request to `url`, then gives back the
+    /// room the list no longer needs, once. A value cookie_store cannot read, or whose Domain
+    /// does not cover `url`'s host, is ignored, as a browser would.
+    pub(super) fn store_all<'a>(
+        &mut self,
+        set_cookies: impl IntoIterator<Item = &'a str>,
+        url: &url::Url,
+    ) {
+        for set_cookie in set_cookies {
+            let Ok(c) = cookie_store::Cookie::parse(set_cookie, url) else {
+                continue;
+            };
+            if c.domain.matches(url) {
+                self.put(&c);
+            }
         }
-        self.put(&c);
         self.cookies.shrink_to_fit();
     }
 
@@ -206,13 +217,13 @@ impl Jar {
         if let Some(i) = old {
             self.cookies.remove(i);
         }
+        if c.is_expired() {
+            return;
+        }
         let expires = match &c.expires {
             cookie_store::CookieExpiration::AtUtc(t) => Some(t.unix_timestamp()),
             cookie_store::CookieExpiration::SessionEnd => None,
         };
-        if c.is_expired() {
-            return;
-        }
         let mut flags = 0;
         for (on, flag) in [
             (host_only, HOST_ONLY),
