@@ -24,6 +24,9 @@ const ROUNDS: usize = 3;
 mod procs;
 use procs::{start_sim_with, Kill};
 
+#[path = "../tests/ports/mod.rs"]
+mod ports;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("QQFLEET_ONEBOT_N")
@@ -45,11 +48,7 @@ async fn main() {
             "30",
         ],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     for i in 0..n {
         write_account(
             dir.path(),

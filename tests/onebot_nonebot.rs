@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 mod onebot_common;
+mod ports;
+
 use onebot_common::*;
+use ports::free_port;
 
 const VENV_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/onebot-venv/bin/python");
 const PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/onebot/nonebot");
@@ -27,14 +30,6 @@ impl Drop for NoneBot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_nonebot(dir: &Path, port: u16, fleet_api: &str) -> NoneBot {

@@ -90,13 +90,9 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../ports/mod.rs"]
+mod ports;
+use ports::free_port;
 
 impl Browser {
     /// Starts chromedriver and one headless Chromium session at `width`×`height`.
