@@ -330,10 +330,15 @@ pub fn http_probe(endpoints: &crate::protocol::Endpoints) -> ProbeFn {
         "{}/proxy.html",
         endpoints.root(crate::protocol::endpoints::Host::D1Web2)
     );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok();
+    let builder = reqwest::Client::builder();
+    // The accounts' own rustls config (the same hosts, the same roots): a client of its own
+    // would load the system's roots into a config of ~100 KiB at every start.
+    #[cfg(feature = "tls")]
+    let builder = match crate::protocol::client::shared_tls_config() {
+        Some(config) => builder.tls_backend_preconfigured(config.clone()),
+        None => builder,
+    };
+    let http = builder.timeout(Duration::from_secs(5)).build().ok();
     Arc::new(move || {
         let (url, http) = (url.clone(), http.clone());
         Box::pin(async move {

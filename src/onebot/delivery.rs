@@ -164,7 +164,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// POSTs one event; `Ok(quick operation)` on a 2xx answer.
 async fn post(ob: &OneBot, bot: &Bot, url: &str, body: &[u8]) -> Result<Option<Value>, String> {
     let mut req = ob
-        .http
+        .http()?
         .post(url)
         .timeout(bot.settings.http_post_timeout)
         .header("Content-Type", "application/json")
