@@ -44,7 +44,11 @@ impl QrNotice {
     }
 }
 
-fn client() -> &'static reqwest::Client {
+/// The process's one client for operators' webhooks: these QR notices and the OneBot HTTP
+/// POST events (`onebot::delivery`, which sets its own timeout on each request). Made at the
+/// first POST: it trusts the system's roots (an operator's endpoint may carry a private CA),
+/// and loading them into a TLS config costs about 250 KiB of a fleet that posts nothing.
+pub fn webhook_client() -> &'static reqwest::Client {
     static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
         reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -63,7 +67,7 @@ pub async fn post_qr(url: String, notice: QrNotice) -> (u32, bool) {
         if attempt > 1 {
             tokio::time::sleep(retry_delay(attempt - 1)).await;
         }
-        match client().post(&url).json(&notice).send().await {
+        match webhook_client().post(&url).json(&notice).send().await {
             Ok(r) if r.status().is_success() => {
                 emit(QrNotified {
                     account: &notice.account,

@@ -53,7 +53,7 @@ pub async fn run(ob: Arc<OneBot>, bot: Arc<Bot>) {
             None => {}
         }
         if let Some(url) = bot.settings.http_post_url.clone() {
-            match post(&ob, &bot, &url, &body).await {
+            match post(&bot, &url, &body).await {
                 Ok(quick) => {
                     taken(&bot, eid, "http_post");
                     hook_pause = Duration::from_millis(500);
@@ -162,9 +162,10 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// POSTs one event; `Ok(quick operation)` on a 2xx answer.
-async fn post(ob: &OneBot, bot: &Bot, url: &str, body: &[u8]) -> Result<Option<Value>, String> {
-    let mut req = ob
-        .http()?
+async fn post(bot: &Bot, url: &str, body: &[u8]) -> Result<Option<Value>, String> {
+    // The webhook client QR notices use too (no cookies, no redirects to elsewhere); this
+    // request's own timeout replaces the client's.
+    let mut req = crate::fleet::notify::webhook_client()
         .post(url)
         .timeout(bot.settings.http_post_timeout)
         .header("Content-Type", "application/json")

@@ -204,10 +204,6 @@ pub struct OneBot {
     rt: OnceLock<tokio::runtime::Handle>,
     pub status: OnceLock<StatusMap>,
     pub supervisor: OnceLock<Addr<FleetSupervisor>>,
-    /// The webhook client (no cookies, no redirects to elsewhere), made at the first POST: it
-    /// trusts the system's roots (a bot's endpoint may carry a private CA), and loading them
-    /// into a TLS config costs about 0.6 MB of a fleet that has no webhook.
-    http: OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl OneBot {
@@ -228,21 +224,7 @@ impl OneBot {
             rt: OnceLock::new(),
             status: OnceLock::new(),
             supervisor: OnceLock::new(),
-            http: OnceLock::new(),
         }))
-    }
-
-    /// The webhook client, made on first use; the error says why it could not be.
-    pub fn http(&self) -> Result<&reqwest::Client, String> {
-        self.http
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| format!("webhook: no HTTP client: {e}"))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
     }
 
     /// The runtime the bots' tasks run on, and the status map (before any account starts).
