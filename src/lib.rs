@@ -29,7 +29,7 @@
 //! | [`api`] | the admin HTTP server: `/healthz`, `/api/accounts`, `/metrics`; `auth` (the admin bearer token, and the desk's cookie); `ready` (`/readyz`); `events` (`/api/events`, server-sent events of the status snapshot's changes), `desk` (`/desk`, the operator's page, embedded from `src/api/desk/`) |
 //! | [`run`] | `qqfleet run`: the process wiring (store, actix System, one Arbiter per core, supervisor, admin API with the OneBot routes merged, watcher, `--sim`, signals), above both the actors and the API |
 //! | [`status_cli`] | `qqfleet status` (the fleet as a table or JSON; `--watch` follows `/api/events`; `--check` for monitors) and `qqfleet qr ID` (a QR code in the terminal), clients of the admin API |
-//! | [`heap`] | the process's allocator (mimalloc) and its count of live bytes, which mimalloc does not keep |
+//! | [`heap`] | the process's allocator (mimalloc) and its count of live bytes, which mimalloc does not keep; zeroed blocks of 256 KiB or more mapped apart, so a table never written costs no memory |
 //! | [`memtrim`] | gives freed heap memory back to the system twice a minute (each of the process's threads collecting its own heap) and reports the heap's live and kept-free bytes |
 //! | [`logging`] | tracing setup (text or JSON) shared by every subcommand |
 //!
