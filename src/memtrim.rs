@@ -49,10 +49,7 @@ pub fn trim() {
     let in_use_bytes = crate::heap::live_bytes();
     emit(HeapTrimmed {
         in_use_bytes,
-        // What mimalloc holds from the system beyond the live objects: free room kept for
-        // reuse, its own metadata, and arena memory committed ahead of use (on Linux not
-        // resident until touched, so this is no RSS figure).
-        free_bytes: crate::heap::committed_bytes().saturating_sub(in_use_bytes),
+        free_bytes: crate::heap::kept_free_bytes(),
     });
 }
 

@@ -139,7 +139,7 @@ impl Metrics {
         reg(Box::new(service_up.clone()));
         let heap_in_use = IntGauge::with_opts(opts(
             "qqfleet_heap_in_use_bytes",
-            "Bytes held by live objects (counted by the process, to within 32 KiB per thread), read after each heap trim (every 30 s). Grows with a leak; RSS also grows with freed memory kept for reuse.",
+            "Bytes held by live objects (counted by the process, to within 32 KiB per thread), read after each heap trim (every 30 s). Includes large zeroed tables mapped but never written, which are not resident (about 27 MB of the store's). Grows with a leak; RSS also grows with freed memory kept for reuse.",
         ))
         .expect("valid metric");
         reg(Box::new(heap_in_use.clone()));
