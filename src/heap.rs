@@ -354,6 +354,21 @@ mod tests {
             assert_eq!(*s.add(3 * 4096 + 7), 42);
             assert!(libmimalloc_sys::mi_is_in_heap_region(s.cast()));
             std::alloc::dealloc(s, Layout::from_size_align(64 << 10, 8).unwrap());
+
+            // A large block not asked zeroed stays mimalloc's (its page map knows it), so a
+            // free never unmaps what mimalloc owns: 600 KiB (a large page) and 8 MiB (huge).
+            for size in [600 << 10, 8 << 20] {
+                let l = Layout::from_size_align(size, 8).unwrap();
+                let b = std::alloc::alloc(l);
+                assert!(!b.is_null());
+                assert!(libmimalloc_sys::mi_is_in_heap_region(b.cast()), "{size}");
+                let b2 = std::alloc::realloc(b, l, 2 * size);
+                assert!(
+                    libmimalloc_sys::mi_is_in_heap_region(b2.cast()),
+                    "{size} grown"
+                );
+                std::alloc::dealloc(b2, Layout::from_size_align(2 * size, 8).unwrap());
+            }
         }
     }
 
