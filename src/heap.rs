@@ -76,7 +76,8 @@ fn tally(delta: isize) {
     }
 }
 
-/// A block of `size` bytes, zeroed, mapped on its own; null if the system refuses.
+/// A block of `size` bytes, zeroed, mapped on its own and counted in [`MAPPED`]; null if the
+/// system refuses.
 ///
 /// # Safety
 /// `size` is not zero.
@@ -93,10 +94,20 @@ unsafe fn map_zeroed(size: usize) -> *mut u8 {
         )
     };
     if p == libc::MAP_FAILED {
-        std::ptr::null_mut()
-    } else {
-        p.cast()
+        return std::ptr::null_mut();
     }
+    MAPPED.fetch_add(size as isize, Ordering::Relaxed);
+    p.cast()
+}
+
+/// Gives back a block of `size` bytes that [`map_zeroed`] (or a remap) made.
+///
+/// # Safety
+/// `ptr` is such a block, live, of `size` bytes, and not used after.
+unsafe fn unmap(ptr: *mut u8, size: usize) {
+    // SAFETY: the whole mapping made for this block (the caller's promise).
+    unsafe { libc::munmap(ptr.cast(), size) };
+    MAPPED.fetch_sub(size as isize, Ordering::Relaxed);
 }
 
 /// Whether a live block of `size` bytes at `ptr` is one of [`map_zeroed`]'s: it is large
@@ -125,11 +136,7 @@ unsafe impl GlobalAlloc for Counted {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = if layout.size() >= MAP_ZEROED_MIN && layout.align() <= MAP_ALIGN_MAX {
-            let p = unsafe { map_zeroed(layout.size()) };
-            if !p.is_null() {
-                MAPPED.fetch_add(layout.size() as isize, Ordering::Relaxed);
-            }
-            p
+            unsafe { map_zeroed(layout.size()) }
         } else {
             unsafe { MiMalloc.alloc_zeroed(layout) }
         };
@@ -142,9 +149,7 @@ unsafe impl GlobalAlloc for Counted {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if is_mapped(ptr, layout.size()) {
-            // SAFETY: the whole mapping `map_zeroed` (or a remap) made for this block.
-            unsafe { libc::munmap(ptr.cast(), layout.size()) };
-            MAPPED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            unsafe { unmap(ptr, layout.size()) };
         } else {
             unsafe { MiMalloc.dealloc(ptr, layout) };
         }
@@ -177,8 +182,7 @@ unsafe impl GlobalAlloc for Counted {
             if !q.is_null() {
                 // SAFETY: both blocks hold at least `new_size` bytes and do not overlap.
                 unsafe { std::ptr::copy_nonoverlapping(ptr, q, new_size) };
-                unsafe { libc::munmap(ptr.cast(), layout.size()) };
-                MAPPED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+                unsafe { unmap(ptr, layout.size()) };
             }
             q
         };
