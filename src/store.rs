@@ -192,8 +192,9 @@ pub trait Store: Send + Sync + 'static {
     /// replies into the outbox: a crash can neither lose the replies nor send them twice.
     fn inbox_done(&self, id: &str, seq: u64, replies: &[NewOut])
         -> Result<Vec<OutMsg>, StoreError>;
-    /// Forgets dedup keys recorded before `before` (unix seconds); returns how many.
-    fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError>;
+    /// Forgets dedup keys recorded before `before` (unix seconds); says how many, and when
+    /// the oldest key kept was recorded (the next prune is due a window after it).
+    fn prune_dedup(&self, id: &str, before: u64) -> Result<Pruned, StoreError>;
 
     fn save_contacts(&self, id: &str, json: &[u8], fetched_at: u64) -> Result<(), StoreError>;
     fn load_contacts(&self, id: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
@@ -229,6 +230,18 @@ pub struct SledStore {
     group: Arc<crate::group_commit::GroupCommit>,
     /// Kept open: closing it would release the lock. Dropped after `trees`.
     _lock: std::fs::File,
+    /// Dedup prunes run (each one a scan of the account's keys), for the tests.
+    #[cfg(test)]
+    pub(crate) prune_scans: std::sync::atomic::AtomicUsize,
+}
+
+/// What a [`Store::prune_dedup`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Keys forgotten.
+    pub removed: usize,
+    /// When the oldest key kept was recorded (unix seconds); `None`: the window is empty.
+    pub oldest_kept: Option<u64>,
 }
 
 /// The handles of one opened sled database.
@@ -470,6 +483,8 @@ impl SledStore {
             trees: std::sync::RwLock::new(Some(Arc::new(trees))),
             group: Default::default(),
             _lock: lock,
+            #[cfg(test)]
+            prune_scans: Default::default(),
         })
     }
 
@@ -876,19 +891,25 @@ impl Store for SledStore {
         self.accept_outgoing(id, Some(seq), replies)
     }
 
-    fn prune_dedup(&self, id: &str, before: u64) -> Result<usize, StoreError> {
+    fn prune_dedup(&self, id: &str, before: u64) -> Result<Pruned, StoreError> {
         let t = self.t()?;
-        let mut n = 0;
+        let mut pruned = Pruned::default();
         for kv in t.dedup.scan_prefix(prefix(id)) {
             let (k, v) = kv?;
-            if dedup_time(&v) < before {
+            let at = dedup_time(&v);
+            if at < before {
                 t.dedup.remove(k)?;
-                n += 1;
+                pruned.removed += 1;
+            } else {
+                pruned.oldest_kept = Some(pruned.oldest_kept.map_or(at, |o: u64| o.min(at)));
             }
         }
+        #[cfg(test)]
+        self.prune_scans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // No flush: a prune lost in a crash forgets nothing that matters and is done again by
         // the next one; a flush here would block the account's thread for nothing.
-        Ok(n)
+        Ok(pruned)
     }
 
     fn save_contacts(&self, id: &str, json: &[u8], fetched_at: u64) -> Result<(), StoreError> {

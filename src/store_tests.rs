@@ -143,7 +143,13 @@ fn incoming_is_deduplicated_and_replayed_until_done() {
         st.accept_incoming("a", &key(1), b"again", 102).unwrap(),
         None
     );
-    assert_eq!(st.prune_dedup("a", 101).unwrap(), 2);
+    assert_eq!(
+        st.prune_dedup("a", 101).unwrap(),
+        Pruned {
+            removed: 2,
+            oldest_kept: None
+        }
+    );
     assert!(st
         .accept_incoming("a", &key(1), b"late", 5000)
         .unwrap()
@@ -255,7 +261,13 @@ fn a_record_whose_flush_failed_is_completed_once() {
     // Flushed: the reopened store has it all, and the pruning reads both value forms.
     let st = SledStore::open(dir.path()).unwrap();
     assert_eq!(st.inbox("a").unwrap().len(), 2);
-    assert_eq!(st.prune_dedup("a", 101).unwrap(), 3);
+    assert_eq!(
+        st.prune_dedup("a", 101).unwrap(),
+        Pruned {
+            removed: 3,
+            oldest_kept: None
+        }
+    );
 }
 
 /// A dropped store is closed for good: reopening the folder at once always works, even
@@ -302,4 +314,39 @@ fn contacts_and_hold() {
     assert_eq!(st.load_hold("a").unwrap(), Some(h));
     st.set_hold("a", None).unwrap();
     assert_eq!(st.load_hold("a").unwrap(), None);
+}
+
+/// A prune says when the oldest key it kept was recorded, which is when the next one is due
+/// (a window later), and touches only the account's own keys.
+#[test]
+fn a_prune_tells_when_the_oldest_key_kept_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = SledStore::open(dir.path()).unwrap();
+    for (n, at) in [(1, 100), (2, 130), (3, 120)] {
+        st.accept_incoming("a", &key(n), b"m", at).unwrap().unwrap();
+    }
+    st.accept_incoming("ab", &key(9), b"m", 50)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        st.prune_dedup("a", 110).unwrap(),
+        Pruned {
+            removed: 1,
+            oldest_kept: Some(120)
+        }
+    );
+    assert_eq!(
+        st.prune_dedup("a", 200).unwrap(),
+        Pruned {
+            removed: 2,
+            oldest_kept: None
+        }
+    );
+    assert_eq!(
+        st.prune_dedup("ab", 10).unwrap(),
+        Pruned {
+            removed: 0,
+            oldest_kept: Some(50)
+        }
+    );
 }

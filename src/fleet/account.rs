@@ -178,6 +178,9 @@ pub struct Account {
     me: Option<actix::WeakAddr<Account>>,
     /// When a message from a conversation missing from the contacts last asked for a refresh.
     unknown_source_refresh: Option<Instant>,
+    /// When the oldest dedup key leaves the window and a prune is due; `None`: the window
+    /// is empty, and an idle account scans nothing (see [`Self::prune_dedup`]).
+    dedup_prune_at: Option<Instant>,
 }
 
 impl Account {
@@ -231,6 +234,7 @@ impl Account {
             death_notice: None,
             me: None,
             unknown_source_refresh: None,
+            dedup_prune_at: None,
         }
     }
 
@@ -786,6 +790,11 @@ impl Account {
             }
             _ => watchdog,
         };
+        let next = match self.dedup_prune_at {
+            Some(at) => next.min(at.saturating_duration_since(Instant::now())),
+            None => next,
+        }
+        .max(Duration::from_secs(1));
         // One pending tick at a time: a re-arm (the state changed, so something may be due
         // sooner) replaces the one armed before.
         if let Some(h) = self.tick_handle.take() {
@@ -805,6 +814,9 @@ impl Account {
         }
         if self.store_down {
             self.try_recover(ctx);
+        }
+        if !self.store_down && self.dedup_prune_at.is_some_and(|at| at <= Instant::now()) {
+            self.prune_dedup();
         }
         if self.state == Some(AccountState::Online) && !self.store_down && !self.renewal_switching()
         {
@@ -936,10 +948,10 @@ impl Account {
     }
 }
 
-/// How often an account forgets dedup keys older than the window: a fifth of it, so the
-/// window's keys level off at most 20 % above what the window holds. A prune scans only the
-/// account's own keys.
-const DEDUP_PRUNE_EVERY: Duration = Duration::from_secs(DEDUP_WINDOW_SECS / 5);
+/// When an account first looks for dedup keys left from before its start (a prune, at a
+/// random point of this period, so a fleet's start does not scan in one burst), and how long
+/// a failed prune waits before the next try.
+const DEDUP_PRUNE_RETRY: Duration = Duration::from_secs(DEDUP_WINDOW_SECS / 5);
 
 /// A first delay for a periodic chore: uniform in (period/2, period].
 fn jittered(period: Duration) -> Duration {

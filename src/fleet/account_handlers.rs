@@ -20,6 +20,9 @@ impl Actor for Account {
             })
             .or_insert_with(|| AccountStatus::new(&id, Some(qq), AccountState::Starting));
         crate::fleet::status::published(&self.deps.status, &id);
+        // Keys left from before this start are pruned once; after that, a prune is armed
+        // only while the window holds keys (`dedup_prune_at`, run by the tick).
+        self.dedup_prune_at = Some(Instant::now() + jittered(DEDUP_PRUNE_RETRY));
         self.arm_tick(ctx);
         // The periodic chores start at a random point of their period: accounts started
         // together (every start of a fleet) would otherwise all refresh and prune in the same
@@ -28,10 +31,6 @@ impl Actor for Account {
         let refresh = self.cfg.contacts_refresh();
         ctx.run_later(jittered(refresh), move |_, ctx| {
             ctx.run_interval(refresh, |act, ctx| act.refresh_contacts(ctx));
-        });
-        ctx.run_later(jittered(DEDUP_PRUNE_EVERY), |act, ctx| {
-            act.prune_dedup();
-            ctx.run_interval(DEDUP_PRUNE_EVERY, |act, _| act.prune_dedup());
         });
         if let Ok(depth) = self.deps.store.outbox_len(&id) {
             self.set_depth(depth);

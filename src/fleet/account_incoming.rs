@@ -37,12 +37,23 @@ impl Account {
         }
     }
 
-    /// Forgets dedup keys older than the window.
-    pub(super) fn prune_dedup(&self) {
-        let before = now_secs().saturating_sub(DEDUP_WINDOW_SECS);
-        if let Err(e) = self.deps.store.prune_dedup(self.id(), before) {
-            tracing::error!(account = %self.id(), error = %e, "store");
-        }
+    /// Forgets dedup keys older than the window, and arms the next prune for when the
+    /// oldest key kept leaves it. An account whose window is empty arms none: an idle fleet
+    /// does not scan the store account by account (it did once a minute each, a tenth of an
+    /// idle 1,000-account fleet's CPU); the next recorded message arms one (`settle`).
+    pub(super) fn prune_dedup(&mut self) {
+        let now = now_secs();
+        let before = now.saturating_sub(DEDUP_WINDOW_SECS);
+        self.dedup_prune_at = match self.deps.store.prune_dedup(self.id(), before) {
+            Ok(p) => p.oldest_kept.map(|at| {
+                let due = (at + DEDUP_WINDOW_SECS).saturating_sub(now);
+                Instant::now() + Duration::from_secs(due.max(1))
+            }),
+            Err(e) => {
+                tracing::error!(account = %self.id(), error = %e, "store");
+                Some(Instant::now() + DEDUP_PRUNE_RETRY)
+            }
+        };
     }
 
     /// Records a received message (flushed), then hands it to the handler; `answered`: when
@@ -111,7 +122,14 @@ impl Account {
         made: Option<u64>,
     ) -> Option<(u64, Incoming)> {
         match outcome {
-            Ok(Some(seq)) => Some((seq, msg)),
+            Ok(Some(seq)) => {
+                // A key entered the window: it leaves it a window from now.
+                if self.dedup_prune_at.is_none() {
+                    self.dedup_prune_at =
+                        Some(Instant::now() + Duration::from_secs(DEDUP_WINDOW_SECS));
+                }
+                Some((seq, msg))
+            }
             Ok(None) => {
                 emit(DuplicateDropped {
                     account: self.id(),

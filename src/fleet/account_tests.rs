@@ -763,3 +763,54 @@ fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
     assert!(h.store.inbox("a").unwrap().is_empty());
     assert!(h.status.get("a").unwrap().error.is_none());
 }
+
+/// The dedup window is pruned only while it holds keys: past the start's one look for keys
+/// left from before (which forgets them), an idle account scans nothing, and a received
+/// message arms one prune a window later.
+#[test]
+fn the_dedup_window_is_pruned_only_while_it_holds_keys() {
+    use std::sync::atomic::Ordering;
+    let h = harness(10001);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled.jsonl");
+    // A key recorded long ago (unix second 1) by an earlier run, its message handled.
+    let old = buddy_incoming(7, "old");
+    let seq = h
+        .store
+        .accept_incoming("a", &old.dedup_key(), b"{}", 1)
+        .unwrap()
+        .unwrap();
+    h.store.inbox_done("a", seq, &[]).unwrap();
+    let scans = || h.store.prune_scans.load(Ordering::Relaxed);
+    paused(async {
+        online_log_account(&h, &log).await;
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(scans(), 1, "the start's look for old keys");
+        // Ten idle minutes, every poll answered empty: no scan.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(scans(), 1, "an idle account scanned its dedup keys");
+        answer_next_poll(&h, vec![buddy_event(5, 1, "one")]);
+        until("the message handled", Duration::from_secs(70), || {
+            logged_texts(&log).len() == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(DEDUP_WINDOW_SECS - 10)).await;
+        assert_eq!(scans(), 1, "pruned before the key could leave the window");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(scans(), 2, "no prune a window after the message");
+    });
+    // The start's look forgot the old key (it is new again); the message's key is kept (the
+    // clock the keys are dated by did not move a window).
+    assert!(h
+        .store
+        .accept_incoming("a", &old.dedup_key(), b"{}", 2)
+        .unwrap()
+        .is_some());
+    let one = buddy_incoming(1, "one");
+    assert_eq!(
+        h.store
+            .accept_incoming("a", &one.dedup_key(), b"{}", 2)
+            .unwrap(),
+        None
+    );
+}
