@@ -23,6 +23,12 @@ use crate::config::DirScan;
 /// Debounce window for file events.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// How often the debouncer's thread looks for events whose window has passed. It wakes at
+/// this pace for the fleet's whole life, events or not: at its default (a quarter of the
+/// window, 16 times a second) it took 10 % of an idle 1,000-account fleet's CPU. Once per
+/// window delivers a change 250-500 ms after the last write instead of 250-310 ms.
+const DEBOUNCE_TICK: Duration = DEBOUNCE;
+
 /// Keeps the watcher alive; dropping it stops the thread.
 pub struct WatcherHandle {
     stop: Arc<AtomicBool>,
@@ -100,7 +106,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel::<()>();
     let mut debouncer = notify_debouncer_full::new_debouncer(
         DEBOUNCE,
-        None,
+        Some(DEBOUNCE_TICK),
         move |res: notify_debouncer_full::DebounceEventResult| {
             // Only a change is a nudge. The scan itself opens and reads every file, and
             // inotify reports those accesses: nudging on them made the watcher rescan the
