@@ -948,10 +948,11 @@ impl Account {
     }
 }
 
-/// When an account first looks for dedup keys left from before its start (a prune, at a
-/// random point of this period, so a fleet's start does not scan in one burst), and how long
-/// a failed prune waits before the next try.
-const DEDUP_PRUNE_RETRY: Duration = Duration::from_secs(DEDUP_WINDOW_SECS / 5);
+/// The least time between two prunes of an account's dedup window: a fifth of it, so the
+/// window's keys level off at most 20 % above what the window holds. Also when an account
+/// first looks for keys left from before its start (at a random point of this period, so a
+/// fleet's start does not scan in one burst), and how long a failed prune waits.
+const DEDUP_PRUNE_GAP: Duration = Duration::from_secs(DEDUP_WINDOW_SECS / 5);
 
 /// A first delay for a periodic chore: uniform in (period/2, period].
 fn jittered(period: Duration) -> Duration {

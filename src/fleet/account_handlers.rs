@@ -22,7 +22,7 @@ impl Actor for Account {
         crate::fleet::status::published(&self.deps.status, &id);
         // Keys left from before this start are pruned once; after that, a prune is armed
         // only while the window holds keys (`dedup_prune_at`, run by the tick).
-        self.dedup_prune_at = Some(Instant::now() + jittered(DEDUP_PRUNE_RETRY));
+        self.dedup_prune_at = Some(Instant::now() + jittered(DEDUP_PRUNE_GAP));
         self.arm_tick(ctx);
         // The periodic chores start at a random point of their period: accounts started
         // together (every start of a fleet) would otherwise all refresh and prune in the same

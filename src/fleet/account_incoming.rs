@@ -45,13 +45,16 @@ impl Account {
         let now = now_secs();
         let before = now.saturating_sub(DEDUP_WINDOW_SECS);
         self.dedup_prune_at = match self.deps.store.prune_dedup(self.id(), before) {
+            // Not sooner than a gap after this one: under a steady stream the oldest key
+            // leaves the window every moment, and a scan each time would cost more than the
+            // keys it saves.
             Ok(p) => p.oldest_kept.map(|at| {
-                let due = (at + DEDUP_WINDOW_SECS).saturating_sub(now);
-                Instant::now() + Duration::from_secs(due.max(1))
+                let due = Duration::from_secs((at + DEDUP_WINDOW_SECS).saturating_sub(now));
+                Instant::now() + due.max(DEDUP_PRUNE_GAP)
             }),
             Err(e) => {
                 tracing::error!(account = %self.id(), error = %e, "store");
-                Some(Instant::now() + DEDUP_PRUNE_RETRY)
+                Some(Instant::now() + DEDUP_PRUNE_GAP)
             }
         };
     }

@@ -814,3 +814,32 @@ fn the_dedup_window_is_pruned_only_while_it_holds_keys() {
         None
     );
 }
+
+/// A window whose oldest key is about to leave it (as under a steady stream of messages) is
+/// pruned at most once a gap, not every second.
+#[test]
+fn dedup_prunes_stay_a_gap_apart_when_keys_keep_leaving_the_window() {
+    use std::sync::atomic::Ordering;
+    let h = harness(10001);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("handled.jsonl");
+    // A key 20 s from leaving the window, by the clock keys are dated with.
+    let edge = now_secs() - DEDUP_WINDOW_SECS + 20;
+    let seq = h
+        .store
+        .accept_incoming("a", &buddy_incoming(7, "x").dedup_key(), b"{}", edge)
+        .unwrap()
+        .unwrap();
+    h.store.inbox_done("a", seq, &[]).unwrap();
+    let scans = || h.store.prune_scans.load(Ordering::Relaxed);
+    paused(async {
+        online_log_account(&h, &log).await;
+        // The start's look comes 30-60 s in; the next one not before a gap after it.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(scans(), 1);
+        tokio::time::sleep(Duration::from_secs(28)).await;
+        assert_eq!(scans(), 1, "pruned again within the gap");
+        tokio::time::sleep(Duration::from_secs(33)).await;
+        assert_eq!(scans(), 2);
+    });
+}
