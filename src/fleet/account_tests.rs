@@ -764,6 +764,17 @@ fn a_record_cut_short_by_a_store_fault_is_handled_once_after_recovery() {
     assert!(h.status.get("a").unwrap().error.is_none());
 }
 
+/// Account "a"'s store holds `msg`'s dedup key, recorded at unix second `at` by an earlier
+/// run, its message handled.
+fn handled_key_from_earlier_run(h: &Harness, msg: &handler::Incoming, at: u64) {
+    let seq = h
+        .store
+        .accept_incoming("a", &msg.dedup_key(), b"{}", at)
+        .unwrap()
+        .unwrap();
+    h.store.inbox_done("a", seq, &[]).unwrap();
+}
+
 /// The dedup window is pruned only while it holds keys: past the start's one look for keys
 /// left from before (which forgets them), an idle account scans nothing, and a received
 /// message arms one prune a window later.
@@ -773,14 +784,9 @@ fn the_dedup_window_is_pruned_only_while_it_holds_keys() {
     let h = harness(10001);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("handled.jsonl");
-    // A key recorded long ago (unix second 1) by an earlier run, its message handled.
+    // A key recorded long ago (unix second 1) by an earlier run.
     let old = buddy_incoming(7, "old");
-    let seq = h
-        .store
-        .accept_incoming("a", &old.dedup_key(), b"{}", 1)
-        .unwrap()
-        .unwrap();
-    h.store.inbox_done("a", seq, &[]).unwrap();
+    handled_key_from_earlier_run(&h, &old, 1);
     let scans = || h.store.prune_scans.load(Ordering::Relaxed);
     paused(async {
         online_log_account(&h, &log).await;
@@ -825,12 +831,7 @@ fn dedup_prunes_stay_a_gap_apart_when_keys_keep_leaving_the_window() {
     let log = dir.path().join("handled.jsonl");
     // A key 20 s from leaving the window, by the clock keys are dated with.
     let edge = now_secs() - DEDUP_WINDOW_SECS + 20;
-    let seq = h
-        .store
-        .accept_incoming("a", &buddy_incoming(7, "x").dedup_key(), b"{}", edge)
-        .unwrap()
-        .unwrap();
-    h.store.inbox_done("a", seq, &[]).unwrap();
+    handled_key_from_earlier_run(&h, &buddy_incoming(7, "x"), edge);
     let scans = || h.store.prune_scans.load(Ordering::Relaxed);
     paused(async {
         online_log_account(&h, &log).await;
