@@ -768,8 +768,9 @@ impl Account {
     /// Arms the next [`Self::tick`] for when something can be due, so an idle account does
     /// not wake for nothing: online, at the watchdog's deadline (the last poll plus the
     /// watchdog; a poll answered meanwhile moves it on); during a login, every third of the
-    /// watchdog (1-5 s, a dead Login is noticed); otherwise once a watchdog period. Ten
-    /// thousand accounts ticking every 5 s cost 2,000 wake-ups a second while idle.
+    /// watchdog (1-5 s, a dead Login is noticed); otherwise once a watchdog period; and,
+    /// whatever the state, when the dedup window's next prune is due. Ten thousand accounts
+    /// ticking every 5 s cost 2,000 wake-ups a second while idle.
     fn arm_tick(&mut self, ctx: &mut Context<Self>) {
         let watchdog = Duration::from_secs(self.cfg.supervision.watchdog_secs.max(1));
         let tick = Duration::from_secs((self.cfg.supervision.watchdog_secs / 3).clamp(1, 5));
@@ -790,11 +791,14 @@ impl Account {
             }
             _ => watchdog,
         };
+        // A prune due (or overdue, while the store was down) comes at least a second out.
         let next = match self.dedup_prune_at {
-            Some(at) => next.min(at.saturating_duration_since(Instant::now())),
+            Some(at) => next.min(
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1)),
+            ),
             None => next,
-        }
-        .max(Duration::from_secs(1));
+        };
         // One pending tick at a time: a re-arm (the state changed, so something may be due
         // sooner) replaces the one armed before.
         if let Some(h) = self.tick_handle.take() {
