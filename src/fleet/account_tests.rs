@@ -834,13 +834,16 @@ fn dedup_prunes_stay_a_gap_apart_when_keys_keep_leaving_the_window() {
     handled_key_from_earlier_run(&h, &buddy_incoming(7, "x"), edge);
     let scans = || h.store.prune_scans.load(Ordering::Relaxed);
     paused(async {
+        // Timed from the account's start, not from its login (which takes a few seconds):
+        // the start's look comes 30-60 s in, the next one not before a gap (60 s) after it.
+        let start = tokio::time::Instant::now();
+        let at = |secs| tokio::time::sleep_until(start + Duration::from_secs(secs));
         online_log_account(&h, &log).await;
-        // The start's look comes 30-60 s in; the next one not before a gap after it.
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        at(61).await;
         assert_eq!(scans(), 1);
-        tokio::time::sleep(Duration::from_secs(28)).await;
+        at(89).await;
         assert_eq!(scans(), 1, "pruned again within the gap");
-        tokio::time::sleep(Duration::from_secs(33)).await;
+        at(122).await;
         assert_eq!(scans(), 2);
     });
 }
