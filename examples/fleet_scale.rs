@@ -1368,14 +1368,11 @@ fn cell(v: &Value, key: &str) -> String {
 
 fn markdown(report: &Value, before: Option<&Value>) -> String {
     let mut s = String::new();
-    let idle_wait = report["runs"]
-        .as_array()
-        .and_then(|r| r.first())
+    let first_run = report["runs"].as_array().and_then(|r| r.first());
+    let idle_wait = first_run
         .and_then(|r| r["idle_wait_s"].as_u64())
         .unwrap_or(60);
-    let idle_window = report["runs"]
-        .as_array()
-        .and_then(|r| r.first())
+    let idle_window = first_run
         .and_then(|r| r["idle_window_s"].as_f64())
         .unwrap_or(60.0);
     s.push_str(&format!("# Performance\n\nWritten by `make bench` (`examples/fleet_scale.rs`): release build, `qqfleet run` and `qqfleet sim` in separate processes on 127.0.0.1, the simulator holding each poll 60 s as the real service. Figures of one run each; CPU figures are sensitive to whatever else the machine runs (the load average during the idle window is in each table). The idle figures are taken from {idle_wait} s after the last account came online, when the start's pooled connections have closed and the heap has been trimmed; idle CPU over the {idle_window} s that follow (one whole hold: every parked poll answered and parked again once).\n\n"));
