@@ -37,6 +37,9 @@
 //! becomes the "before" column. Uses the release binary (`QQFLEET_SCALE_BIN`). Every wait is
 //! bounded; every child is killed at the end.
 //!
+//! `QQFLEET_BENCH_RENDER=path/to/report.json` writes a recorded run's report, plots and
+//! `docs/PERFORMANCE.md` again without measuring (after a change to how they are written).
+//!
 //! For a diagnosis: `QQFLEET_BENCH_FLEET_ARGS` adds `qqfleet run` options to every fleet
 //! (e.g. `--max-logins 100`, which replaces the bench's wide gate); `QQFLEET_BENCH_LOG`
 //! sets the message path's log filter (e.g. `warn,qqfleet::events=trace`: every flush);
@@ -1260,6 +1263,26 @@ async fn run() {
     let label = std::env::var("QQFLEET_BENCH_LABEL").unwrap_or_default();
     let out = PathBuf::from(std::env::var("QQFLEET_BENCH_OUT").unwrap_or("target/bench".into()));
     std::fs::create_dir_all(&out).unwrap();
+    if let Ok(path) = std::env::var("QQFLEET_BENCH_RENDER") {
+        // A recorded run written out again (figures derived from the runs are recomputed,
+        // so a report from before a new derived figure gets it): no fleet is started.
+        let mut report: Value = match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("QQFLEET_BENCH_RENDER={path}: {e}");
+                std::process::exit(2);
+            }
+        };
+        if let Some(runs) = report["runs"].as_array_mut() {
+            let growth = memory_growth(runs);
+            report["memory_growth"] = growth;
+        }
+        write_outputs(&out, &label, &report);
+        return;
+    }
     let _ = qqfleet::fdlimit::raise();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1269,6 +1292,7 @@ async fn run() {
     for &n in &sizes {
         runs.push(measure(&bin, n, deadline).await);
     }
+    let growth = memory_growth(&mut runs);
     let qqbot = if std::env::var("QQFLEET_BENCH_QQBOT").as_deref() == Ok("0") {
         json!({"error": "skipped (QQFLEET_BENCH_QQBOT=0)"})
     } else {
@@ -1284,20 +1308,26 @@ async fn run() {
             sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
         ),
         "runs": runs,
+        "memory_growth": growth,
         "qqbot": qqbot,
     });
+    write_outputs(&out, &label, &report);
+}
+
+/// Writes the report, its plots and (unless it is the "before" run) `docs/PERFORMANCE.md`.
+fn write_outputs(out: &Path, label: &str, report: &Value) {
     let name = if label.is_empty() {
         "report.json".to_string()
     } else {
         format!("report-{label}.json")
     };
-    std::fs::write(out.join(&name), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    std::fs::write(out.join(&name), serde_json::to_vec_pretty(report).unwrap()).unwrap();
     println!("wrote {}", out.join(&name).display());
     let before: Option<Value> = std::fs::read(out.join("report-before.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|_| label != "before");
-    plots(&out, &report, before.as_ref());
+    plots(out, report, before.as_ref());
     let doc = std::env::var("QQFLEET_BENCH_DOC").unwrap_or("docs/PERFORMANCE.md".into());
     if !doc.is_empty() && label != "before" {
         // Notes written by people below the marker survive a new run.
@@ -1305,10 +1335,54 @@ async fn run() {
             .ok()
             .and_then(|d| d.find(NOTES).map(|i| d[i..].to_string()))
             .unwrap_or_else(|| format!("{NOTES}\n"));
-        let text = format!("{}\n{notes}", markdown(&report, before.as_ref()));
+        let text = format!("{}\n{notes}", markdown(report, before.as_ref()));
         std::fs::write(&doc, text).unwrap();
         println!("wrote {doc}");
     }
+}
+
+/// How the fleet's memory grows with N, from the runs' idle RSS: each run after the first
+/// gets `kib_per_added_account` (its RSS minus the previous size's, over the accounts added).
+/// The answer holds the range of those slopes and the one-time part: the smallest size's
+/// RSS above its empty fleet, less its accounts at the first slope.
+///
+/// Why: "fleet RSS minus an empty fleet, / N" spreads the costs a fleet pays once it runs any
+/// account at all (program code paged in, the store's log buffer, the allocator's pages
+/// that the start's temporaries left partly used) over N, so it falls with N even when
+/// every added account costs the same. The slope is what an operator adding accounts pays.
+/// Each size is its own fleet process, so a slope carries the noise of two runs.
+fn memory_growth(runs: &mut [Value]) -> Value {
+    let mut slopes: Vec<f64> = Vec::new();
+    let mut first: Option<(f64, f64, f64)> = None;
+    let mut prev: Option<(f64, f64)> = None;
+    for r in runs.iter_mut() {
+        let (Some(n), Some(rss), Some(empty)) = (
+            r["online"].as_f64().filter(|&n| n > 0.0),
+            r["rss_kib"].as_f64(),
+            r["empty_rss_kib"].as_f64(),
+        ) else {
+            continue;
+        };
+        if let Some((pn, prss)) = prev.filter(|&(pn, _)| n > pn) {
+            let slope = (rss - prss) / (n - pn);
+            r["kib_per_added_account"] = json!(slope);
+            slopes.push(slope);
+        }
+        prev = Some((n, rss));
+        first.get_or_insert((n, rss, empty));
+    }
+    let (Some(&first_slope), Some((n1, rss1, empty1))) = (slopes.first(), first) else {
+        return Value::Null;
+    };
+    let min = slopes.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = slopes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    json!({
+        "kib_per_added_account_min": min,
+        "kib_per_added_account_max": max,
+        "one_time_kib": rss1 - empty1 - n1 * first_slope,
+        "one_time_at": n1,
+        "first_slope": first_slope,
+    })
 }
 
 /// Everything after this line of docs/PERFORMANCE.md is kept by the next run.
@@ -1341,6 +1415,9 @@ fn plots(out: &Path, report: &Value, before: Option<&Value>) {
         let mut s: Vec<(&str, Vec<(f64, f64)>)> = vec![("qqfleet", series(report, key))];
         if let Some(b) = before {
             s.push(("before", series(b, key)));
+        }
+        if key == "kib_per_account" {
+            s.push(("per added account", series(report, "kib_per_added_account")));
         }
         if let Err(e) = plot::line_plot(&out.join(file), title, "accounts", y, &s) {
             eprintln!("plot {file}: {e}");
@@ -1386,7 +1463,7 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         m["nofile"].as_str().unwrap_or(""),
         report["command"].as_str().unwrap_or("")
     ));
-    let rows: [(&str, &str, &str); 43] = [
+    let rows: [(&str, &str, &str); 44] = [
         ("accounts online", "online", "N"),
         (
             "cold start to all online, every QR scanned at once (s)",
@@ -1408,6 +1485,11 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         (
             "the same, anonymous memory only (KiB; without the program's code pages)",
             "anon_kib_per_account",
+            "",
+        ),
+        (
+            "memory per added account (KiB; RSS minus the previous size's, / the accounts added)",
+            "kib_per_added_account",
             "",
         ),
         (
@@ -1578,6 +1660,38 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
             }
         }
         s.push('\n');
+    }
+    let g = &report["memory_growth"];
+    if let (Some(min), Some(max), Some(once)) = (
+        g["kib_per_added_account_min"].as_f64(),
+        g["kib_per_added_account_max"].as_f64(),
+        g["one_time_kib"].as_f64(),
+    ) {
+        s.push_str("## Memory as the fleet grows\n\n");
+        s.push_str("| accounts | fleet RSS, idle (KiB) | per account: RSS minus an empty fleet, / N (KiB) | per added account: RSS minus the previous size's, / the accounts added (KiB) |\n|---|---|---|---|\n");
+        for r in report["runs"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                cell(r, "online"),
+                cell(r, "rss_kib"),
+                cell(r, "kib_per_account"),
+                cell(r, "kib_per_added_account")
+            ));
+        }
+        let cost = if max - min < 0.05 {
+            format!("{min:.1} KiB")
+        } else {
+            format!(
+                "{min:.1} to {max:.1} KiB ({:.2}× between the extremes)",
+                max / min
+            )
+        };
+        let n1 = g["one_time_at"].as_f64().unwrap_or(0.0);
+        let first = g["first_slope"].as_f64().unwrap_or(0.0);
+        s.push_str(&format!(
+            "\nEach added account costs {cost}. At {n1:.0} accounts the fleet holds {:.1} MB more than the empty fleet plus {n1:.0} accounts at {first:.1} KiB: a part paid once a fleet has run any account (what it holds: the notes below), which is why the per-account figure above is higher at small sizes.\n\n",
+            once / 1024.0
+        ));
     }
     let q = &report["qqbot"];
     s.push_str("## One WebQQ client of the period\n\n");
