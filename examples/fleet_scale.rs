@@ -1662,10 +1662,12 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
         s.push('\n');
     }
     let g = &report["memory_growth"];
-    if let (Some(min), Some(max), Some(once)) = (
+    if let (Some(min), Some(max), Some(once), Some(n1), Some(first)) = (
         g["kib_per_added_account_min"].as_f64(),
         g["kib_per_added_account_max"].as_f64(),
         g["one_time_kib"].as_f64(),
+        g["one_time_at"].as_f64(),
+        g["first_slope"].as_f64(),
     ) {
         s.push_str("## Memory as the fleet grows\n\n");
         s.push_str("| accounts | fleet RSS, idle (KiB) | per account: RSS minus an empty fleet, / N (KiB) | per added account: RSS minus the previous size's, / the accounts added (KiB) |\n|---|---|---|---|\n");
@@ -1686,8 +1688,6 @@ fn markdown(report: &Value, before: Option<&Value>) -> String {
                 max / min
             )
         };
-        let n1 = g["one_time_at"].as_f64().unwrap_or(0.0);
-        let first = g["first_slope"].as_f64().unwrap_or(0.0);
         s.push_str(&format!(
             "\nEach added account costs {cost}. At {n1:.0} accounts the fleet holds {:.1} MB more than the empty fleet plus {n1:.0} accounts at {first:.1} KiB: a part paid once a fleet has run any account (what it holds: the notes below), which is why the per-account figure above is higher at small sizes.\n\n",
             once / 1024.0

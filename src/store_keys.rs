@@ -38,7 +38,7 @@ pub fn key_owner(key: &[u8]) -> Option<&[u8]> {
 }
 
 /// Tags of `tag\0id` keys (a tag is never an account's own prefix form, whose rest is binary).
-pub(super) fn is_tag(head: &[u8]) -> bool {
+fn is_tag(head: &[u8]) -> bool {
     TAGS.contains(&head)
 }
 
